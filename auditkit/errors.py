@@ -1,0 +1,68 @@
+"""Errors and warnings raised by auditkit.
+
+Every error auditkit raises on purpose derives from :class:`AuditkitError`, so a caller (or the command
+line) can tell a problem with its input from a bug. Messages are one line: what is wrong, the value
+received, and how to fix it.
+
+::
+
+    AuditkitError                      root of everything auditkit raises on purpose
+    ├── InputError (ValueError)        bad arguments or data: shapes, NaN/inf, labels, unknown options
+    ├── NotFittedError (RuntimeError)  an engine used before ``fit``
+    ├── ModelTooLargeError             ``method="exact"`` asked of a model with too many parameters
+    └── HessianError (ArithmeticError) the Hessian cannot be inverted as asked
+        └── SingularHessianError       it is singular or not positive definite: add damping
+
+    AuditkitWarning (UserWarning)
+    └── ConvergenceWarning             an iterative solver stopped before reaching its tolerance
+"""
+
+from __future__ import annotations
+
+
+class AuditkitError(Exception):
+    """Root of every error auditkit raises on purpose."""
+
+
+class InputError(AuditkitError, ValueError):
+    """An argument or a data set is malformed: the message names it and says how to fix it."""
+
+
+class NotFittedError(AuditkitError, RuntimeError):
+    """A fitted object was used before ``fit`` was called."""
+
+
+class ModelTooLargeError(AuditkitError, ValueError):
+    """The chosen method cannot handle a model of this size."""
+
+
+class HessianError(AuditkitError, ArithmeticError):
+    """The Hessian of the training objective cannot be inverted as asked."""
+
+
+class SingularHessianError(HessianError):
+    """The Hessian is singular or not positive definite; a positive ``damping`` fixes it."""
+
+
+class AuditkitWarning(UserWarning):
+    """Root of the warnings auditkit issues."""
+
+
+class ConvergenceWarning(AuditkitWarning):
+    """An iterative solver stopped before its tolerance; ``residual`` is the relative residual reached."""
+
+    def __init__(self, message: str, *, residual: float):
+        super().__init__(message)
+        self.residual = float(residual)
+
+
+__all__ = [
+    "AuditkitError",
+    "InputError",
+    "NotFittedError",
+    "ModelTooLargeError",
+    "HessianError",
+    "SingularHessianError",
+    "AuditkitWarning",
+    "ConvergenceWarning",
+]

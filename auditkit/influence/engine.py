@@ -1,0 +1,221 @@
+"""``InfluenceEngine``: the effect of removing each training record, without retraining.
+
+Training objective assumed: ``R(θ) = (1/n) Σ_i ℓ(z_i; θ) + (l2/2)·‖θ‖²`` at the trained θ̂, and
+``H = ∇²R(θ̂) + damping·I``. Removing record j and retraining moves the parameters by about
+``Δθ_j = (1/n) H⁻¹ g_j`` with ``g_j = ∇ℓ(z_j; θ̂)`` (Koh & Liang 2017, upweighting by ε = −1/n). Hence:
+
+- ``influence(X, y)[i, j] = (1/n) ∇ℓ(z_i)ᵀ H⁻¹ g_j`` ≈ loss of test record i after removing training
+  record j and retraining, minus its loss now. Positive: j helps i (removing it raises i's loss).
+- ``self_influence()[j] = (1/n) g_jᵀ H⁻¹ g_j`` ≈ the same for record j's own loss (≥ 0 when H ≻ 0).
+- ``influence_on(measure, X, y)[j] = (1/n) ∇m(θ̂)ᵀ H⁻¹ g_j`` ≈ change of the scalar ``m = measure(f(X), y)``
+  when j is removed: one solve for the measurement, then one dot product per training record.
+
+All three are in the units of the loss (or of the measurement) and comparable with actual
+leave-one-out retraining. Training gradients are streamed in chunks; the n × p gradient matrix is
+never held in memory.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InputError, NotFittedError
+from .gradients import ModelFunction, _select
+from .hessian import HessianOperator
+from .losses import check_targets, resolve_loss
+from .records import Records
+from .solvers import make_solver
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, torch.float32: torch.float32,
+           torch.float64: torch.float64}
+
+
+def _nonnegative(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+        raise InputError(f"{name}={value!r} is not allowed: it must be a finite number ≥ 0")
+    return float(value)
+
+
+class InfluenceEngine:
+    """Influence of training records on test losses, on their own loss, and on any scalar measurement.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The trained model. It is switched to ``eval()`` while influence is computed, then restored.
+    loss : ``"cross_entropy"``, ``"bce"``, ``"mse"`` or a callable ``loss(outputs, targets) -> (n,)``
+        The per-record training loss ℓ.
+    l2 : float
+        The L2 coefficient the model was trained with, in ``mean loss + (l2/2)·‖θ‖²``.
+    method : ``"exact"``, ``"cg"`` or ``"lissa"``
+        How ``H⁻¹`` is applied; extra keyword options go to the solver (see ``auditkit.influence.solvers``).
+    damping : float
+        Added to the Hessian's diagonal (``H + damping·I``); needed when H is singular or indefinite.
+    params : list of names or prefixes, optional
+        Compute influence for these parameters only (e.g. ``["fc2"]`` for the last layer); others are fixed.
+    dtype : torch.float32 or torch.float64, optional
+        Precision of the computation (default: the model's). ``"exact"`` factorises in float64 regardless.
+    device : optional
+        Where to compute (default: where the model's parameters are).
+    chunk_size : int
+        Records per chunk of per-record gradients; memory grows with it, not with n.
+    """
+
+    def __init__(self, model: nn.Module, loss: str | Callable = "cross_entropy", *, l2: float = 0.0,
+                 method: str = "exact", damping: float = 0.0, params=None, dtype=None, device=None,
+                 chunk_size: int = 256, **solver_options):
+        if not isinstance(model, nn.Module):
+            raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}: convert it first "
+                             "(auditkit.models has converters)")
+        self.model = model
+        self.loss = loss
+        self.loss_fn = resolve_loss(loss)
+        self.l2 = _nonnegative("l2", l2)
+        self.damping = _nonnegative("damping", damping)
+        self.method = method
+        self.solver = make_solver(method, solver_options)
+        self.params = params
+        _select(model, params)
+        if dtype is not None and dtype not in _DTYPES:
+            raise InputError(f"dtype={dtype!r} is not allowed: use torch.float32 or torch.float64")
+        first = next(p for p in model.parameters() if p.requires_grad)
+        self.dtype = _DTYPES[dtype] if dtype is not None else (
+            first.dtype if first.dtype in (torch.float32, torch.float64) else torch.float32)
+        self.device = torch.device(device) if device is not None else first.device
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise InputError(f"chunk_size={chunk_size!r} is not allowed: it must be a positive integer")
+        self.chunk_size = chunk_size
+
+    # ----------------------------------------------------------------------------------- plumbing
+    @contextmanager
+    def _eval_mode(self):
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            yield
+        finally:
+            self.model.train(was_training)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "solver_"):
+            raise NotFittedError("this InfluenceEngine is not fitted yet: call fit(X_train, y_train) first")
+
+    def _records(self, X, y, name: str, *, check_labels: bool = True) -> Records:
+        """Wrap and validate records: the model must accept them and the targets must suit the loss."""
+        records = Records(X, y, name=name)
+        x, _ = records.head(4, dtype=self.dtype, device=self.device)
+        try:
+            with torch.no_grad():
+                out = self.fn_.outputs(self.fn_.theta, x)
+        except Exception as exc:  # noqa: BLE001 - any failure here means the records do not fit the model
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputError(f"the model cannot be applied to {name} (records of shape "
+                             f"{tuple(x.shape[1:])}): {first}. Check that the features match the model's input") \
+                from None
+        if check_labels:
+            check_targets(self.loss, out, records.targets(), name=f"y for {name}")
+        return records
+
+    def _chunks(self, records: Records):
+        return records.chunks(self.chunk_size, dtype=self.dtype, device=self.device)
+
+    def _grad_chunks(self, records: Records):
+        """Yield ``(start, G)`` with G the per-record gradients of records ``start .. start+len(G)``."""
+        start = 0
+        for x, y in self._chunks(records):
+            G = self.fn_.per_record_grads(x, y)
+            yield start, G
+            start += G.shape[0]
+
+    def _against_training(self, V: torch.Tensor) -> np.ndarray:
+        """``(1/n) V G_trainᵀ`` for rows V (k, p): one streamed pass over the training gradients."""
+        out = np.empty((V.shape[0], self.n_train_), dtype=np.float64)
+        for start, G in self._grad_chunks(self.train_):
+            out[:, start:start + G.shape[0]] = (V @ G.T / self.n_train_).double().cpu().numpy()
+        return out
+
+    # ----------------------------------------------------------------------------------- public API
+    def fit(self, X, y=None) -> "InfluenceEngine":
+        """Take the training records (tensors, numpy arrays, or a Dataset of (x, y)) and prepare H⁻¹."""
+        with self._eval_mode():
+            self.fn_ = ModelFunction(self.model, self.loss_fn, params=self.params,
+                                     dtype=self.dtype, device=self.device)
+            self.train_ = self._records(X, y, "X_train")
+            self.n_train_ = self.train_.n
+            self.n_params_ = self.fn_.n_params
+            self.hessian_ = HessianOperator(self.fn_, self.train_, l2=self.l2, damping=self.damping,
+                                            chunk_size=self.chunk_size)
+            self.solver_ = self.solver.fit(self.hessian_)
+        return self
+
+    def influence(self, X, y=None) -> np.ndarray:
+        """``S[i, j] = (1/n) ∇ℓ(z_i)ᵀ H⁻¹ g_j``: change of test record i's loss when j is removed; (m, n)."""
+        self._check_fitted()
+        with self._eval_mode():
+            test = self._records(X, y, "X_test")
+            G_test = torch.cat([G for _, G in self._grad_chunks(test)])
+            V = self.solver_.solve(G_test)
+            return self._against_training(V)
+
+    def self_influence(self) -> np.ndarray:
+        """``s[j] = (1/n) g_jᵀ H⁻¹ g_j``: change of record j's own loss when it is removed; shape (n,)."""
+        self._check_fitted()
+        out = np.empty(self.n_train_, dtype=np.float64)
+        with self._eval_mode():
+            for start, G in self._grad_chunks(self.train_):
+                out[start:start + G.shape[0]] = (self.solver_.quad_forms(G) / self.n_train_).double().cpu().numpy()
+        return out
+
+    def measure_gradient(self, measure: Callable, X, y=None) -> tuple[float, torch.Tensor]:
+        """``(m, ∇_θ m)`` for ``m = measure(f(X; θ), y)``, by the chain rule over chunks of X."""
+        self._check_fitted()
+        if not callable(measure):
+            raise InputError(f"measure must be a callable measure(outputs, y) -> scalar tensor, "
+                             f"got {type(measure).__name__}")
+        with self._eval_mode():
+            records = self._records(X, y, "X", check_labels=False)
+            with torch.no_grad():
+                outputs = torch.cat([self.fn_.outputs(self.fn_.theta, x) for x, _ in self._chunks(records)])
+            targets = torch.cat([t for _, t in self._chunks(records)])
+            outputs.requires_grad_(True)
+            value = measure(outputs, targets)
+            if not isinstance(value, torch.Tensor) or value.numel() != 1:
+                raise InputError(f"measure must return a scalar tensor, got "
+                                 f"{type(value).__name__}{tuple(getattr(value, 'shape', ()))}")
+            if not torch.isfinite(value).all():
+                raise InputError(f"measure returned {float(value):g} on the model's outputs: it must be finite")
+            if not value.requires_grad:
+                raise InputError("measure does not depend on the model's outputs (no gradient): compute it "
+                                 "from the outputs it receives, with torch operations")
+            (cotangent,) = torch.autograd.grad(value.reshape(()), outputs)
+            total = torch.zeros_like(self.fn_.theta)
+            start = 0
+            for x, _ in self._chunks(records):
+                total += self.fn_.vjp_outputs(x, cotangent[start:start + x.shape[0]])
+                start += x.shape[0]
+        return float(value), total
+
+    def influence_on(self, measure: Callable, X, y=None) -> np.ndarray:
+        """``e[j] = (1/n) ∇m(θ̂)ᵀ H⁻¹ g_j``: change of ``m = measure(f(X), y)`` when j is removed; (n,).
+
+        ``measure(outputs, y)`` receives the model's outputs for all of X, in order, and y, and returns a
+        scalar tensor (a group's mean loss, a gap between groups, ...). One solve, n dot products.
+        """
+        _, gradient = self.measure_gradient(measure, X, y)
+        with self._eval_mode():
+            v = self.solver_.solve(gradient[None, :])
+            return self._against_training(v)[0]
+
+    def summary(self) -> dict:
+        """Settings and solver diagnostics, for reports."""
+        self._check_fitted()
+        return {"method": self.method, "l2": self.l2, "damping": self.damping,
+                "dtype": str(self.dtype).replace("torch.", ""), "n_params": self.n_params_,
+                "n_train": self.n_train_, "solver": self.solver_.summary(),
+                "convention": "change in loss when the record is removed and the model retrained, "
+                              "divided by n; positive = the record helps"}

@@ -1,0 +1,22 @@
+"""Inverse-Hessian solvers, by method name: ``exact``, ``cg``, ``lissa``."""
+
+from __future__ import annotations
+
+from ...errors import InputError
+from .base import Solver
+from .cg import CGSolver
+from .exact import ExactSolver
+from .lissa import LissaSolver
+
+SOLVERS: dict[str, type[Solver]] = {"exact": ExactSolver, "cg": CGSolver, "lissa": LissaSolver}
+
+
+def make_solver(method: str, options: dict) -> Solver:
+    """The solver for ``method``, built from its keyword ``options``."""
+    if not isinstance(method, str) or method not in SOLVERS:
+        allowed = ", ".join(repr(m) for m in SOLVERS)
+        raise InputError(f"method={method!r} is not known: use one of {allowed}")
+    return SOLVERS[method].from_options(options)
+
+
+__all__ = ["SOLVERS", "Solver", "make_solver", "ExactSolver", "CGSolver", "LissaSolver"]

@@ -1,0 +1,96 @@
+"""LiSSA: the stochastic Neumann-series recursion of Agarwal et al. (2017), as used by Koh & Liang.
+
+With a minibatch estimate ``H̃_t`` of H at each step and ``scale`` above H's largest eigenvalue,
+
+    h_0 = b,    h_t = b + h_{t-1} − H̃_t h_{t-1} / scale,    H⁻¹ b ≈ h_T / scale,
+
+which converges because ``‖I − H/scale‖ < 1``: the error shrinks by about ``1 − λ_min/scale`` per step.
+``repeats`` independent recursions are averaged. The recursion stops early once a step changes the
+estimate by less than ``tol`` (relative); at the end the relative residual ``‖H x − b‖/‖b‖`` is measured
+with the full Hessian and a :class:`ConvergenceWarning` is issued when it exceeds ``residual_tol``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from ...errors import ConvergenceWarning, HessianError
+from ..hessian import HessianOperator
+from .base import Solver, positive
+
+
+@dataclass
+class LissaSolver(Solver):
+    """Options: ``depth`` (max steps per repeat, default 10,000), ``repeats`` (default 1), ``scale``
+    (default 1.5 × the largest eigenvalue found by power iteration), ``batch_size`` (records per
+    step; default 1,024, all records if fewer), ``tol`` (early stop, default 1e-6), ``residual_tol``
+    (warn above it, default 1e-3), ``seed``."""
+
+    depth: int = 10_000
+    repeats: int = 1
+    scale: float | None = None
+    batch_size: int = 1024
+    tol: float = 1e-6
+    residual_tol: float = 1e-3
+    seed: int = 0
+    name = "lissa"
+
+    def validate(self) -> None:
+        positive("depth", self.depth, integer=True)
+        positive("repeats", self.repeats, integer=True)
+        positive("scale", self.scale, allow_none=True)
+        positive("batch_size", self.batch_size, integer=True)
+        positive("tol", self.tol)
+        positive("residual_tol", self.residual_tol)
+
+    def fit(self, hessian: HessianOperator) -> "LissaSolver":
+        self.hessian_ = hessian
+        self.scale_ = self.scale if self.scale is not None else 1.5 * hessian.top_eigenvalue(seed=self.seed)
+        self.residual_ = 0.0
+        self.steps_ = 0
+        return self
+
+    def _recursion(self, B: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        H, scale = self.hessian_, self.scale_
+        full = self.batch_size >= H.n
+        h = B.clone()
+        bound = 1e8 * float(B.abs().max().clamp_min(1e-30))
+        check = 50
+        previous = h.clone()
+        for step in range(1, self.depth + 1):
+            if full:
+                Hh = H.matvec(h)
+            else:
+                Hh = H.sample_matvec(h, torch.randint(H.n, (self.batch_size,), generator=gen))
+            h = B + h - Hh / scale
+            if step % check == 0 or step == self.depth:
+                if not torch.isfinite(h).all() or float(h.abs().max()) > bound:
+                    raise HessianError(
+                        f"method='lissa' diverged after {step} steps with scale={scale:.3g}: pass a larger "
+                        "scale (above the Hessian's largest eigenvalue) or a positive damping")
+                change = float((h - previous).norm() / h.norm().clamp_min(1e-30))
+                previous = h.clone()
+                if change < self.tol * check:
+                    break
+        self.steps_ = max(self.steps_, step)
+        return h / scale
+
+    def solve(self, B: torch.Tensor) -> torch.Tensor:
+        gen = torch.Generator(device="cpu").manual_seed(self.seed)
+        X = sum(self._recursion(B, gen) for _ in range(self.repeats)) / self.repeats
+        norms = B.norm(dim=1).clamp_min(torch.finfo(B.dtype).tiny)
+        residual = float(((self.hessian_.matvec(X) - B).norm(dim=1) / norms).max()) if B.shape[0] else 0.0
+        self.residual_ = max(self.residual_, residual)
+        if residual > self.residual_tol:
+            warnings.warn(ConvergenceWarning(
+                f"method='lissa' reached relative residual {residual:.2e} > residual_tol={self.residual_tol:g} "
+                f"after {self.steps_} steps (depth={self.depth}, scale={self.scale_:.3g}): raise depth or "
+                "repeats, or add damping", residual=residual), stacklevel=3)
+        return X
+
+    def summary(self) -> dict:
+        return {**super().summary(), "scale_used": getattr(self, "scale_", None),
+                "residual": getattr(self, "residual_", None), "steps": getattr(self, "steps_", None)}
