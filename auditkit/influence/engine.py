@@ -70,8 +70,8 @@ class InfluenceEngine:
                  method: str = "exact", damping: float = 0.0, params=None, dtype=None, device=None,
                  chunk_size: int = 256, **solver_options):
         if not isinstance(model, nn.Module):
-            raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}: convert it first "
-                             "(auditkit.models has converters)")
+            raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}: wrap the model "
+                             "in an nn.Module first")
         self.model = model
         self.loss = loss
         self.loss_fn = resolve_loss(loss)
@@ -162,14 +162,34 @@ class InfluenceEngine:
             V = self.solver_.solve(G_test)
             return self._against_training(V)
 
-    def self_influence(self) -> np.ndarray:
-        """``s[j] = (1/n) g_jᵀ H⁻¹ g_j``: change of record j's own loss when it is removed; shape (n,)."""
+    def self_influence(self, indices=None) -> np.ndarray:
+        """``s[j] = (1/n) g_jᵀ H⁻¹ g_j``: change of record j's own loss when it is removed and the model
+        retrained. All training records (shape (n,)), or only those at positions ``indices``, in that order.
+        """
         self._check_fitted()
-        out = np.empty(self.n_train_, dtype=np.float64)
+        if indices is None:
+            chunks = self._grad_chunks(self.train_)
+            out = np.empty(self.n_train_, dtype=np.float64)
+        else:
+            index = self._indices(indices)
+            chunks = ((s, self.fn_.per_record_grads(*self.train_.subset(index[s:s + self.chunk_size],
+                                                                          dtype=self.dtype, device=self.device)))
+                      for s in range(0, len(index), self.chunk_size))
+            out = np.empty(len(index), dtype=np.float64)
         with self._eval_mode():
-            for start, G in self._grad_chunks(self.train_):
+            for start, G in chunks:
                 out[start:start + G.shape[0]] = (self.solver_.quad_forms(G) / self.n_train_).double().cpu().numpy()
         return out
+
+    def _indices(self, indices) -> torch.Tensor:
+        """Training positions as a long tensor, checked against n."""
+        index = torch.as_tensor(np.asarray(indices)).reshape(-1)
+        if index.dtype in (torch.float32, torch.float64, torch.bool) or index.is_complex():
+            raise InputError(f"indices must be integer positions of training records, got dtype {index.dtype}")
+        if len(index) and (int(index.min()) < -self.n_train_ or int(index.max()) >= self.n_train_):
+            raise InputError(f"indices must lie in 0..{self.n_train_ - 1} (the training records), got values "
+                             f"in [{int(index.min())}, {int(index.max())}]")
+        return index.long() % self.n_train_
 
     def measure_gradient(self, measure: Callable, X, y=None) -> tuple[float, torch.Tensor]:
         """``(m, ∇_θ m)`` for ``m = measure(f(X; θ), y)``, by the chain rule over chunks of X."""
@@ -198,7 +218,7 @@ class InfluenceEngine:
             for x, _ in self._chunks(records):
                 total += self.fn_.vjp_outputs(x, cotangent[start:start + x.shape[0]])
                 start += x.shape[0]
-        return float(value), total
+        return float(value.detach()), total
 
     def influence_on(self, measure: Callable, X, y=None) -> np.ndarray:
         """``e[j] = (1/n) ∇m(θ̂)ᵀ H⁻¹ g_j``: change of ``m = measure(f(X), y)`` when j is removed; (n,).

@@ -71,9 +71,9 @@ def fit_model(model: nn.Module, X, y, *, loss="cross_entropy", l2: float = 0.0, 
         iterations = int(opt.state[opt._params[0]].get("n_iter", 0))
     if grad_norm() > tol and sum(sizes) <= newton_max_params:
         iterations += _newton(objective_flat, flat(), assign, tol=tol)
+    final_norm, final_value = grad_norm(), float(objective_flat(flat()))
     model.train(was_training)
-    final_norm = grad_norm()
-    return {"objective": float(objective_flat(flat())), "grad_norm": final_norm, "iterations": iterations,
+    return {"objective": final_value, "grad_norm": final_norm, "iterations": iterations,
             "converged": final_norm <= tol}
 
 

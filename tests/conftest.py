@@ -1,0 +1,92 @@
+"""Shared fixtures: the bundled real data sets, models trained to a minimum, and actual retraining."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import auditkit as ak  # noqa: E402
+from auditkit.influence import retrain_without  # noqa: E402
+from auditkit.influence.losses import resolve_loss  # noqa: E402
+from examples.datasets import prepare  # noqa: E402
+
+L2_LR = 0.01
+L2_MLP = 0.03
+
+
+@pytest.fixture(scope="session")
+def heart():
+    """UCI Heart Disease, split and encoded; tensors in float64."""
+    d = prepare("heart_disease")
+    return {"X": torch.tensor(d.X_train), "y": torch.tensor(d.y_train),
+            "Xt": torch.tensor(d.X_test), "yt": torch.tensor(d.y_test), "prepared": d}
+
+
+def trained(model: torch.nn.Module, X, y, *, loss="cross_entropy", l2: float) -> torch.nn.Module:
+    info = ak.fit_model(model, X, y, loss=loss, l2=l2)
+    assert info["converged"], info
+    return model
+
+
+def logistic(d: int, out: int = 2) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Linear(d, out).double()
+
+
+def mlp(d: int, hidden: int = 16) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(d, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, 2)).double()
+
+
+@pytest.fixture(scope="session")
+def heart_lr(heart):
+    return trained(logistic(heart["X"].shape[1]), heart["X"], heart["y"], l2=L2_LR)
+
+
+@pytest.fixture(scope="session")
+def heart_mlp(heart):
+    return trained(mlp(heart["X"].shape[1]), heart["X"], heart["y"], l2=L2_MLP)
+
+
+def leave_one_out(model, X, y, Xt, yt, records, *, loss="cross_entropy", l2):
+    """Actual retraining without each record: (change of own loss (k,), change of test losses (m, k))."""
+    loss_fn = resolve_loss(loss)
+    with torch.no_grad():
+        base_own, base_test = loss_fn(model(X), y), loss_fn(model(Xt), yt)
+    own, test = [], []
+    for j in records:
+        m = retrain_without(model, X, y, [int(j)], loss=loss, l2=l2)
+        with torch.no_grad():
+            own.append(float(loss_fn(m(X[j:j + 1]), y[j:j + 1])[0] - base_own[j]))
+            test.append((loss_fn(m(Xt), yt) - base_test).numpy())
+    return np.array(own), np.array(test).T
+
+
+@pytest.fixture(scope="session")
+def sample():
+    """The ~20 training records retrained without, and the 40 test records observed."""
+    return np.random.default_rng(0).choice(690, size=20, replace=False), slice(0, 40)
+
+
+@pytest.fixture(scope="session")
+def heart_lr_loo(heart, heart_lr, sample):
+    records, tests = sample
+    return leave_one_out(heart_lr, heart["X"], heart["y"], heart["Xt"][tests], heart["yt"][tests], records, l2=L2_LR)
+
+
+@pytest.fixture(scope="session")
+def heart_mlp_loo(heart, heart_mlp, sample):
+    records, tests = sample
+    return leave_one_out(heart_mlp, heart["X"], heart["y"], heart["Xt"][tests], heart["yt"][tests], records,
+                         l2=L2_MLP)
+
+
+def pearson(a, b) -> float:
+    return float(np.corrcoef(np.ravel(a), np.ravel(b))[0, 1])
