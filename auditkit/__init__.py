@@ -3,8 +3,15 @@
 Importing ``auditkit`` stays light: torch and numpy only (no report or distributed machinery).
 """
 
-from .errors import (AuditkitError, ConvergenceWarning, HessianError, InputError, ModelTooLargeError,
-                     NotFittedError, SingularHessianError)
+from .errors import (
+                     AuditkitError,
+                     ConvergenceWarning,
+                     HessianError,
+                     InputError,
+                     ModelTooLargeError,
+                     NotFittedError,
+                     SingularHessianError,
+)
 from .influence import InfluenceEngine, fit_model
 
 __version__ = "0.1.0"

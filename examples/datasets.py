@@ -64,7 +64,7 @@ class Encoder:
     numeric: list[str]
     categorical: list[str]
 
-    def fit(self, df: pd.DataFrame) -> "Encoder":
+    def fit(self, df: pd.DataFrame) -> Encoder:
         self.medians_ = {c: float(df[c].median()) for c in self.numeric}
         self.with_missing_ = [c for c in self.numeric if df[c].isna().any()]
         filled = {c: df[c].fillna(self.medians_[c]) for c in self.numeric}

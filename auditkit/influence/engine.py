@@ -17,8 +17,8 @@ never held in memory.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Callable
 
 import numpy as np
 import torch
@@ -140,7 +140,7 @@ class InfluenceEngine:
         return out
 
     # ----------------------------------------------------------------------------------- public API
-    def fit(self, X, y=None) -> "InfluenceEngine":
+    def fit(self, X, y=None) -> InfluenceEngine:
         """Take the training records (tensors, numpy arrays, or a Dataset of (x, y)) and prepare H⁻¹."""
         with self._eval_mode():
             self.fn_ = ModelFunction(self.model, self.loss_fn, params=self.params,

@@ -13,7 +13,7 @@ Everything works on one chunk of records at a time; callers stream chunks so mem
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -68,7 +68,7 @@ class ModelFunction:
     def unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
         """Split the flat vector θ back into the model's named parameter tensors."""
         parts = torch.split(theta, self.sizes)
-        return {n: t.view(s) for n, t, s in zip(self.names, parts, self.shapes)}
+        return {n: t.view(s) for n, t, s in zip(self.names, parts, self.shapes, strict=True)}
 
     def outputs(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """The model's outputs ``f(x; θ)`` for a batch ``x``."""

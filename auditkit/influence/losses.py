@@ -13,7 +13,7 @@ written for a batch, and auditkit also calls them on a batch of one inside ``tor
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

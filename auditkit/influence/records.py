@@ -6,7 +6,7 @@ engine's device and dtype, so no computation ever holds more than one chunk of r
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch

@@ -41,7 +41,7 @@ def fit_model(model: nn.Module, X, y, *, loss="cross_entropy", l2: float = 0.0, 
     sizes = [p.numel() for p in params]
 
     def objective_flat(theta: torch.Tensor) -> torch.Tensor:
-        named = {n: t.view_as(p) for n, t, p in zip(names, torch.split(theta, sizes), params)}
+        named = {n: t.view_as(p) for n, t, p in zip(names, torch.split(theta, sizes), params, strict=True)}
         value = (loss_fn(functional_call(model, named, (X,)), y) * w).sum()
         return value + 0.5 * l2 * (theta * theta).sum()
 
@@ -50,7 +50,7 @@ def fit_model(model: nn.Module, X, y, *, loss="cross_entropy", l2: float = 0.0, 
 
     def assign(theta: torch.Tensor) -> None:
         with torch.no_grad():
-            for p, part in zip(params, torch.split(theta, sizes)):
+            for p, part in zip(params, torch.split(theta, sizes), strict=True):
                 p.copy_(part.view_as(p))
 
     def grad_norm() -> float:

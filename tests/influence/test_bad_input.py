@@ -10,8 +10,7 @@ import pytest
 import torch
 
 import auditkit as ak
-from auditkit.errors import (ConvergenceWarning, InputError, ModelTooLargeError, NotFittedError,
-                             SingularHessianError)
+from auditkit.errors import ConvergenceWarning, InputError, ModelTooLargeError, NotFittedError, SingularHessianError
 
 
 @pytest.fixture(scope="module")

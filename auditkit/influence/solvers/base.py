@@ -28,7 +28,7 @@ class Solver(ABC):
     name: str = ""
 
     @classmethod
-    def from_options(cls, options: dict) -> "Solver":
+    def from_options(cls, options: dict) -> Solver:
         """Build the solver from keyword options, refusing unknown ones with the allowed list."""
         allowed = [f.name for f in fields(cls) if f.init]
         unknown = sorted(set(options) - set(allowed))
@@ -39,11 +39,11 @@ class Solver(ABC):
         solver.validate()
         return solver
 
-    def validate(self) -> None:
+    def validate(self) -> None:  # noqa: B027 - optional hook; solvers without options keep it empty
         """Check option values; raise InputError naming the option, the value and what is allowed."""
 
     @abstractmethod
-    def fit(self, hessian: HessianOperator) -> "Solver":
+    def fit(self, hessian: HessianOperator) -> Solver:
         """Prepare to apply H⁻¹ (factorise, estimate a scale, ...)."""
 
     @abstractmethod

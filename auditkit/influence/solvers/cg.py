@@ -30,7 +30,7 @@ class CGSolver(Solver):
         positive("tol", self.tol, allow_none=True)
         positive("max_iter", self.max_iter, integer=True, allow_none=True)
 
-    def fit(self, hessian: HessianOperator) -> "CGSolver":
+    def fit(self, hessian: HessianOperator) -> CGSolver:
         self.hessian_ = hessian
         self.tol_ = self.tol if self.tol is not None else (1e-8 if hessian.dtype == torch.float64 else 1e-5)
         self.max_iter_ = self.max_iter if self.max_iter is not None else min(1000, max(100, 2 * hessian.p))

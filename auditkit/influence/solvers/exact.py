@@ -32,7 +32,7 @@ class ExactSolver(Solver):
         positive("max_params", self.max_params, integer=True)
         positive("rcond", self.rcond)
 
-    def fit(self, hessian: HessianOperator) -> "ExactSolver":
+    def fit(self, hessian: HessianOperator) -> ExactSolver:
         p = hessian.p
         if p > self.max_params:
             raise ModelTooLargeError(

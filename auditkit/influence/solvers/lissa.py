@@ -46,7 +46,7 @@ class LissaSolver(Solver):
         positive("tol", self.tol)
         positive("residual_tol", self.residual_tol)
 
-    def fit(self, hessian: HessianOperator) -> "LissaSolver":
+    def fit(self, hessian: HessianOperator) -> LissaSolver:
         self.hessian_ = hessian
         self.scale_ = self.scale if self.scale is not None else 1.5 * hessian.top_eigenvalue(seed=self.seed)
         self.residual_ = 0.0
