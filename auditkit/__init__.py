@@ -4,13 +4,13 @@ Importing ``auditkit`` stays light: torch and numpy only (no report or distribut
 """
 
 from .errors import (
-                     AuditkitError,
-                     ConvergenceWarning,
-                     HessianError,
-                     InputError,
-                     ModelTooLargeError,
-                     NotFittedError,
-                     SingularHessianError,
+    AuditkitError,
+    ConvergenceWarning,
+    HessianError,
+    InputError,
+    ModelTooLargeError,
+    NotFittedError,
+    SingularHessianError,
 )
 from .influence import InfluenceEngine, fit_model
 

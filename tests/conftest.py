@@ -17,6 +17,9 @@ from auditkit.influence import retrain_without  # noqa: E402
 from auditkit.influence.losses import resolve_loss  # noqa: E402
 from examples.datasets import prepare  # noqa: E402
 
+# The models here are tiny: one thread avoids oversubscription on small CI machines (10-100x faster).
+torch.set_num_threads(1)
+
 L2_LR = 0.01
 L2_MLP = 0.03
 

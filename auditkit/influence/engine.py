@@ -237,5 +237,5 @@ class InfluenceEngine:
         return {"method": self.method, "l2": self.l2, "damping": self.damping,
                 "dtype": str(self.dtype).replace("torch.", ""), "n_params": self.n_params_,
                 "n_train": self.n_train_, "solver": self.solver_.summary(),
-                "convention": "change in loss when the record is removed and the model retrained, "
-                              "divided by n; positive = the record helps"}
+                "convention": "≈ change of the loss (or measurement) when the record is removed and the model "
+                              "retrained, = (1/n)·∇Lᵀ H⁻¹ ∇ℓ_j; positive = the record helps"}

@@ -24,7 +24,7 @@ def test_exact_logistic_regression_matches_retraining(heart, heart_lr, heart_lr_
     S = eng.influence(heart["Xt"][tests], heart["yt"][tests])[:, records]
     assert pearson(s, own) >= 0.98
     assert pearson(S, test) >= 0.98
-    # units: loss change per removal (divided by n), not a score of another scale
+    # units: the change of loss on removal itself (the 1/n is inside the formula), not a score of another scale
     assert 0.8 <= np.median(s / own) <= 1.25
     slope = float(np.polyfit(test.ravel(), S.ravel(), 1)[0])
     assert 0.8 <= slope <= 1.25

@@ -123,7 +123,7 @@ def test_fit_returns_self_and_summary_states_the_convention(small):
     assert eng.fit(X, y) is eng
     summary = eng.summary()
     assert summary["method"] == "cg" and summary["n_train"] == 200 and summary["solver"]["residual"] <= 1e-8
-    assert "removed" in summary["convention"] and "divided by n" in summary["convention"]
+    assert "removed" in summary["convention"] and "(1/n)" in summary["convention"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
