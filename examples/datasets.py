@@ -3,9 +3,9 @@
 - UCI Heart Disease (920 patients from four hospitals; see ``heart_disease/data/SOURCE.md``).
 - Statlog German Credit (1,000 applicants; see ``german_credit/data/SOURCE.md``).
 
-``prepare(name)`` gives a deterministic train/test split and float64 feature matrices, with the encoder
-(median imputation + missing indicators + standardisation for numbers, one-hot with an explicit
-"missing" level for categories) fitted on the training split only.
+``prepare(name)`` gives a deterministic train/test split and float64 feature matrices, with
+``auditkit.data.TabularFeaturizer`` (median imputation + missing indicators + standardisation for numbers,
+one-hot with an explicit "missing" level for categories) fitted on the training split only.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from auditkit.data import TabularFeaturizer
 
 HERE = Path(__file__).resolve().parent
 
@@ -58,33 +60,6 @@ def load_german_credit() -> pd.DataFrame:
 
 
 @dataclass
-class Encoder:
-    """Numbers: median-impute, add a missing indicator, standardise. Categories: one-hot + "missing"."""
-
-    numeric: list[str]
-    categorical: list[str]
-
-    def fit(self, df: pd.DataFrame) -> Encoder:
-        self.medians_ = {c: float(df[c].median()) for c in self.numeric}
-        self.with_missing_ = [c for c in self.numeric if df[c].isna().any()]
-        filled = {c: df[c].fillna(self.medians_[c]) for c in self.numeric}
-        self.means_ = {c: float(filled[c].mean()) for c in self.numeric}
-        self.stds_ = {c: float(filled[c].std()) or 1.0 for c in self.numeric}
-        self.levels_ = {c: sorted(df[c].astype("string").fillna("missing").unique()) for c in self.categorical}
-        self.feature_names_ = (list(self.numeric) + [f"{c}_missing" for c in self.with_missing_]
-                               + [f"{c}={v}" for c in self.categorical for v in self.levels_[c]])
-        return self
-
-    def transform(self, df: pd.DataFrame) -> np.ndarray:
-        cols = [(df[c].fillna(self.medians_[c]) - self.means_[c]) / self.stds_[c] for c in self.numeric]
-        cols += [df[c].isna().astype(float) for c in self.with_missing_]
-        for c in self.categorical:
-            values = df[c].astype("string").fillna("missing")
-            cols += [(values == v).astype(float) for v in self.levels_[c]]
-        return np.column_stack([np.asarray(col, dtype=np.float64) for col in cols])
-
-
-@dataclass
 class Prepared:
     """A split data set: raw frames, float64 features and integer labels."""
 
@@ -109,7 +84,7 @@ def split(df: pd.DataFrame, *, test_fraction: float = 0.25, seed: int = 0) -> tu
 
 
 def prepare(name: str, *, test_fraction: float = 0.25, seed: int = 0) -> Prepared:
-    """``"heart_disease"`` or ``"german_credit"``, split and encoded (encoder fitted on train only)."""
+    """``"heart_disease"`` or ``"german_credit"``, split and encoded (featurizer fitted on train only)."""
     if name == "heart_disease":
         df, numeric, categorical = load_heart_disease(), HEART_NUMERIC, HEART_CATEGORICAL
     elif name == "german_credit":
@@ -117,6 +92,6 @@ def prepare(name: str, *, test_fraction: float = 0.25, seed: int = 0) -> Prepare
     else:
         raise ValueError(f"unknown data set {name!r}: use 'heart_disease' or 'german_credit'")
     train, test = split(df, test_fraction=test_fraction, seed=seed)
-    enc = Encoder(numeric, categorical).fit(train)
+    enc = TabularFeaturizer().fit(train, numeric + categorical)
     return Prepared(train, test, enc.transform(train), train["target"].to_numpy(np.int64),
                     enc.transform(test), test["target"].to_numpy(np.int64), enc.feature_names_)
