@@ -1,0 +1,174 @@
+"""What an audit plugin receives and returns.
+
+A plugin is a class with a registered ``name``, a pydantic ``Options`` model (unknown keys refused) and
+``run(context, options) -> findings``. It reads the :class:`AuditContext` (the model, the fitted
+influence engine, the data splits, the training function if any) and returns findings: a typed,
+serialisable object with ``to_dict()``. A plugin never renders and never reads the policy.
+
+Records never appear in findings by identifier: ``context.token(split, i)`` gives a random token per
+record; the token → record-id map stays in ``context.tokens`` for the private flagged-records file.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from functools import cached_property
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from ..errors import InputError
+from ..influence import InfluenceEngine, fit_model
+from ..influence.losses import resolve_loss
+
+#: ``train(model, X, y) -> model``: retrains a copy of the trained model (warm start) on X, y.
+TrainFn = Callable[[nn.Module, np.ndarray, np.ndarray], nn.Module]
+
+
+class PluginOptions(BaseModel):
+    """Base of every plugin's options: unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def probabilities(outputs: torch.Tensor, loss: str) -> torch.Tensor:
+    """Class probabilities (n, C) from model outputs: softmax for ``cross_entropy``, sigmoid for ``bce``."""
+    if loss == "cross_entropy":
+        return torch.softmax(outputs, dim=-1)
+    if loss == "bce":
+        p = torch.sigmoid(outputs.reshape(outputs.shape[0]))
+        return torch.stack([1 - p, p], dim=1)
+    raise InputError(f"loss={loss!r} is not a classification loss: audits of classifiers need "
+                     "loss='cross_entropy' or loss='bce'")
+
+
+class RecordTokens:
+    """Random tokens for records: ``R-`` + 8 base-32 characters keyed by a per-run secret.
+
+    A token is derived from the record's split and position, never from its identifier, so it reveals
+    nothing about the person; ``mapping()`` lists token → (split, record id) for the data owner only.
+    """
+
+    def __init__(self, seed: int, ids: dict[str, np.ndarray]):
+        self._key = hashlib.blake2b(f"auditkit-tokens-{seed}".encode(), digest_size=32).digest()
+        self._ids = ids
+        self._issued: dict[str, tuple[str, int]] = {}
+
+    def __call__(self, split: str, position: int) -> str:
+        digest = hashlib.blake2b(f"{split}:{int(position)}".encode(), key=self._key, digest_size=5).digest()
+        token = "R-" + _base32(digest)
+        self._issued[token] = (split, int(position))
+        return token
+
+    def mapping(self) -> list[dict]:
+        """Every token issued so far with its split and record id (private: never in a report)."""
+        return [{"token": t, "split": s, "record_id": str(self._ids[s][p])}
+                for t, (s, p) in sorted(self._issued.items())]
+
+
+def _base32(data: bytes) -> str:
+    return base64.b32encode(data).decode()[:8]
+
+
+class AuditContext:
+    """Everything a plugin may read. ``splits`` maps "train", "test" (and "holdout") to AuditData."""
+
+    def __init__(self, model: nn.Module, engine: InfluenceEngine, splits: dict, *, loss: str = "cross_entropy",
+                 l2: float = 0.0, train_fn: TrainFn | None = None, seed: int = 0):
+        if "train" not in splits or "test" not in splits:
+            raise InputError(f"an audit needs 'train' and 'test' splits, got {sorted(splits)}")
+        self.model = model
+        self.engine = engine
+        self.splits = splits
+        self.loss = loss
+        self.l2 = l2
+        self.train_fn = train_fn
+        self.seed = seed
+        self.tokens = RecordTokens(seed, {name: data.ids for name, data in splits.items()})
+        self._outputs: dict[str, torch.Tensor] = {}
+
+    @property
+    def train(self):
+        return self.splits["train"]
+
+    @property
+    def test(self):
+        return self.splits["test"]
+
+    def token(self, split: str, position: int) -> str:
+        """The random token of record ``position`` of ``split``."""
+        return self.tokens(split, position)
+
+    def tensor(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and labels of a split as tensors in the engine's dtype."""
+        data = self.splits[split]
+        return torch.tensor(data.X, dtype=self.engine.dtype), torch.tensor(data.y)
+
+    def outputs(self, split: str, model: nn.Module | None = None) -> torch.Tensor:
+        """Model outputs for a split (cached for the audited model)."""
+        if model is None and split in self._outputs:
+            return self._outputs[split]
+        net = model if model is not None else self.model
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            out = net(self.tensor(split)[0])
+        net.train(was_training)
+        if model is None:
+            self._outputs[split] = out
+        return out
+
+    def proba(self, split: str, model: nn.Module | None = None) -> np.ndarray:
+        """Class probabilities (n, C) for a split."""
+        return probabilities(self.outputs(split, model), self.loss).double().numpy()
+
+    def losses(self, split: str, model: nn.Module | None = None) -> np.ndarray:
+        """Per-record loss on the true label."""
+        y = self.tensor(split)[1]
+        if self.loss == "bce":
+            y = y.to(self.engine.dtype)
+        return resolve_loss(self.loss)(self.outputs(split, model), y).double().numpy()
+
+    def retrain_without(self, remove) -> nn.Module:
+        """The model retrained without training records at positions ``remove`` (needs ``train_fn``)."""
+        if self.train_fn is None:
+            raise InputError("no training function was given: pass train_fn to verify by retraining")
+        keep = np.ones(self.train.n, dtype=bool)
+        keep[np.asarray(remove, dtype=int)] = False
+        return self.train_fn(copy.deepcopy(self.model), self.train.X[keep], self.train.y[keep])
+
+    @cached_property
+    def favourable(self) -> int:
+        """Index of the favourable class."""
+        return int(self.train.favourable_index)
+
+
+def warm_start_trainer(*, loss: str = "cross_entropy", l2: float = 0.0, tol: float = 1e-9) -> TrainFn:
+    """A training function for the objective of the influence contract: ``fit_model`` from the trained
+    parameters (warm start) on the records it is given."""
+
+    def train(model: nn.Module, X: np.ndarray, y: np.ndarray) -> nn.Module:
+        dtype = next(model.parameters()).dtype
+        target = torch.as_tensor(y, dtype=dtype) if loss == "bce" else torch.as_tensor(y)
+        fit_model(model, torch.as_tensor(X, dtype=dtype), target, loss=loss, l2=l2, tol=tol, max_iter=500)
+        return model
+
+    return train
+
+
+class AuditPlugin(ABC):
+    """An audit: ``name``, ``Options`` and ``run``. Registered under the ``auditkit.audits`` entry points."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[PluginOptions]] = PluginOptions
+
+    @abstractmethod
+    def run(self, context: AuditContext, options: Any) -> Any:
+        """Compute the findings (an object with ``to_dict()``); never render, never read the policy."""

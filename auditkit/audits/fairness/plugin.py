@@ -1,0 +1,142 @@
+"""The fairness audit: group metrics and disparities on the test set, the training records that drive
+each disparity (influence), optional verification by retraining, and explanations of chosen predictions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from ...errors import InputError
+from ..base import AuditContext, AuditPlugin, PluginOptions
+from ..explain import explain
+from .attribution import SURROGATES, Attribution, attribute_gap
+from .disparities import disparities
+from .metrics import group_metrics, record_groups
+
+
+class AttributionOptions(PluginOptions):
+    """Which surrogate gaps to attribute, how many drivers to list, where to evaluate removal."""
+
+    surrogates: list[Literal["selection_rate", "equal_opportunity", "mean_loss"]] = list(SURROGATES)
+    n_drivers: int = Field(10, ge=1)
+    top_k: list[int] = [5, 10, 20]
+    verify_k: list[int] = [10]
+
+
+class ExplainOptions(PluginOptions):
+    """Test records to explain (by record id), else the misclassified records of the worst-off group."""
+
+    records: list[str] | None = None
+    max_records: int = Field(5, ge=0)
+    top: int = Field(5, ge=1)
+
+
+class FairnessOptions(PluginOptions):
+    """Options of the fairness audit (the ``fairness:`` block of audit.yaml)."""
+
+    attributes: list[str] | None = None
+    intersections: list[list[str]] = []
+    reference: dict[str, str] = {}
+    min_group_size: int = Field(30, ge=1)
+    bootstrap: int = Field(1000, ge=0)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    seed: int = 0
+    attribution: AttributionOptions = AttributionOptions()
+    explain: ExplainOptions = ExplainOptions()
+
+
+@dataclass
+class FairnessFindings:
+    """What the fairness audit found; ``to_dict()`` is JSON-safe and holds tokens, never record ids."""
+
+    favourable: str
+    tables: list
+    disparities: dict[str, list]
+    attributions: list[Attribution]
+    explanations: list[dict]
+    verified: bool
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"favourable": self.favourable,
+                "groups": [t.to_dict() for t in self.tables],
+                "disparities": {a: [d.to_dict() for d in ds] for a, ds in self.disparities.items()},
+                "attributions": [a.to_dict() for a in self.attributions],
+                "explanations": self.explanations,
+                "verified": self.verified,
+                "notes": self.notes}
+
+
+class FairnessAudit(AuditPlugin):
+    """Subgroup metrics and disparities with intervals, and the training records that drive them."""
+
+    name = "fairness"
+    Options = FairnessOptions
+
+    def run(self, context: AuditContext, options: FairnessOptions) -> FairnessFindings:
+        test = context.test
+        attributes = options.attributes if options.attributes is not None else list(test.groups.columns)
+        for attr in attributes + [a for combo in options.intersections for a in combo]:
+            if attr not in test.groups.columns:
+                raise InputError(f"fairness: sensitive attribute {attr!r} is not in the data: available "
+                                 f"attributes are {list(test.groups.columns)}")
+        if not attributes:
+            raise InputError("fairness: no sensitive attributes: name them in the data's 'sensitive' columns")
+        fav = context.favourable
+        proba = context.proba("test")
+        arrays = {"y_true": test.y == fav, "y_pred": proba.argmax(axis=1) == fav,
+                  "scores": proba[:, fav], "losses": context.losses("test")}
+        tables = group_metrics(arrays["y_true"], arrays["y_pred"], scores=arrays["scores"],
+                               losses=arrays["losses"], groups=test.groups, attributes=attributes,
+                               intersections=options.intersections, min_group_size=options.min_group_size)
+        found = {t.attribute: disparities(t, data=arrays, groups=record_groups(test.groups, t.columns),
+                                          reference=options.reference.get(t.attribute),
+                                          n_boot=options.bootstrap, confidence=options.confidence,
+                                          seed=options.seed)
+                 for t in tables}
+        notes: list[str] = []
+        attributions = []
+        att = options.attribution
+        for table in tables:
+            for kind in att.surrogates:
+                result = attribute_gap(context, table, kind, reference=options.reference.get(table.attribute),
+                                       n_drivers=att.n_drivers, top_k=att.top_k, verify_k=att.verify_k)
+                if result is None:
+                    notes.append(f"{table.attribute}: no {kind} attribution (fewer than two groups with at least "
+                                 f"{options.min_group_size} records and a defined value)")
+                else:
+                    attributions.append(result)
+        verified = any(a.verified for a in attributions)
+        if context.train_fn is None:
+            notes.append("Predicted effects of removing records were not verified by retraining: no training "
+                         "function was given.")
+        explanations = explain(context, "test", self._to_explain(context, options, tables, arrays),
+                               top=options.explain.top)
+        return FairnessFindings(str(context.train.classes[fav]), tables, found, attributions, explanations,
+                                verified, notes)
+
+    @staticmethod
+    def _to_explain(context: AuditContext, options: FairnessOptions, tables, arrays) -> np.ndarray:
+        """Positions of the test records to explain: the chosen ids, else misclassified records of the
+        group with the lowest accuracy (among groups with enough records)."""
+        test = context.test
+        chosen = options.explain.records
+        if chosen is not None:
+            index = {str(i): k for k, i in enumerate(test.ids)}
+            missing = [r for r in chosen if str(r) not in index]
+            if missing:
+                raise InputError(f"fairness.explain.records: {len(missing)} record id(s) are not in the test "
+                                 "split: give ids from its id column")
+            return np.array([index[str(r)] for r in chosen], dtype=int)
+        wrong = arrays["y_true"] != arrays["y_pred"]
+        rows = [(r.metrics.get("accuracy", np.nan), t.attribute, tuple(t.columns), r.group)
+                for t in tables for r in t.groups
+                if r.sufficient and not r.unknown and np.isfinite(r.metrics.get("accuracy", np.nan))]
+        if rows:
+            _, _, columns, group = min(rows)
+            wrong = wrong & (record_groups(test.groups, columns) == group)
+        return np.flatnonzero(wrong)[: options.explain.max_records]
