@@ -1,0 +1,1 @@
+"""Audit plugins: fairness, privacy, data quality and explanations."""

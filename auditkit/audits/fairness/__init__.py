@@ -1,0 +1,1 @@
+"""Fairness audit: group metrics, disparities with confidence intervals, and their influence."""
