@@ -162,3 +162,16 @@ def test_unknown_attribute_is_named():
     with pytest.raises(InputError, match=r"^fairness: sensitive attribute 'race' is not in the data: available "
                                          r"attributes are \['sex', 'age_band'\]$"):
         run_plugin("fairness", ctx, {"attributes": ["race"]})
+
+
+def test_single_group_attribute_is_insufficient_data():
+    splits = heart_splits()
+    for data in splits.values():
+        data.groups["site"] = "all"                     # an attribute with one group only
+    ctx = context_for(splits, train_fn=False)
+    found = run_plugin("fairness", ctx, {"attributes": ["site"], "bootstrap": 20,
+                                         "attribution": {"surrogates": ["selection_rate"]}})
+    [table] = found.tables
+    assert [(r.group, r.count) for r in table.groups] == [("all", 230)]
+    assert {d.status for d in found.disparities["site"]} == {"insufficient_data"}
+    assert found.attributions == [] and any(n.startswith("site: no selection_rate attribution") for n in found.notes)
