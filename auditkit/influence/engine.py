@@ -168,14 +168,28 @@ class InfluenceEngine:
         """
         self._check_fitted()
         if indices is None:
-            chunks = self._grad_chunks(self.train_)
-            out = np.empty(self.n_train_, dtype=np.float64)
-        else:
-            index = self._indices(indices)
-            chunks = ((s, self.fn_.per_record_grads(*self.train_.subset(index[s:s + self.chunk_size],
-                                                                          dtype=self.dtype, device=self.device)))
-                      for s in range(0, len(index), self.chunk_size))
-            out = np.empty(len(index), dtype=np.float64)
+            return self._quad_forms(self._grad_chunks(self.train_), self.n_train_)
+        index = self._indices(indices)
+        chunks = ((s, self.fn_.per_record_grads(*self.train_.subset(index[s:s + self.chunk_size],
+                                                                      dtype=self.dtype, device=self.device)))
+                  for s in range(0, len(index), self.chunk_size))
+        return self._quad_forms(chunks, len(index))
+
+    def self_influence_of(self, X, y=None) -> np.ndarray:
+        """``(1/n) gᵀ H⁻¹ g`` for records that need not be in the training set (e.g. a held-out set).
+
+        For a record outside the training set this is, to first order, how much its own loss would drop
+        if it were added to the training set: the same quantity as ``self_influence`` for a member, so
+        members and non-members can be compared (membership inference, calibrated privacy flags).
+        """
+        self._check_fitted()
+        with self._eval_mode():
+            records = self._records(X, y, "X")
+        return self._quad_forms(self._grad_chunks(records), records.n)
+
+    def _quad_forms(self, chunks, n: int) -> np.ndarray:
+        """``(1/n_train) gᵀ H⁻¹ g`` for each gradient of ``(start, G)`` chunks, into an array of length n."""
+        out = np.empty(n, dtype=np.float64)
         with self._eval_mode():
             for start, G in chunks:
                 out[start:start + G.shape[0]] = (self.solver_.quad_forms(G) / self.n_train_).double().cpu().numpy()

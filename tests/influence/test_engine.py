@@ -140,3 +140,14 @@ def test_math_core_imports_no_io_report_or_dask():
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_self_influence_of_outside_records_equals_self_influence_of_the_same_records(small):
+    X, y, Xt, yt, m = small
+    eng = ak.InfluenceEngine(m, "cross_entropy", l2=L2_LR, chunk_size=8).fit(X, y)
+    np.testing.assert_allclose(eng.self_influence_of(X[:20], y[:20]), eng.self_influence()[:20], rtol=1e-12)
+    outside = eng.self_influence_of(Xt, yt)
+    G = eng.fn_.per_record_grads(Xt, yt)
+    H = eng.hessian_.dense()
+    expected = torch.einsum("ip,ip->i", G, torch.linalg.solve(H, G.T).T) / 200
+    np.testing.assert_allclose(outside, expected.numpy(), rtol=1e-9)
