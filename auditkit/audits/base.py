@@ -78,10 +78,13 @@ def _base32(data: bytes) -> str:
 
 
 class AuditContext:
-    """Everything a plugin may read. ``splits`` maps "train", "test" (and "holdout") to AuditData."""
+    """Everything a plugin may read. ``splits`` maps "train", "test" (and "holdout") to AuditData;
+    ``train_fn`` retrains a copy of the model (verification, reference models); ``checkpoints`` are state
+    dicts saved during training (TracIn-style signals)."""
 
     def __init__(self, model: nn.Module, engine: InfluenceEngine, splits: dict, *, loss: str = "cross_entropy",
-                 l2: float = 0.0, train_fn: TrainFn | None = None, seed: int = 0):
+                 l2: float = 0.0, train_fn: TrainFn | None = None, checkpoints: list[dict] | None = None,
+                 seed: int = 0):
         if "train" not in splits or "test" not in splits:
             raise InputError(f"an audit needs 'train' and 'test' splits, got {sorted(splits)}")
         self.model = model
@@ -90,9 +93,11 @@ class AuditContext:
         self.loss = loss
         self.l2 = l2
         self.train_fn = train_fn
+        self.checkpoints = list(checkpoints) if checkpoints else []
         self.seed = seed
         self.tokens = RecordTokens(seed, {name: data.ids for name, data in splits.items()})
         self._outputs: dict[str, torch.Tensor] = {}
+        self._self_influence: np.ndarray | None = None
 
     @property
     def train(self):
@@ -135,6 +140,12 @@ class AuditContext:
         if self.loss == "bce":
             y = y.to(self.engine.dtype)
         return resolve_loss(self.loss)(self.outputs(split, model), y).double().numpy()
+
+    def self_influence(self) -> np.ndarray:
+        """Self-influence of every training record, computed once and shared by the plugins."""
+        if self._self_influence is None:
+            self._self_influence = self.engine.self_influence()
+        return self._self_influence
 
     def retrain_without(self, remove) -> nn.Module:
         """The model retrained without training records at positions ``remove`` (needs ``train_fn``)."""

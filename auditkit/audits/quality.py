@@ -1,0 +1,82 @@
+"""The data-quality audit: training records that are likely mislabelled or anomalous.
+
+Default score: the estimated **leave-one-out loss** of each training record,
+
+    score_j = ℓ_j(θ̂) + s_j  ≈  ℓ_j(θ̂_{−j}),    s_j = (1/n) g_jᵀ H⁻¹ g_j (self-influence),
+
+the loss the model would have on record j had it not been trained on it (to first order). It is
+loss-aware: a mislabelled record the model fails to fit has a high loss; one it fits only because it saw
+it (an outlier, a memorised label) has a high self-influence; both have a high held-out loss.
+``exp(−score_j)`` estimates the probability the model would give the record's own label if it had not
+seen the record; records below one half are "worth inspecting": the model, trained without them, would
+not back their label. Reasons: ``misfit`` (the trained model already disagrees with the label, ℓ > log 2)
+or ``fit only because seen`` (ℓ ≤ log 2 but ℓ + s > log 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from pydantic import Field
+
+from .base import AuditContext, AuditPlugin, PluginOptions
+from .fairness.metrics import json_safe
+
+EVEN_ODDS = float(np.log(2.0))
+
+
+class QualityOptions(PluginOptions):
+    """Options of the data-quality audit (the ``data_quality:`` block of audit.yaml)."""
+
+    top: int = Field(20, ge=1, description="records listed, highest score first")
+
+
+@dataclass
+class QualityFindings:
+    """Ranked suspects (tokens, never ids) and how many records are worth inspecting, by group and label."""
+
+    score: str
+    n_records: int
+    worth_inspecting: int
+    share_worth_inspecting: float
+    suspects: list[dict]
+    by_group: list[dict]
+    score_quantiles: dict[str, float]
+
+    def to_dict(self) -> dict:
+        return json_safe(asdict(self))
+
+
+class DataQualityAudit(AuditPlugin):
+    """Likely mislabelled or anomalous training records, ranked by estimated leave-one-out loss."""
+
+    name = "data_quality"
+    Options = QualityOptions
+
+    def run(self, context: AuditContext, options: QualityOptions) -> QualityFindings:
+        train = context.train
+        loss = context.losses("train")
+        influence = context.self_influence()
+        score = loss + influence
+        order = np.argsort(-score, kind="stable")
+        inspect = score > EVEN_ODDS
+        classes = [str(c) for c in train.classes]
+        suspects = [{"token": context.token("train", int(j)), "label": classes[train.y[j]],
+                     "groups": {c: str(train.groups[c].iat[j]) for c in train.groups.columns},
+                     "loss": float(loss[j]), "self_influence": float(influence[j]), "score": float(score[j]),
+                     "held_out_probability_of_label": float(np.exp(-score[j])),
+                     "reason": "misfit" if loss[j] > EVEN_ODDS else "fit only because seen"}
+                    for j in order[: options.top]]
+        by_group = []
+        for column in train.groups.columns:
+            values = train.groups[column].astype(str).to_numpy()
+            for group in sorted(set(values)):
+                for c, label in enumerate(classes):
+                    cell = (values == group) & (train.y == c)
+                    if cell.any():
+                        by_group.append({"attribute": column, "group": group, "label": label,
+                                         "count": int(cell.sum()), "worth_inspecting": int(inspect[cell].sum())})
+        quantiles = {f"q{int(q * 100)}": float(np.quantile(score, q)) for q in (0.5, 0.9, 0.99)}
+        return QualityFindings("estimated leave-one-out loss = loss + self-influence", train.n,
+                               int(inspect.sum()), float(inspect.mean()), suspects, by_group, quantiles)
