@@ -1,0 +1,1 @@
+"""Privacy audit: membership inference, self-influence and memorisation of training records."""
