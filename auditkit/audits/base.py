@@ -97,7 +97,7 @@ class AuditContext:
         self.seed = seed
         self.tokens = RecordTokens(seed, {name: data.ids for name, data in splits.items()})
         self._outputs: dict[str, torch.Tensor] = {}
-        self._self_influence: np.ndarray | None = None
+        self._self_influence: dict[bool, np.ndarray] = {}
 
     @property
     def train(self):
@@ -141,11 +141,12 @@ class AuditContext:
             y = y.to(self.engine.dtype)
         return resolve_loss(self.loss)(self.outputs(split, model), y).double().numpy()
 
-    def self_influence(self) -> np.ndarray:
-        """Self-influence of every training record, computed once and shared by the plugins."""
-        if self._self_influence is None:
-            self._self_influence = self.engine.self_influence()
-        return self._self_influence
+    def self_influence(self, *, leverage: bool = False) -> np.ndarray:
+        """Self-influence of every training record (``leverage``: with its own curvature removed from H),
+        computed once and shared by the plugins."""
+        if leverage not in self._self_influence:
+            self._self_influence[leverage] = self.engine.self_influence(leverage=leverage)
+        return self._self_influence[leverage]
 
     def retrain_without(self, remove) -> nn.Module:
         """The model retrained without training records at positions ``remove`` (needs ``train_fn``)."""

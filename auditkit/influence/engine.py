@@ -162,37 +162,65 @@ class InfluenceEngine:
             V = self.solver_.solve(G_test)
             return self._against_training(V)
 
-    def self_influence(self, indices=None) -> np.ndarray:
+    def self_influence(self, indices=None, *, leverage: bool = False) -> np.ndarray:
         """``s[j] = (1/n) g_jᵀ H⁻¹ g_j``: change of record j's own loss when it is removed and the model
         retrained. All training records (shape (n,)), or only those at positions ``indices``, in that order.
+
+        ``leverage=True`` removes record j's own curvature from the Hessian first,
+        ``s̃[j] = (1/n) g_jᵀ (H − A_jᵀA_j/n)⁻¹ g_j`` with ``A_jᵀA_j`` the Gauss–Newton part of ∇²ℓ_j
+        (Sherman–Morrison–Woodbury; exact for the Newton step of a linear model). It matters for
+        high-leverage records, whose fit rests on themselves alone (outliers, memorised records): plain
+        self-influence underestimates their leave-one-out effect by a factor of up to ``1/(1 − h_j)``.
         """
         self._check_fitted()
         if indices is None:
-            return self._quad_forms(self._grad_chunks(self.train_), self.n_train_)
+            return self._quad_forms(self._chunks(self.train_), self.n_train_, -1 if leverage else 0)
         index = self._indices(indices)
-        chunks = ((s, self.fn_.per_record_grads(*self.train_.subset(index[s:s + self.chunk_size],
-                                                                      dtype=self.dtype, device=self.device)))
-                  for s in range(0, len(index), self.chunk_size))
-        return self._quad_forms(chunks, len(index))
+        batches = (self.train_.subset(index[s:s + self.chunk_size], dtype=self.dtype, device=self.device)
+                   for s in range(0, len(index), self.chunk_size))
+        return self._quad_forms(batches, len(index), -1 if leverage else 0)
 
-    def self_influence_of(self, X, y=None) -> np.ndarray:
+    def self_influence_of(self, X, y=None, *, leverage: bool = False) -> np.ndarray:
         """``(1/n) gᵀ H⁻¹ g`` for records that need not be in the training set (e.g. a held-out set).
 
         For a record outside the training set this is, to first order, how much its own loss would drop
         if it were added to the training set: the same quantity as ``self_influence`` for a member, so
-        members and non-members can be compared (membership inference, calibrated privacy flags).
+        members and non-members can be compared (membership inference, calibrated privacy flags). With
+        ``leverage=True`` the record's curvature is added to H, ``(1/n) gᵀ (H + AᵀA/n)⁻¹ g``: the Hessian
+        it would have had as a member, the counterpart of ``self_influence(leverage=True)``.
         """
         self._check_fitted()
         with self._eval_mode():
             records = self._records(X, y, "X")
-        return self._quad_forms(self._grad_chunks(records), records.n)
+        return self._quad_forms(self._chunks(records), records.n, 1 if leverage else 0)
 
-    def _quad_forms(self, chunks, n: int) -> np.ndarray:
-        """``(1/n_train) gᵀ H⁻¹ g`` for each gradient of ``(start, G)`` chunks, into an array of length n."""
+    def _quad_forms(self, batches, n: int, curvature: int = 0) -> np.ndarray:
+        """``(1/n) gᵀ (H + c·AᵀA/n)⁻¹ g`` per record of the ``(x, y)`` batches, with c = ``curvature``
+        (0: plain; −1: the record's curvature removed; +1: added), by Woodbury:
+        ``gᵀ(H + cAᵀA/n)⁻¹g = gᵀH⁻¹g − c·aᵀ(n + c·M)⁻¹a`` with ``a = A H⁻¹ g``, ``M = A H⁻¹ Aᵀ``."""
         out = np.empty(n, dtype=np.float64)
+        start = 0
         with self._eval_mode():
-            for start, G in chunks:
-                out[start:start + G.shape[0]] = (self.solver_.quad_forms(G) / self.n_train_).double().cpu().numpy()
+            for x, y in batches:
+                G = self.fn_.per_record_grads(x, y)
+                if curvature == 0:
+                    values = self.solver_.quad_forms(G)
+                else:
+                    A = self.fn_.curvature_factors(x, y)                              # (b, C, p)
+                    b, C, p = A.shape
+                    U = self.solver_.solve(torch.cat([G[:, None], A], dim=1).reshape(b * (C + 1), p))
+                    U = U.reshape(b, C + 1, p)
+                    plain = (G * U[:, 0]).sum(1)
+                    a = (A @ U[:, 0, :, None])[..., 0]                                # (b, C)
+                    M = A @ U[:, 1:].transpose(1, 2)                                  # (b, C, C)
+                    eye = torch.eye(C, dtype=M.dtype, device=M.device)
+                    inner = self.n_train_ * eye + curvature * M
+                    if curvature < 0:                                  # keep H − AᵀA/n positive definite
+                        inner = inner + eye * (1e-6 * self.n_train_ - torch.linalg.eigvalsh(inner)[:, :1, None]
+                                               ).clamp_min(0)
+                    values = plain - curvature * (a[:, None, :] @ torch.linalg.solve(inner, a[..., None]))[:, 0, 0]
+                out[start:start + x.shape[0]] = (values / self.n_train_).double().cpu().numpy()
+                start += x.shape[0]
         return out
 
     def _indices(self, indices) -> torch.Tensor:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad, jvp, vjp, vmap
+from torch.func import functional_call, grad, hessian, jacrev, jvp, vjp, vmap
 
 from ..errors import InputError
 from .losses import LossFn
@@ -97,3 +97,25 @@ class ModelFunction:
         """``Σ_i (∂f(x_i; θ)/∂θ)ᵀ c_i`` for a batch and cotangents ``c`` shaped like the outputs; (p,)."""
         _, pullback = vjp(lambda t: self.outputs(t, x), self.theta)
         return pullback(cotangent)[0]
+
+    def curvature_factors(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Rows ``A_i`` (b, C, p) with ``A_iᵀ A_i = J_iᵀ Λ_i J_i``, the Gauss–Newton part of ∇²ℓ(z_i; θ).
+
+        ``J_i = ∂f(x_i; θ)/∂θ`` (C × p, C = outputs per record) and ``Λ_i = ∂²ℓ/∂f²`` (C × C, PSD for the
+        built-in losses; negative eigenvalues are clipped). For a linear model this is ∇²ℓ exactly.
+        """
+        def out(theta, xi):
+            return self.outputs(theta, xi.unsqueeze(0)).reshape(-1)
+
+        J = vmap(jacrev(out), in_dims=(None, 0))(self.theta, x)                      # (b, C, p)
+        o = vmap(out, in_dims=(None, 0))(self.theta, x)                              # (b, C)
+        shape = self.outputs(self.theta, x[:1]).shape[1:]
+
+        def loss_of_output(oi, yi):
+            return self.loss_fn(oi.reshape(1, *shape), yi.unsqueeze(0)).sum()
+
+        Lam = vmap(hessian(loss_of_output))(o.detach(), y)                           # (b, C, C)
+        values, vectors = torch.linalg.eigh((Lam + Lam.transpose(1, 2)) / 2)
+        root = vectors * values.clamp_min(0).sqrt().unsqueeze(1)                     # Λ^{1/2} = V diag(√λ)
+        return root.transpose(1, 2) @ J
+

@@ -151,3 +151,25 @@ def test_self_influence_of_outside_records_equals_self_influence_of_the_same_rec
     H = eng.hessian_.dense()
     expected = torch.einsum("ip,ip->i", G, torch.linalg.solve(H, G.T).T) / 200
     np.testing.assert_allclose(outside, expected.numpy(), rtol=1e-9)
+
+
+def test_leverage_corrected_self_influence_equals_the_hessian_without_the_record(small):
+    """s̃_j = (1/n) g_jᵀ (H − ∇²ℓ_j/n)⁻¹ g_j, written out densely (for a linear model GN = ∇²ℓ exactly)."""
+    X, y, Xt, yt, m = small
+    eng = ak.InfluenceEngine(m, "cross_entropy", l2=L2_LR, chunk_size=16).fit(X, y)
+    n, H = 200, eng.hessian_.dense()
+    fn = eng.fn_
+    idx = [0, 5, 77, 199]
+    got = eng.self_influence(idx, leverage=True)
+    for k, j in enumerate(idx):
+        g = fn.per_record_grads(X[j:j + 1], y[j:j + 1])[0]
+        xj, yj = X[j:j + 1], y[j:j + 1]
+        own = torch.func.hessian(lambda t, xj=xj, yj=yj: fn.loss_sum(t, xj, yj))(fn.theta)
+        assert got[k] == pytest.approx(float(g @ torch.linalg.solve(H - own / n, g)) / n, rel=1e-8)
+        assert got[k] >= eng.self_influence([j])[0]
+    np.testing.assert_allclose(eng.self_influence(leverage=True)[idx], got, rtol=1e-10)
+    # outside records: their curvature is added, as if they were members
+    g = fn.per_record_grads(Xt[:1], yt[:1])[0]
+    own = torch.func.hessian(lambda t: fn.loss_sum(t, Xt[:1], yt[:1]))(fn.theta)
+    assert eng.self_influence_of(Xt[:1], yt[:1], leverage=True)[0] == pytest.approx(
+        float(g @ torch.linalg.solve(H + own / n, g)) / n, rel=1e-8)

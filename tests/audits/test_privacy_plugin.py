@@ -1,0 +1,121 @@
+"""The privacy plugin on real data: planted canaries must be ranked high and flagged; flags calibrated."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT
+
+import auditkit as ak
+from auditkit.audits.base import AuditContext, warm_start_trainer
+from auditkit.audits.registry import run_plugin
+from auditkit.data import DataSpec, age_bands, load_table, prepare_splits
+from auditkit.errors import InputError
+
+N_CANARIES = 10
+
+
+def splits_with_canaries(seed: int = 0):
+    """Heart disease split into train / test / holdout, with 10 training records turned into canaries:
+    each has three of the features a clean model weighs most (never shared with another canary) pushed
+    at least 10 units towards one class, and the other class as its label (the clean model gives it < 1%), so the
+    model can only fit a canary by memorising that very record."""
+    frame = load_table(ROOT / "examples/heart_disease/data/heart_disease_uci.csv")
+    frame["disease"] = np.where(frame.pop("num") > 0, "yes", "no")
+    frame["id"] = [f"patient-{i:05d}" for i in frame["id"]]
+    frame["age_band"] = age_bands(frame["age"], edges=(55,))
+    order = np.random.default_rng(seed).permutation(len(frame))
+    parts = {"train": frame.iloc[order[:560]], "test": frame.iloc[order[560:740]],
+             "holdout": frame.iloc[order[740:]]}
+    spec = DataSpec(target="disease", sensitive=("sex", "age_band"), id_column="id", favourable="yes",
+                    features=tuple(c for c in frame.columns if c not in ("disease", "id", "age_band")))
+    splits = prepare_splits(parts, spec)
+    train = splits["train"]
+    clean = torch.nn.Linear(train.X.shape[1], 2).double()
+    ak.fit_model(clean, torch.tensor(train.X), torch.tensor(train.y), l2=0.01)
+    weight = (clean.weight[1] - clean.weight[0]).detach().numpy()        # d logit(class 1) / dx
+    rng = np.random.default_rng(seed + 1)
+    canaries = rng.choice(train.n, N_CANARIES, replace=False)
+    X, y = train.X.copy(), train.y.copy()
+    strongest = np.argsort(-np.abs(weight))[: 3 * N_CANARIES]            # each column used by one canary only
+    for j, columns in zip(canaries, rng.permutation(strongest).reshape(N_CANARIES, 3), strict=True):
+        pushed = rng.integers(2)                                          # the class the features point to
+        size = max(10.0, 12.0 / np.abs(weight[columns]).sum())           # far enough for a < 1% label
+        X[j, columns] += size * np.sign(weight[columns]) * (1 if pushed else -1)
+        y[j] = 1 - pushed                                                 # and the label says the other
+        with torch.no_grad():
+            assert float(torch.softmax(clean(torch.tensor(X[j:j + 1])), dim=1)[0, y[j]]) < 0.01
+    train.X, train.y = X, y
+    return splits, canaries
+
+
+def audit(model, splits, *, l2, train_fn=False, **options):
+    X, y = torch.tensor(splits["train"].X), torch.tensor(splits["train"].y)
+    assert ak.fit_model(model, X, y, l2=l2)["converged"]
+    engine = ak.InfluenceEngine(model, "cross_entropy", l2=l2).fit(X, y)
+    ctx = AuditContext(model, engine, splits, l2=l2, train_fn=warm_start_trainer(l2=l2) if train_fn else None)
+    return ctx, run_plugin("privacy", ctx, options)
+
+
+@pytest.fixture(scope="module")
+def logistic_audit():
+    splits, canaries = splits_with_canaries()
+    torch.manual_seed(0)
+    model = torch.nn.Linear(splits["train"].X.shape[1], 2).double()
+    ctx, found = audit(model, splits, l2=0.01, trust_top=5)
+    return ctx, found, canaries
+
+
+def test_logistic_regression_canaries_flagged_from_the_engine_alone(logistic_audit):
+    ctx, found, canaries = logistic_audit
+    assert found.signals == ["self_influence"]
+    flagged = {f["token"]: k for k, f in enumerate(found.flags)}
+    positions = [flagged.get(ctx.token("train", int(j))) for j in canaries]
+    assert all(p is not None for p in positions)                         # every canary is flagged
+    assert max(positions) < 0.05 * ctx.train.n                            # and ranks in the top 5%
+    assert found.realised_fpr_on_calibration <= found.budget + 1 / (found.n_nonmembers + 1)
+
+
+def test_without_training_function_the_limitation_is_stated(logistic_audit):
+    _, found, _ = logistic_audit
+    assert found.trust == {"checked": False, "records": []}
+    assert any(n.startswith("Memorisation may be underestimated") for n in found.notes)
+
+
+def test_attack_metrics_and_exposure_are_reported(logistic_audit):
+    ctx, found, _ = logistic_audit
+    assert set(found.attacks) == {"loss", "self_influence"}
+    loss = found.attacks["loss"]
+    assert 0 <= loss["auc"] <= 1 and loss["random_baseline"]["auc"] == 0.5
+    assert set(found.attacks_by_group) == {"sex", "age_band"}
+    [sex] = [e for e in found.exposure if e["attribute"] == "sex"]
+    assert sum(g["count"] for g in sex["groups"]) == ctx.train.n
+    text = json.dumps(found.to_dict())
+    assert "patient-" not in text and found.to_dict()["n_flagged"] == len(found.flags)
+
+
+def test_mlp_canaries_flagged_with_a_training_function():
+    splits, canaries = splits_with_canaries()
+    torch.manual_seed(0)
+    d = splits["train"].X.shape[1]
+    model = torch.nn.Sequential(torch.nn.Linear(d, 32), torch.nn.Tanh(), torch.nn.Linear(32, 2)).double()
+    ctx, found = audit(model, splits, l2=1e-3, train_fn=True, trust_top=3)
+    assert "reference" in found.signals
+    flagged = {f["token"]: k for k, f in enumerate(found.flags)}
+    positions = [flagged.get(ctx.token("train", int(j))) for j in canaries]
+    assert all(p is not None for p in positions), positions
+    assert max(positions) < 0.05 * ctx.train.n
+    assert found.trust["checked"] and len(found.trust["records"]) == 3
+    # the trap the reference models close: self-influence at the final parameters underestimates them
+    assert found.trust["underestimated"] >= 1 and any("underestimates memorisation" in n for n in found.notes)
+
+
+def test_missing_holdout_is_named():
+    splits, _ = splits_with_canaries()
+    del splits["holdout"]
+    with pytest.raises(InputError, match=r"^privacy: the non-member split 'holdout' is missing: give a held-out "
+                                         r"split never used in training \(splits present: \['test', 'train'\]\)$"):
+        audit(torch.nn.Linear(splits["train"].X.shape[1], 2).double(), splits, l2=0.01)
