@@ -27,7 +27,11 @@ def flipped():
 
 def test_score_is_the_estimated_leave_one_out_loss_and_matches_retraining(flipped):
     ctx, _, found = flipped
-    loss, s = ctx.losses("train"), ctx.self_influence()
+    misfit = [sus["loss"] > np.log(2) for sus in found.suspects]
+    assert misfit == sorted(misfit, reverse=True)                       # misfit records first
+    first = [sus["loss"] for sus, bad in zip(found.suspects, misfit, strict=True) if bad]
+    assert first == sorted(first, reverse=True)
+    loss, s = ctx.losses("train"), ctx.self_influence(leverage=True)
     top = found.suspects[:5]
     tokens = {ctx.token("train", j): j for j in range(ctx.train.n)}
     for suspect in top:
@@ -41,7 +45,7 @@ def test_flipped_labels_rank_high(flipped):
     ctx, flip, found = flipped
     is_flipped = np.zeros(ctx.train.n, bool)
     is_flipped[flip] = True
-    score = ctx.losses("train") + ctx.self_influence()
+    score = ctx.losses("train") + ctx.self_influence(leverage=True)
     assert roc_auc_score(is_flipped, score) > 0.85
     tokens_flipped = {ctx.token("train", int(j)) for j in flip}
     hits = sum(s["token"] in tokens_flipped for s in found.suspects)   # top 10%
@@ -50,7 +54,7 @@ def test_flipped_labels_rank_high(flipped):
 
 def test_worth_inspecting_counts_add_up(flipped):
     ctx, _, found = flipped
-    score = ctx.losses("train") + ctx.self_influence()
+    score = ctx.losses("train") + ctx.self_influence(leverage=True)
     assert found.worth_inspecting == int((score > np.log(2)).sum())
     assert found.share_worth_inspecting == pytest.approx(found.worth_inspecting / ctx.train.n)
     sex_cells = [c for c in found.by_group if c["attribute"] == "sex"]
