@@ -82,7 +82,7 @@ def test_predicted_gap_after_removing_drivers_matches_retraining(audited):
     measure = gap_measure("selection_rate", *[ctx.test.groups["sex"].to_numpy() == g
                                               for g in (att.disadvantaged, att.advantaged)],
                           loss="cross_entropy", favourable=ctx.favourable)
-    y = torch.as_tensor(ctx.test.y)
+    y = torch.tensor(ctx.test.y)
     random_models = [ctx.retrain_without(rng.choice(ctx.train.n, 10, replace=False)) for _ in range(3)]
     random_changes = [float(measure(ctx.outputs("test", m), y)) - att.gap for m in random_models]
     assert actual_change < min(random_changes)
