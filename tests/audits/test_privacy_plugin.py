@@ -119,3 +119,36 @@ def test_missing_holdout_is_named():
     with pytest.raises(InputError, match=r"^privacy: the non-member split 'holdout' is missing: give a held-out "
                                          r"split never used in training \(splits present: \['test', 'train'\]\)$"):
         audit(torch.nn.Linear(splits["train"].X.shape[1], 2).double(), splits, l2=0.01)
+
+
+def test_checkpoints_add_the_tracin_signal_and_attack():
+    splits, _ = splits_with_canaries()
+    X, y = torch.tensor(splits["train"].X), torch.tensor(splits["train"].y)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(X.shape[1], 2).double()
+    checkpoints = []
+    for steps in (5, 20):                                     # snapshots while training
+        ak.fit_model(model, X, y, l2=0.01, max_iter=steps, tol=1e-30)
+        checkpoints.append({k: v.clone() for k, v in model.state_dict().items()})
+    ak.fit_model(model, X, y, l2=0.01)
+    engine = ak.InfluenceEngine(model, "cross_entropy", l2=0.01).fit(X, y)
+    ctx = AuditContext(model, engine, splits, l2=0.01, checkpoints=checkpoints)
+    found = run_plugin("privacy", ctx, {})
+    assert found.signals == ["self_influence", "tracin"]
+    assert set(found.attacks) == {"loss", "self_influence", "tracin"}
+    assert 0.0 <= found.attacks["tracin"]["auc"] <= 1.0
+
+
+def test_an_over_fit_model_leaks_membership_more_than_a_regularised_one():
+    splits, _ = splits_with_canaries()
+    X, y = torch.tensor(splits["train"].X), torch.tensor(splits["train"].y)
+    aucs = {}
+    for name, l2, hidden in (("over-fit", 1e-5, 16), ("regularised", 0.1, None)):
+        torch.manual_seed(0)
+        model = (torch.nn.Linear(X.shape[1], 2) if hidden is None else torch.nn.Sequential(
+            torch.nn.Linear(X.shape[1], hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, 2))).double()
+        ak.fit_model(model, X, y, l2=l2, max_iter=3000)
+        engine = ak.InfluenceEngine(model, "cross_entropy", l2=l2, damping=1e-3).fit(X, y)
+        ctx = AuditContext(model, engine, splits, l2=l2)
+        aucs[name] = run_plugin("privacy", ctx, {"trust_top": 0}).attacks["loss"]["auc"]
+    assert aucs["over-fit"] > aucs["regularised"] + 0.1, aucs
