@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import Field
 
 from .base import AuditContext, AuditPlugin, PluginOptions
-from .fairness.metrics import json_safe
+from .jsonsafe import json_safe
 
 EVEN_ODDS = float(np.log(2.0))
 

@@ -42,27 +42,12 @@ from fairlearn.metrics import (
     true_positive_rate,
 )
 
+from auditkit.audits.jsonsafe import json_safe
 from auditkit.errors import InputError
 
 UNKNOWN = "unknown"
 SEPARATOR = " & "
 METRICS = ("count", "accuracy", "selection_rate", "tpr", "fpr", "fnr", "precision", "mean_loss", "auc")
-
-
-def json_safe(value):
-    """``value`` with NaN and ±inf replaced by ``None`` and numpy scalars made plain Python (recursively)."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.bool_ | bool):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating | float):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    return value
 
 
 @dataclass

@@ -35,26 +35,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import sklearn.metrics as skm
 
+from auditkit.audits.jsonsafe import json_safe
 from auditkit.errors import AuditkitWarning, InputError
 
 DEFAULT_FPRS = (0.01, 0.001)
 UNKNOWN = "unknown"
-
-
-def json_safe(value):
-    """``value`` with NaN and ±inf replaced by ``None`` and numpy scalars made plain Python (recursively)."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.bool_ | bool):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating | float):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    return value
 
 
 @dataclass

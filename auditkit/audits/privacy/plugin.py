@@ -44,7 +44,7 @@ from scipy.stats import spearmanr
 from ...errors import InputError
 from ...influence.tracin import tracin_self_influence
 from ..base import AuditContext, AuditPlugin, PluginOptions
-from ..fairness.metrics import json_safe
+from ..jsonsafe import json_safe
 from .attacks import attack_metrics, attack_metrics_by_group, flag_threshold
 from .reference import reference_attack
 
