@@ -150,6 +150,9 @@ class PrivacyAudit(AuditPlugin):
                                     attack_metrics_by_group(m, h, g_m, g_h, min_group_size=options.min_group_size,
                                                             fprs=tuple(options.fprs), name=k).items()}
                                 for k, (m, h) in attack_scores.items()}
+        if not flags:
+            notes.append(f"No training record was flagged: every member's risk stays within the top "
+                         f"{100 * options.budget:g}% of the non-members' (signals: {', '.join(sorted(signals))}).")
         trust = self._trust(context, risk_m, options, notes)
         return PrivacyFindings(sorted(signals), "max over signals of (x − median) / (upper-tail quantile − median) "
                                "of the non-members",
