@@ -63,7 +63,7 @@ class RecordTokens:
 
     def __call__(self, split: str, position: int) -> str:
         digest = hashlib.blake2b(f"{split}:{int(position)}".encode(), key=self._key, digest_size=5).digest()
-        token = "R-" + _base32(digest)
+        token = "R-" + base64.b32encode(digest).decode()[:8]
         self._issued[token] = (split, int(position))
         return token
 
@@ -71,10 +71,6 @@ class RecordTokens:
         """Every token issued so far with its split and record id (private: never in a report)."""
         return [{"token": t, "split": s, "record_id": str(self._ids[s][p])}
                 for t, (s, p) in sorted(self._issued.items())]
-
-
-def _base32(data: bytes) -> str:
-    return base64.b32encode(data).decode()[:8]
 
 
 class AuditContext:
