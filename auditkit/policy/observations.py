@@ -1,0 +1,280 @@
+"""Observations: the numbers a policy rule is checked against, and the catalogue of their metric ids.
+
+An :class:`Observation` is one value of one metric, for one attribute and group where the metric has
+them, with its confidence interval and the number of records behind it. :func:`observations` reads them
+from a run document (or a ``findings.json``: the same ``fairness`` / ``privacy`` / ``data_quality`` /
+``influence`` keys); plugins never see policies.
+
+Metric catalogue (``M`` is one of accuracy, selection_rate, tpr, fpr, fnr, precision, mean_loss, auc;
+``A`` one of the membership-inference attacks loss, self_influence, reference, tracin; ``S`` one of
+mean_risk, p95_risk, flag_rate)::
+
+    id                                        per                   value, interval, n
+    fairness.M                                attribute & group     metric of the group; the group's
+                                                                    ``intervals[M]`` (Wilson) when present;
+                                                                    n = group count; reference_value = the
+                                                                    metric of the attribute's reference group
+    fairness.M.difference                     attribute             max_g M_g − min_g M_g, ``difference_ci``;
+                                                                    n = smallest count of the groups compared
+    fairness.M.ratio                          attribute             min_g M_g / max_g M_g, ``ratio_ci``; n as above
+    fairness.M.impact_ratio                   attribute & group     M_g / M_ref (``to_reference[g].ratio``,
+                                                                    ``ratio_ci``); n = min(n_g, n_ref); a group
+                                                                    left out of the comparison (too few records,
+                                                                    metric undefined) has value None and its n
+    fairness.selection_rate.impact_ratio_max  attribute             min_g sr_g / max_g sr_g (four-fifths ratio
+                                                                    against the most selected group), ``ci``
+    privacy.A.auc                             overall; attr & group membership-inference ROC AUC (0.5 = chance);
+                                                                    n = min(members, non-members)
+    privacy.A.tpr_at_F                        overall; attr & group true-positive rate at false-positive rate F
+                                                                    (e.g. tpr_at_0.01); None if unresolvable
+    privacy.A.advantage                       overall; attr & group max_t (TPR − FPR)
+    privacy.flagged_share                     overall               n_flagged / n_members; n = n_members
+    privacy.exposure.S                        attribute & group     risk statistic S among the group's members
+    privacy.exposure_gap.S                    attribute             max − min of S over groups with enough records
+    data_quality.share_worth_inspecting       overall               worth_inspecting / n_records
+    influence.stability.agreement             overall               min top-k overlap over stability findings and
+                                                                    settings (damping ×0.1, ×10, second solver)
+    influence.retraining.spearman             overall               min Spearman correlation of estimated vs actual
+                                                                    retraining effects (stability findings, else
+                                                                    the privacy plugin's trust check)
+
+Groups marked ``unknown`` (records whose attribute is missing) give no per-group observation. A value
+that is undefined (NaN, None: e.g. a TPR in a group without positives) is kept as ``value=None`` and a
+rule then reports insufficient data. Intervals are ``(low, high)`` or ``None``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+
+FAIRNESS_METRICS = ("accuracy", "selection_rate", "tpr", "fpr", "fnr", "precision", "mean_loss", "auc")
+ATTACKS = ("loss", "self_influence", "reference", "tracin")
+RISK_STATS = ("mean_risk", "p95_risk", "flag_rate")
+
+_M = "|".join(FAIRNESS_METRICS)
+_A = "|".join(ATTACKS)
+_S = "|".join(RISK_STATS)
+_FPR = r"(?P<fpr>[0-9]*\.?[0-9]+(?:[eE]-?[0-9]+)?)"
+
+# (pattern, plugin that produces it, where it is observed: "group", "attribute", "overall", "overall+group")
+_PATTERNS = (
+    (rf"fairness\.(?P<m>{_M})", "fairness", "group"),
+    (rf"fairness\.(?P<m>{_M})\.(?P<stat>difference|ratio)", "fairness", "attribute"),
+    (rf"fairness\.(?P<m>{_M})\.impact_ratio", "fairness", "group"),
+    (r"fairness\.selection_rate\.impact_ratio_max", "fairness", "attribute"),
+    (rf"privacy\.(?P<a>{_A})\.(?P<stat>auc|advantage)", "privacy", "overall+group"),
+    (rf"privacy\.(?P<a>{_A})\.tpr_at_{_FPR}", "privacy", "overall+group"),
+    (r"privacy\.flagged_share", "privacy", "overall"),
+    (rf"privacy\.exposure\.(?P<s>{_S})", "privacy", "group"),
+    (rf"privacy\.exposure_gap\.(?P<s>{_S})", "privacy", "attribute"),
+    (r"data_quality\.share_worth_inspecting", "data_quality", "overall"),
+    (r"influence\.stability\.agreement", "influence", "overall"),
+    (r"influence\.retraining\.spearman", "influence", "overall"),
+)
+CATALOGUE: tuple[tuple[re.Pattern, str, str], ...] = tuple((re.compile(p + r"\Z"), plugin, level)
+                                                           for p, plugin, level in _PATTERNS)
+
+EXAMPLE_IDS = tuple(
+    [f"fairness.{m}" for m in FAIRNESS_METRICS] + [f"fairness.{m}.{s}" for m in FAIRNESS_METRICS
+                                                   for s in ("difference", "ratio", "impact_ratio")]
+    + ["fairness.selection_rate.impact_ratio_max"]
+    + [f"privacy.{a}.{s}" for a in ATTACKS for s in ("auc", "tpr_at_0.01", "tpr_at_0.001", "advantage")]
+    + ["privacy.flagged_share"] + [f"privacy.exposure.{s}" for s in RISK_STATS]
+    + [f"privacy.exposure_gap.{s}" for s in RISK_STATS]
+    + ["data_quality.share_worth_inspecting", "influence.stability.agreement", "influence.retraining.spearman"])
+
+
+def metric_info(metric: str) -> tuple[re.Match, str, str] | None:
+    """``(match, plugin, level)`` of a metric id in the catalogue, or None when it is not a known id."""
+    for pattern, plugin, level in CATALOGUE:
+        m = pattern.match(metric)
+        if m:
+            return m, plugin, level
+    return None
+
+
+def canonical_metric(metric: str) -> str:
+    """The id with a ``tpr_at_F`` suffix written the one way observations write it (``tpr_at_1e-2`` → ``0.01``)."""
+    m = re.match(r"(privacy\.[a-z_]+\.tpr_at_)(.+)\Z", metric)
+    if m:
+        try:
+            return m.group(1) + repr(float(m.group(2)))
+        except ValueError:
+            return metric
+    return metric
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One value of one metric (see the module docstring for the catalogue).
+
+    ``reference`` names the reference group and ``reference_value`` its value (per-group fairness metrics);
+    ``difference_interval`` is the bootstrap interval of ``value − reference_value`` where the plugin
+    computed it; ``note`` says why a value is missing or which groups it compares.
+    """
+
+    metric: str
+    attribute: str | None = None
+    group: str | None = None
+    value: float | None = None
+    interval: tuple[float, float] | None = None
+    n: int | None = None
+    reference_value: float | None = None
+    reference: str | None = None
+    difference_interval: tuple[float, float] | None = None
+    note: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str | None, str | None]:
+        return (canonical_metric(self.metric), self.attribute, self.group)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        for k in ("interval", "difference_interval"):
+            out[k] = list(out[k]) if out[k] is not None else None
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Observation:
+        d = dict(d)
+        for k in ("interval", "difference_interval"):
+            d[k] = _interval(d.get(k))
+        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})
+
+
+def _num(x) -> float | None:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        return None
+    return float(x)
+
+
+def _interval(x) -> tuple[float, float] | None:
+    if not isinstance(x, (list, tuple)) or len(x) != 2:
+        return None
+    lo, hi = _num(x[0]), _num(x[1])
+    return None if lo is None or hi is None else (min(lo, hi), max(lo, hi))
+
+
+def _min_or_none(values) -> int | None:
+    values = [v for v in values if v is not None]
+    return min(values) if values else None
+
+
+def observations(run: dict) -> list[Observation]:
+    """Every observation the run's findings hold, in a stable order (fairness, privacy, data quality, influence)."""
+    out: list[Observation] = []
+    out += _fairness(run.get("fairness") or {})
+    out += _privacy(run.get("privacy") or {})
+    dq = run.get("data_quality") or {}
+    if dq:
+        out.append(Observation("data_quality.share_worth_inspecting", value=_num(dq.get("share_worth_inspecting")),
+                               n=dq.get("n_records")))
+    out += _influence(run.get("influence") or {}, run.get("privacy") or {})
+    return out
+
+
+def _fairness(f: dict) -> list[Observation]:
+    out: list[Observation] = []
+    disparities = f.get("disparities") or {}
+    counts: dict[str, dict[str, int]] = {}
+    for table in f.get("groups") or []:
+        attr = table["attribute"]
+        rows = {g["group"]: g for g in table.get("groups") or [] if not g.get("unknown")}
+        counts[attr] = {g: row.get("count") for g, row in rows.items()}
+        by_metric = {d["metric"]: d for d in disparities.get(attr) or []}
+        ref = next((d.get("reference") for d in by_metric.values() if d.get("reference")), None)
+        for g, row in rows.items():
+            intervals = row.get("intervals") or {}
+            for m, v in (row.get("metrics") or {}).items():
+                if m == "count":
+                    continue
+                ref_value = _num(((rows.get(ref) or {}).get("metrics") or {}).get(m)) if ref else None
+                to_ref = ((by_metric.get(m) or {}).get("to_reference") or {}).get(g) or {}
+                out.append(Observation(f"fairness.{m}", attr, g, _num(v), _interval(intervals.get(m)),
+                                       row.get("count"), ref_value, ref, _interval(to_ref.get("difference_ci"))))
+    for attr, items in disparities.items():
+        n_of = counts.get(attr, {})
+        for d in items:
+            m, ok = d["metric"], d.get("status") == "ok"
+            note = None if ok else (d.get("reason") or "the disparity could not be computed")
+            n = _min_or_none(n_of.get(g) for g in d.get("groups") or []) if ok else None
+            for stat in ("difference", "ratio"):
+                out.append(Observation(f"fairness.{m}.{stat}", attr, None, _num(d.get(stat)) if ok else None,
+                                       _interval(d.get(f"{stat}_ci")), n, note=note))
+            ref = d.get("reference")
+            for g, r in (d.get("to_reference") or {}).items():
+                out.append(Observation(f"fairness.{m}.impact_ratio", attr, g, _num(r.get("ratio")),
+                                       _interval(r.get("ratio_ci")), _min_or_none([n_of.get(g), n_of.get(ref)]),
+                                       _num((d.get("values") or {}).get(ref)), ref,
+                                       note=f"{g} compared with the reference group {ref}"))
+            for g, why in (d.get("excluded") or {}).items():
+                if g in n_of and ok:
+                    out.append(Observation(f"fairness.{m}.impact_ratio", attr, g, None, None, n_of[g], None, ref,
+                                           note=f"left out of the comparison: {why}"))
+            if m == "selection_rate" and (ok or d.get("impact_ratio_max")):
+                irm = d.get("impact_ratio_max") or {}
+                pair = [irm.get("group"), irm.get("compared_to")]
+                out.append(Observation("fairness.selection_rate.impact_ratio_max", attr, None, _num(irm.get("value")),
+                                       _interval(irm.get("ci")), _min_or_none(n_of.get(g) for g in pair),
+                                       note=(f"{pair[0]} compared with the most selected group {pair[1]}"
+                                             if all(pair) else note)))
+    return out
+
+
+def _attack_obs(attack: str, a: dict, attr: str | None, group: str | None) -> list[Observation]:
+    n = _min_or_none([a.get("n_members"), a.get("n_nonmembers")])
+    out = [Observation(f"privacy.{attack}.auc", attr, group, _num(a.get("auc")), n=n),
+           Observation(f"privacy.{attack}.advantage", attr, group, _num(a.get("advantage")), n=n)]
+    for fpr, tpr in (a.get("tpr_at_fpr") or {}).items():
+        f = float(fpr)
+        note = None if _num(tpr) is not None else (
+            f"a false-positive rate of {f:g} cannot be resolved with {a.get('n_nonmembers')} non-members")
+        out.append(Observation(f"privacy.{attack}.tpr_at_{f!r}", attr, group, _num(tpr), n=n, note=note))
+    return out
+
+
+def _privacy(p: dict) -> list[Observation]:
+    out: list[Observation] = []
+    for attack, a in (p.get("attacks") or {}).items():
+        out += _attack_obs(attack, a, None, None)
+    for attr, by_attack in (p.get("attacks_by_group") or {}).items():
+        for attack, by_group in by_attack.items():
+            for g, a in by_group.items():
+                if g != "unknown":
+                    out += _attack_obs(attack, a, attr, g)
+    if p.get("n_members"):
+        out.append(Observation("privacy.flagged_share", value=_num(p.get("n_flagged", 0) / p["n_members"]),
+                               n=p["n_members"]))
+    for e in p.get("exposure") or []:
+        attr, rows = e["attribute"], [r for r in e.get("groups") or [] if r.get("group") != "unknown"]
+        for r in rows:
+            for s in RISK_STATS:
+                out.append(Observation(f"privacy.exposure.{s}", attr, r["group"], _num(r.get(s)), n=r.get("count")))
+        usable = [r.get("count") for r in rows if r.get("sufficient")]
+        for s in RISK_STATS:
+            value = _num((e.get("gap") or {}).get(s))
+            out.append(Observation(f"privacy.exposure_gap.{s}", attr, None, value,
+                                   n=_min_or_none(usable) if len(usable) >= 2 else None,
+                                   note=None if value is not None else "fewer than two groups with enough records"))
+    return out
+
+
+def _influence(inf: dict, privacy: dict) -> list[Observation]:
+    out: list[Observation] = []
+    findings = (inf.get("stability") or {}).get("findings") or []
+    agreements = [(v, f.get("finding"), label) for f in findings for label, v in (f.get("agreement") or {}).items()
+                  if _num(v) is not None]
+    if agreements:
+        v, finding, label = min(agreements, key=lambda t: t[0])
+        out.append(Observation("influence.stability.agreement", value=float(v), note=f"{finding}, {label}"))
+    spearman = [(f["retraining"]["spearman"], f.get("finding")) for f in findings
+                if isinstance(f.get("retraining"), dict) and _num(f["retraining"].get("spearman")) is not None]
+    trust = privacy.get("trust") or {}
+    if not spearman and trust.get("checked") and _num(trust.get("spearman")) is not None:
+        spearman = [(trust["spearman"], "self-influence of the top privacy-risk records")]
+    if spearman:
+        v, finding = min(spearman, key=lambda t: t[0])
+        out.append(Observation("influence.retraining.spearman", value=float(v), note=str(finding)))
+    return out
