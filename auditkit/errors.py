@@ -41,7 +41,14 @@ class HessianError(AuditkitError, ArithmeticError):
 
 
 class SingularHessianError(HessianError):
-    """The Hessian is singular or not positive definite; a positive ``damping`` fixes it."""
+    """The Hessian is singular or not positive definite; a positive ``damping`` fixes it.
+
+    ``suggested_damping``, when known, is a damping that makes ``H + damping·I`` safely positive definite.
+    """
+
+    def __init__(self, message: str, *, suggested_damping: float | None = None):
+        super().__init__(message)
+        self.suggested_damping = suggested_damping
 
 
 class AuditkitWarning(UserWarning):

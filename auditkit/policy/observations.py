@@ -242,8 +242,8 @@ def _privacy(p: dict) -> list[Observation]:
     for attr, by_attack in (p.get("attacks_by_group") or {}).items():
         for attack, by_group in by_attack.items():
             for g, a in by_group.items():
-                if g != "unknown":
-                    out += _attack_obs(attack, a, attr, g)
+                if g != "unknown":  # None: the group is below the plugin's minimum size for an attack
+                    out += _attack_obs(attack, a or {}, attr, g)
     if p.get("n_members"):
         out.append(Observation("privacy.flagged_share", value=_num(p.get("n_flagged", 0) / p["n_members"]),
                                n=p["n_members"]))

@@ -322,3 +322,27 @@ def test_bad_input_messages():
     with pytest.raises(InputError) as e:
         group_metrics(y_true, y_pred[:-1], scores=None, losses=None, groups=data["groups"], attributes=["g"])
     assert str(e.value) == "y_pred has 199 values but y_true has 200: pass one value per record"
+
+
+@pytest.mark.parametrize("k, n", [(81, 263), (0, 12), (12, 12), (5, 57)])
+def test_wilson_interval_matches_scipy(k, n):
+    from scipy.stats import binomtest
+
+    from auditkit.audits.fairness.metrics import wilson_interval
+    expected = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    assert wilson_interval(k, n) == pytest.approx((expected.low, expected.high), abs=1e-12)
+
+
+def test_group_rows_carry_rate_intervals_around_their_rates():
+    from auditkit.audits.fairness.metrics import group_metrics
+    rng = np.random.default_rng(3)
+    yt, yp = rng.integers(0, 2, 200), rng.integers(0, 2, 200)
+    groups = pd.DataFrame({"g": np.where(rng.random(200) < 0.3, "a", "b")})
+    (table,) = group_metrics(yt, yp, scores=None, losses=None, groups=groups, attributes=["g"])
+    for row in table.groups:
+        members = groups["g"].to_numpy() == row.group
+        tpr_denominator = int((yt[members] == 1).sum())
+        lo, hi = row.intervals["tpr"]
+        assert lo < row.metrics["tpr"] < hi
+        assert hi - lo == pytest.approx(2 * 1.96 * np.sqrt(row.metrics["tpr"] * (1 - row.metrics["tpr"])
+                                                           / tpr_denominator), rel=0.15)

@@ -152,3 +152,15 @@ def test_an_over_fit_model_leaks_membership_more_than_a_regularised_one():
         ctx = AuditContext(model, engine, splits, l2=l2)
         aucs[name] = run_plugin("privacy", ctx, {"trust_top": 0}).attacks["loss"]["auc"]
     assert aucs["over-fit"] > aucs["regularised"] + 0.1, aucs
+
+
+def test_risk_histogram_counts_every_record_and_the_flags(logistic_audit):
+    ctx, found, _ = logistic_audit
+    dist = found.distribution
+    assert sum(dist["members"]) == ctx.train.n and sum(dist["nonmembers"]) == found.n_nonmembers
+    edges = np.array(dist["edges"])
+    above = (edges[:-1] >= dist["threshold"])
+    # every flagged member lies above the threshold, so the bins at or above it hold at least the flags
+    # counted by the flag rule (the bin holding the threshold may also contain unflagged ones)
+    assert sum(np.array(dist["members"])[np.searchsorted(edges, dist["threshold"], side="right") - 1:]) >= len(
+        found.flags) >= sum(np.array(dist["members"])[above])

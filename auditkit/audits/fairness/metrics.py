@@ -16,6 +16,11 @@ outcome predicted, ``s`` = predicted probability of the favourable outcome, ``�
     mean_loss      mean of ℓ over the group
     auc            P(s of a random positive > s of a random negative) (ties ½)   sklearn roc_auc_score
 
+Each rate carries a Wilson score interval at 95% (``intervals``), from its numerator k and denominator
+m (the counts above)::
+
+    (p̂ + z²/2m ± z·√(p̂(1−p̂)/m + z²/4m²)) / (1 + z²/m),   p̂ = k/m,  z = Φ⁻¹(0.975)
+
 A rate whose denominator is zero in a group (TPR or FNR with no positives, FPR with no negatives,
 precision with no predicted positives, AUC without both classes) is NaN: fairlearn itself would
 report 0 for the first three, which would look like a measured value. Missing sensitive values are
@@ -29,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -59,10 +65,32 @@ class GroupRow:
     metrics: dict[str, float]
     sufficient: bool
     unknown: bool
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return json_safe({"group": self.group, "count": self.count, "metrics": dict(self.metrics),
+                          "intervals": {k: list(v) for k, v in self.intervals.items()},
                           "sufficient": self.sufficient, "unknown": self.unknown})
+
+
+def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``successes / trials`` (NaNs when ``trials`` is 0)."""
+    if trials <= 0:
+        return (math.nan, math.nan)
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def rate_intervals(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, tuple[float, float]]:
+    """Wilson intervals of every rate metric of one group (0/1 arrays of its records)."""
+    pos, neg, hit = y_true == 1, y_true == 0, y_pred == 1
+    counts = {"accuracy": ((y_true == y_pred).sum(), y_true.size), "selection_rate": (hit.sum(), y_true.size),
+              "tpr": ((hit & pos).sum(), pos.sum()), "fpr": ((hit & neg).sum(), neg.sum()),
+              "fnr": ((~hit & pos).sum(), pos.sum()), "precision": ((hit & pos).sum(), hit.sum())}
+    return {m: wilson_interval(int(k), int(n)) for m, (k, n) in counts.items()}
 
 
 @dataclass
@@ -248,7 +276,9 @@ def group_metrics(y_true, y_pred, *, scores, losses, groups: pd.DataFrame, attri
         for group, values in mf.by_group.iterrows():
             metrics = {m: float(values[m]) for m in METRICS}
             metrics["count"] = int(values["count"])
+            members = labels.to_numpy() == group
             rows.append(GroupRow(group=str(group), count=int(values["count"]), metrics=metrics,
-                                 sufficient=int(values["count"]) >= min_group_size, unknown=is_unknown(group)))
+                                 sufficient=int(values["count"]) >= min_group_size, unknown=is_unknown(group),
+                                 intervals=rate_intervals(yt[members], yp[members])))
         tables.append(GroupTable(attribute=name, groups=rows, columns=list(cols), min_group_size=int(min_group_size)))
     return tables

@@ -85,6 +85,7 @@ class PrivacyFindings:
     attacks_by_group: dict[str, dict]
     exposure: list[dict]
     trust: dict
+    distribution: dict
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -101,6 +102,21 @@ def tail_scale(values: np.ndarray, reference: np.ndarray, budget: float) -> np.n
     spread = np.quantile(reference, 1 - budget) - median
     floor = 1e-12 * max(1.0, float(np.abs(reference).max(initial=0.0)))
     return (values - median) / max(spread, floor)
+
+
+def risk_histogram(members: np.ndarray, nonmembers: np.ndarray, threshold: float, bins: int = 40) -> dict:
+    """Counts of the risk score of members and non-members on shared bins (for the report's figure).
+
+    Bins span the smallest score to ``max(2 × threshold, 99th percentile of members)``; scores above the
+    last edge are counted in the last bin and reported in ``above_last_edge``. Aggregates only: no record.
+    """
+    low = float(min(members.min(initial=0.0), nonmembers.min(initial=0.0)))
+    high = float(max(2 * threshold, np.quantile(members, 0.99) if members.size else threshold, low + 1e-9))
+    edges = np.linspace(low, high, bins + 1)
+    count = lambda x: np.histogram(np.clip(x, low, high), edges)[0].tolist()  # noqa: E731
+    return {"edges": edges.tolist(), "members": count(members), "nonmembers": count(nonmembers),
+            "threshold": float(threshold),
+            "above_last_edge": {"members": int((members > high).sum()), "nonmembers": int((nonmembers > high).sum())}}
 
 
 class PrivacyAudit(AuditPlugin):
@@ -158,7 +174,8 @@ class PrivacyAudit(AuditPlugin):
                                "of the non-members",
                                options.budget, float(threshold), train.n, holdout.n, flags,
                                float(np.mean(risk_h > threshold)), attacks, by_group,
-                               self._exposure(train, risk_m, threshold, options.min_group_size), trust, notes)
+                               self._exposure(train, risk_m, threshold, options.min_group_size), trust,
+                               risk_histogram(risk_m, risk_h, threshold), notes)
 
     @staticmethod
     def _flags(context: AuditContext, risk: np.ndarray, threshold: float, scaled: dict, budget: float) -> list[dict]:

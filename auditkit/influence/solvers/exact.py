@@ -58,10 +58,11 @@ class ExactSolver(Solver):
             raise SingularHessianError(
                 f"the Hessian is not positive definite (smallest eigenvalue {lo:.3g}, largest {hi:.3g}): "
                 "the parameters are not at a minimum of mean loss + l2/2·‖θ‖² (train to convergence with the "
-                f"same l2), or pass damping={fix:.2g} or more")
+                f"same l2), or pass damping={fix:.2g} or more", suggested_damping=fix)
         raise SingularHessianError(
             f"the Hessian is singular (smallest eigenvalue {lo:.3g}, largest {hi:.3g}, with l2={hessian.l2:g} "
-            f"and damping={hessian.damping:g}): pass damping={fix:.2g} (about 1e-3 of the largest eigenvalue)")
+            f"and damping={hessian.damping:g}): pass damping={fix:.2g} (about 1e-3 of the largest eigenvalue)",
+            suggested_damping=fix)
 
     def solve(self, B: torch.Tensor) -> torch.Tensor:
         return torch.cholesky_solve(B.double().T, self.chol_).T.to(B.dtype)

@@ -1,0 +1,98 @@
+"""How far the key findings of an audit survive other reasonable influence settings.
+
+The seed's limitations (hyperparameter sensitivity, non-convex models) are measured on the audited model:
+the same rankings are recomputed with other engines (the ridge of H scaled by ten either way, a second
+solver) and compared with the audit's own. For each finding's top-k records under the audit's engine
+(``T``) and under another setting (``T'``)::
+
+    agreement = |T ∩ T'| / k        (1: the same records; 0: none in common)
+
+A finding is **robust** when its agreement is at least ``robust_agreement`` under every setting (and no
+setting failed, e.g. a Hessian that stops being positive definite), else **sensitive**. Where the plugins
+retrained the model, their agreement with actual retraining is carried along.
+
+Findings compared: the drivers of every attributed fairness gap (the k records whose removal would
+narrow it most), the k members of highest self-influence (privacy), and the k most suspicious records of
+the data-quality ranking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from .base import AuditContext
+from .fairness.attribution import gap_measure
+from .fairness.metrics import SEPARATOR, record_groups
+from .quality import suspicion_order
+
+
+def _top(values: np.ndarray, k: int) -> set[int]:
+    """Positions of the k smallest values (ties broken by position)."""
+    return set(np.argsort(values, kind="stable")[:k].tolist())
+
+
+def _gap_effects(context: AuditContext, engine, attribution: dict) -> np.ndarray:
+    columns = attribution["attribute"].split(SEPARATOR)
+    labels = record_groups(context.test.groups, columns)
+    measure = gap_measure(attribution["surrogate"], labels == attribution["disadvantaged"],
+                          labels == attribution["advantaged"], loss=context.loss, favourable=context.favourable)
+    X, y = context.tensor("test")
+    return engine.influence_on(measure, X, y)
+
+
+def _rankers(context: AuditContext, findings: Mapping[str, dict | None]) -> list[tuple[str, str, dict | None, object]]:
+    """(finding, kind, retraining evidence, engine → scores where lower ranks first) for every key finding."""
+    out = []
+    fairness = findings.get("fairness") or {}
+    for att in fairness.get("attributions", []):
+        verified = [v for v in att.get("verification", []) if v.get("actual_gap") is not None]
+        evidence = ({"predicted_gap": verified[0]["predicted_gap"], "actual_gap": verified[0]["actual_gap"],
+                     "k": verified[0]["k"]} if verified else None)
+        name = (f"drivers of the {att['surrogate'].replace('_', ' ')} gap between {att['disadvantaged']} and "
+                f"{att['advantaged']} ({att['attribute']})")
+        out.append((name, "fairness_drivers", evidence, lambda eng, a=att: _gap_effects(context, eng, a)))
+    if findings.get("privacy") is not None:
+        trust = findings["privacy"].get("trust") or {}
+        evidence = ({"spearman": trust.get("spearman"), "median_ratio": trust.get("median_ratio_actual_to_predicted")}
+                    if trust.get("checked") else None)
+        out.append(("training records of highest self-influence (privacy risk)", "privacy_top", evidence,
+                    lambda eng: -eng.self_influence(leverage=True)))
+    if findings.get("data_quality") is not None:
+        loss = context.losses("train")
+
+        def quality_rank(eng) -> np.ndarray:
+            order = suspicion_order(loss, eng.self_influence(leverage=True))
+            rank = np.empty(order.size)
+            rank[order] = np.arange(order.size)
+            return rank
+
+        out.append(("most suspicious training records (data quality)", "quality_top", None, quality_rank))
+    return out
+
+
+def stability(context: AuditContext, findings: Mapping[str, dict | None], engines: Mapping[str, object], *,
+              k: int = 10, robust_agreement: float = 0.7) -> list[dict]:
+    """Agreement of each key finding's top-k records between the audit's engine and each of ``engines``.
+
+    ``engines`` maps a label ("ridge ×0.1", "solver cg") to a fitted engine, or to the exception raised when
+    fitting it (then that setting counts as a failure and its message is kept).
+    """
+    results = []
+    for name, kind, evidence, scores in _rankers(context, findings):
+        base = scores(context.engine)
+        kk = min(k, base.size)
+        reference = _top(base, kk)
+        agreement, failures = {}, {}
+        for label, engine in engines.items():
+            if isinstance(engine, Exception):
+                failures[label] = str(engine).split(":")[0]
+                agreement[label] = None
+                continue
+            agreement[label] = len(reference & _top(scores(engine), kk)) / kk
+        measured = [a for a in agreement.values() if a is not None]
+        robust = not failures and all(a >= robust_agreement for a in measured)
+        results.append({"finding": name, "kind": kind, "k": kk, "agreement": agreement, "failures": failures,
+                        "retraining": evidence, "verdict": "robust" if robust else "sensitive"})
+    return results

@@ -1,0 +1,255 @@
+"""The schema of ``audit.yaml``: one file says what to audit, how, against which policy, for whom.
+
+::
+
+    report:    who, what for, who signs (text only)
+    model:     builder "package.module:function" + weights file (loaded with weights_only=True), loss, l2
+    data:      train / test / holdout tables (or one table split by seed), target, ids, sensitive attributes
+    influence: solver, damping ("auto": none unless the Hessian is singular), stability check settings
+    audits:    plugin name → its options (validated by the plugin itself)
+    policy:    a policy file or a built-in policy name
+    history:   where past runs are recorded (SQLite), or false
+
+Unknown keys are refused everywhere; ``auditkit schema`` prints the JSON Schema and ``auditkit validate``
+checks a file without running it. Relative paths are read relative to the configuration file.
+
+**Naming code runs code.** ``model.builder``, ``model.train_fn`` and ``data.featurizer`` name Python
+functions that auditkit imports and calls: a configuration file is as trusted as the code it names.
+Policies never name code, and plugins are found by registered name only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import InputError
+
+CODE_REF = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SignOff(Strict):
+    role: str
+    name: str = ""
+
+
+class ReportConfig(Strict):
+    """Report metadata: shown on the cover, in the scope section and in the sign-off block."""
+
+    organisation: str = ""
+    system: str = Field("", description="the AI system the model belongs to")
+    intended_use: str = ""
+    population: str = Field("", description="the people the system is used on")
+    decision: Literal["assistive", "punitive"] = Field(
+        "assistive", description="assistive (a benefit is granted) or punitive (a harm is imposed): decides "
+                                 "which error-rate parity matters most")
+    decision_description: str = ""
+    frameworks: list[str] = Field(default_factory=list, description="regulations or standards claimed")
+    sign_off: list[SignOff] = Field(default_factory=lambda: [SignOff(role="Model owner"),
+                                                             SignOff(role="Independent reviewer")])
+    independence: str = ("The reviewer signing below did not take part in building or training the model "
+                         "audited here.")
+
+
+class ModelConfig(Strict):
+    """The trained model: built by user code, filled from a weights file."""
+
+    name: str = Field(..., min_length=1)
+    version: str = "unversioned"
+    builder: str = Field(..., pattern=CODE_REF, description="package.module:function returning an nn.Module")
+    builder_args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the builder")
+    weights: str = Field(..., min_length=1, description="state dict saved with torch.save (loaded weights_only)")
+    loss: Literal["cross_entropy", "bce"] = "cross_entropy"
+    l2: float = Field(0.0, ge=0, description="the L2 term (l2/2)‖θ‖² of the training objective")
+    dtype: Literal["float64", "float32"] = "float64"
+    train_fn: str | None = Field(
+        None, description="'warm_start' (auditkit retrains the objective from the trained weights) or "
+                          "package.module:function(model, X, y) -> model; enables verification by retraining")
+    previous_version: str | None = None
+
+    @field_validator("train_fn")
+    @classmethod
+    def _train_fn(cls, value):
+        import re
+        if value is not None and value != "warm_start" and not re.match(CODE_REF, value):
+            raise ValueError("must be 'warm_start' or package.module:function")
+        return value
+
+
+class SensitiveConfig(Strict):
+    """A sensitive attribute: a column, or bands of a numeric column (``from`` + ``bands``)."""
+
+    column: str = Field(..., min_length=1)
+    how_obtained: str = Field("", description="how the attribute was collected (self-reported, inferred, ...)")
+    from_column: str | None = Field(None, alias="from", description="numeric column to cut into bands")
+    bands: list[float] | None = Field(None, description="band edges, e.g. [40, 60] → <40, 40-59, 60+")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _bands(self):
+        if (self.from_column is None) != (self.bands is None):
+            raise ValueError("'from' and 'bands' go together: give both to derive bands, or neither")
+        return self
+
+
+class SplitConfig(Strict):
+    """Split one table at random (seeded): fractions of test and holdout, the rest is train."""
+
+    test: float = Field(0.25, gt=0, lt=1)
+    holdout: float = Field(0.0, ge=0, lt=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _sum(self):
+        if self.test + self.holdout >= 1:
+            raise ValueError("test + holdout must leave records for training (sum < 1)")
+        return self
+
+
+class DataConfig(Strict):
+    """Where the records are and which columns are what."""
+
+    train: str | None = None
+    test: str | None = None
+    holdout: str | None = None
+    table: str | None = Field(None, description="one table to split (instead of train/test/holdout)")
+    split: SplitConfig | None = None
+    target: str
+    favourable: str | int | float | bool | None = None
+    id_column: str | None = None
+    features: list[str] | None = None
+    categorical: list[str] = Field(default_factory=list)
+    featurizer: str | None = Field(None, pattern=CODE_REF,
+                                   description="package.module:function returning an object with fit/transform")
+    sensitive: list[SensitiveConfig] = Field(..., min_length=1)
+
+    @model_validator(mode="after")
+    def _sources(self):
+        if self.table is not None:
+            if self.train or self.test or self.holdout:
+                raise ValueError("give either 'table' (+ 'split') or 'train'/'test'/'holdout' files, not both")
+            if self.split is None:
+                raise ValueError("'table' needs 'split' (fractions of test and holdout records and a seed)")
+        elif not (self.train and self.test):
+            raise ValueError("name the 'train' and 'test' tables (or one 'table' with a 'split')")
+        return self
+
+
+class StabilityConfig(Strict):
+    """How the stability of the key findings is checked: damping × factors, and a second solver."""
+
+    damping_factors: list[float] = Field(default_factory=lambda: [0.1, 10.0])
+    second_solver: Literal["exact", "cg", "lissa", "none"] = "cg"
+    top_k: int = Field(10, ge=1)
+    robust_agreement: float = Field(0.7, gt=0, le=1, description="top-k overlap at or above which a finding "
+                                                                 "is called robust")
+
+
+class InfluenceConfig(Strict):
+    method: Literal["exact", "cg", "lissa"] = "exact"
+    damping: float | Literal["auto"] = "auto"
+    chunk_size: int = Field(256, ge=1)
+    stability: StabilityConfig = StabilityConfig()
+
+    @field_validator("damping")
+    @classmethod
+    def _damping(cls, value):
+        if value != "auto" and value < 0:
+            raise ValueError("must be 'auto' or a number ≥ 0")
+        return value
+
+
+class AuditConfig(Strict):
+    """The whole audit.yaml."""
+
+    report: ReportConfig = ReportConfig()
+    model: ModelConfig
+    data: DataConfig
+    influence: InfluenceConfig = InfluenceConfig()
+    audits: dict[str, dict[str, Any] | None] = Field(
+        default_factory=lambda: {"fairness": {}, "privacy": {}, "data_quality": {}},
+        description="plugin name → options; each plugin validates its own options")
+    policy: str | list[str] | None = Field(None, description="a policy YAML file or a built-in policy name, or a "
+                                                              "list of them (their rules are checked together)")
+    history: str | bool = Field(True, description="SQLite file of past runs (true: history.sqlite beside the "
+                                                  "output directory; false: no history)")
+    seed: int = 0
+
+    # Set by load_config, not by the file.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+    text: str = Field(default="", exclude=True)
+
+    def path(self, value: str) -> Path:
+        """A path from the configuration, relative to the configuration file."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+def describe_error(exc: ValidationError, where: str) -> str:
+    """One line: where, the first problem's location and message, and the value received."""
+    first = exc.errors()[0]
+    loc = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        return f"{where}: unknown key {loc!r}: remove it or fix its spelling (see `auditkit schema`)"
+    if first["type"] == "missing":
+        return f"{where}: {loc} is required but missing: add it (see `auditkit schema`)"
+    got = first.get("input")
+    shown = "" if isinstance(got, dict) else f" (got {got!r})"
+    return f"{where}: {loc}: {msg}{shown}"
+
+
+def parse_config(data: Any, *, where: str = "configuration", base_dir: Path | None = None,
+                 text: str = "") -> AuditConfig:
+    """Validate a parsed YAML/JSON document as an :class:`AuditConfig`."""
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: expected a mapping of sections (model, data, ...), got "
+                         f"{type(data).__name__}: see `auditkit schema`")
+    internal = sorted(set(data) & {"base_dir", "text"})
+    if internal:
+        raise InputError(f"{where}: unknown key {internal[0]!r}: remove it or fix its spelling (see `auditkit schema`)")
+    try:
+        config = AuditConfig.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(describe_error(exc, where)) from None
+    return config.model_copy(update={"base_dir": base_dir or Path("."), "text": text})
+
+
+def load_config(path: str | Path) -> AuditConfig:
+    """Read and validate ``audit.yaml`` (YAML loaded with ``safe_load``: no Python tags)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"configuration file {str(path)!r} does not exist: pass the path of your audit.yaml")
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"configuration file {str(path)!r} cannot be read ({type(exc).__name__}): check its "
+                         "permissions and that it is UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"configuration file {str(path)!r} is not valid YAML{at}: {problem}") from None
+    return parse_config(data, where=str(path), base_dir=path.resolve().parent, text=text)
+
+
+def json_schema() -> dict:
+    """The JSON Schema of audit.yaml."""
+    schema = AuditConfig.model_json_schema(by_alias=True)
+    for name in ("base_dir", "text"):
+        schema.get("properties", {}).pop(name, None)
+    return schema

@@ -1,0 +1,79 @@
+"""Build the audited model from ``package.module:function`` and fill it from a weights file.
+
+Weights are read with ``torch.load(..., weights_only=True)``: a weights file can hold tensors and plain
+containers only, never code. The builder itself is user code, named in the configuration.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import InputError
+
+
+def import_object(ref: str, what: str) -> Any:
+    """The object named ``package.module:attribute`` (the configuration key ``what`` names it).
+
+    Modules are looked up on ``sys.path`` with the current working directory first, as ``python -m`` does.
+    """
+    module_name, _, attribute = ref.partition(":")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InputError(f"{what}: cannot import module {module_name!r} ({exc}): install it or put it on "
+                         "PYTHONPATH (paths are relative to where auditkit runs)") from None
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise InputError(f"{what}: module {module_name!r} has no attribute {attribute!r}: fix the name after "
+                         "the colon") from None
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from ``path``, loaded with ``weights_only=True`` onto the CPU."""
+    if not path.is_file():
+        raise InputError(f"model.weights: file {str(path)!r} does not exist: give the path of the state dict "
+                         "saved with torch.save(model.state_dict(), path)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - every reader failure is a problem of the file
+        detail = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise InputError(f"model.weights: {str(path)!r} is not a weights file torch can load safely "
+                         f"({type(exc).__name__}: {detail}): save it with "
+                         "torch.save(model.state_dict(), path)") from None
+    if isinstance(state, nn.Module) or not isinstance(state, dict):
+        raise InputError(f"model.weights: {str(path)!r} holds a {type(state).__name__}, not a state dict: save "
+                         "it with torch.save(model.state_dict(), path)")
+    return state
+
+
+def build_model(builder: str, weights: Path, *, kwargs: dict | None = None,
+                dtype: torch.dtype = torch.float64) -> nn.Module:
+    """``builder(**kwargs)`` filled with the weights, in ``dtype``, in eval mode."""
+    make = import_object(builder, "model.builder")
+    if not callable(make):
+        raise InputError(f"model.builder: {builder!r} is not callable: name a function that returns an nn.Module")
+    try:
+        model = make(**(kwargs or {}))
+    except TypeError as exc:
+        raise InputError(f"model.builder: calling {builder!r} failed ({exc}): check model.builder_args") from None
+    if not isinstance(model, nn.Module):
+        raise InputError(f"model.builder: {builder!r} returned a {type(model).__name__}, not a torch nn.Module")
+    state = load_state_dict(weights)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc))[:200]
+        raise InputError(f"model.weights: {str(weights)!r} does not fit the model built by {builder!r} "
+                         f"({first}): the weights belong to another architecture") from None
+    return model.to(dtype).eval()

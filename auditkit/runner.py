@@ -1,0 +1,310 @@
+"""``run_audit(config) → AuditRun``: the one orchestrator.
+
+data + model → influence engine (damping applied automatically when the Hessian is singular) → plugins →
+stability of the key findings under other settings → policy checks (against the previous audit when a
+rule asks) → the run document (``run.json``: everything the report shows, no record identifiers) and
+the private list of flagged records (tokens with their record ids, for the data owner only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+
+import numpy as np
+import torch
+
+from . import __version__
+from .audits.base import AuditContext
+from .audits.jsonsafe import json_safe
+from .audits.registry import load_plugin, run_plugin, validate_options
+from .audits.stability import stability
+from .config import AuditConfig
+from .errors import HessianError, InputError, SingularHessianError
+from .history import HistoryStore
+from .influence import InfluenceEngine
+from .inputs import DTYPES, ROLES, file_sha256, load_data, load_model, training_function
+from .policy import Policy, check_metrics_available, evaluate, load_policy, observations, overall_status, parse_policy
+
+Progress = Callable[[str], None]
+PACKAGES = ("torch", "numpy", "pandas", "scikit-learn", "fairlearn", "pydantic", "weasyprint", "matplotlib", "jinja2")
+
+#: metric id → plain label of the figures kept in the history store (all observations of the id).
+KEY_FIGURES = {"fairness.selection_rate.impact_ratio_max": "four-fifths impact ratio",
+               "fairness.accuracy.difference": "accuracy gap", "fairness.tpr.difference": "true-positive-rate gap",
+               "privacy.loss.auc": "membership AUC (loss attack)",
+               "privacy.self_influence.auc": "membership AUC (self-influence attack)",
+               "privacy.flagged_share": "share of training records flagged",
+               "data_quality.share_worth_inspecting": "share of records worth inspecting"}
+
+
+@dataclass
+class AuditRun:
+    """The run document (``run``) and the private flagged-records rows (with record ids)."""
+
+    run: dict
+    flagged: list[dict]
+    observations: list[dict] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return self.run["status"]
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "auditkit": __version__}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def check_config(config: AuditConfig):
+    """Everything that can be checked without computing: plugins, their options, policy, files, holdout."""
+    for name, options in config.audits.items():
+        validate_options(load_plugin(name), options)
+    if "privacy" in config.audits:
+        holdout = (config.audits["privacy"] or {}).get("holdout", "holdout")
+        has = config.data.holdout is not None or (config.data.split is not None and config.data.split.holdout > 0)
+        if holdout == "holdout" and not has:
+            raise InputError("audits.privacy needs non-members: give data.holdout (records never trained on), or "
+                             "data.split.holdout > 0, or remove the privacy audit")
+    for key in ("train", "test", "holdout", "table"):
+        value = getattr(config.data, key)
+        if value is not None and not config.path(value).is_file():
+            raise InputError(f"data.{key}: file {str(config.path(value))!r} does not exist: fix the path (relative "
+                             "paths are read from the configuration file's folder)")
+    if not config.path(config.model.weights).is_file():
+        raise InputError(f"model.weights: file {str(config.path(config.model.weights))!r} does not exist: fix the "
+                         "path (relative paths are read from the configuration file's folder)")
+    if config.policy is None:
+        return None
+    sources = [config.policy] if isinstance(config.policy, str) else list(config.policy)
+    policies = [load_policy(str(config.path(s)) if config.path(s).is_file() else s) for s in sources]
+    policy = policies[0] if len(policies) == 1 else combine_policies(policies)
+    check_metrics_available(policy, set(config.audits) | {"influence"})
+    return policy
+
+
+def combine_policies(policies: list[Policy]) -> Policy:
+    """Several policies checked together: their rules, ids prefixed with the policy's name."""
+    combined = parse_policy({
+        "policy": " + ".join(p.name for p in policies), "title": "; ".join(p.title for p in policies),
+        "description": " ".join(p.description for p in policies if p.description),
+        "references": [r for p in policies for r in p.references],
+        "rules": [{**r.to_dict(), "id": f"{p.name}/{r.id}"} for p in policies for r in p.rules]},
+        source=" + ".join(p.source or p.name for p in policies))
+    combined._sha256 = hashlib.sha256("".join(p.sha256 or "" for p in policies).encode()).hexdigest()
+    return combined
+
+
+def fit_engine(model, config: AuditConfig, X, y, say: Progress) -> tuple[InfluenceEngine, str | None]:
+    """Fit the engine; with ``damping: auto`` a singular Hessian gets the suggested damping (and a note)."""
+    inf, m = config.influence, config.model
+
+    def make(damping: float) -> InfluenceEngine:
+        return InfluenceEngine(model, m.loss, l2=m.l2, method=inf.method, damping=damping, dtype=DTYPES[m.dtype],
+                               chunk_size=inf.chunk_size)
+
+    if inf.damping != "auto":
+        try:
+            return make(float(inf.damping)).fit(X, y), None
+        except SingularHessianError as exc:
+            raise InputError(f"influence.damping: {exc}; or set 'damping: auto'") from None
+    engine = make(0.0)
+    try:
+        return engine.fit(X, y), None
+    except SingularHessianError as exc:
+        damping = exc.suggested_damping or 1e-3 * engine.hessian_.top_eigenvalue()
+        say(f"  the Hessian is not positive definite: damping {damping:.2g} applied")
+        note = (f"The Hessian of the training objective at the trained parameters is singular or not positive "
+                f"definite: the model is not at a strict minimum. A damping of {damping:.2g} (about 1e-3 of the "
+                "largest eigenvalue) was added to H, which shrinks influence estimates along flat directions.")
+        return make(damping).fit(X, y), note
+
+
+def alternative_engines(model, config: AuditConfig, engine: InfluenceEngine, X, y) -> tuple[dict, list[dict]]:
+    """Engines for the stability check: the ridge (l2 + damping) of H × each factor, and a second solver."""
+    inf, m = config.influence, config.model
+    ridge = m.l2 + engine.damping
+    if ridge <= 0:
+        ridge = 1e-3 * engine.hessian_.top_eigenvalue()
+    engines, settings = {}, []
+
+    def add(label: str, method: str, l2: float, damping: float):
+        settings.append({"label": label, "method": method, "l2": l2, "damping": damping})
+        try:
+            engines[label] = InfluenceEngine(model, m.loss, l2=l2, method=method, damping=damping,
+                                             dtype=DTYPES[m.dtype], chunk_size=inf.chunk_size).fit(X, y)
+        except HessianError as exc:
+            engines[label] = exc
+
+    for factor in inf.stability.damping_factors:
+        add(f"ridge ×{factor:g}", inf.method, ridge * factor, 0.0)
+    second = inf.stability.second_solver
+    if second == inf.method:
+        second = "exact" if inf.method != "exact" else "cg"
+    if second != "none":
+        add(f"solver {second}", second, m.l2, engine.damping)
+    return engines, settings
+
+
+def _limitations(run: dict, context: AuditContext, damping_note: str | None) -> list[str]:
+    out = []
+    if damping_note:
+        out.append(damping_note)
+    hidden = sum(1 for mod in context.model.modules() if isinstance(mod, torch.nn.Linear)) > 1
+    if hidden:
+        out.append("The model is not convex (it has hidden layers): influence estimates describe the effect of "
+                   "removing a record near the trained parameters; retraining from scratch can end elsewhere, and "
+                   "records the network has memorised can be underestimated (see the privacy trust check).")
+    out.append("Influence estimates are first-order approximations of leave-one-out retraining; their agreement "
+               "with actual retraining on this model is stated in the methodology section where it was measured.")
+    for finding in run["influence"]["stability"]["findings"]:
+        if finding["verdict"] == "sensitive":
+            out.append(f"The {finding['finding']} change with the influence settings (top-{finding['k']} agreement "
+                       f"{_fmt_agreement(finding)}): treat the individual records named there as indicative.")
+    fairness = run.get("fairness") or {}
+    suppressed = sum(1 for t in fairness.get("groups", []) for g in t["groups"] if not g["sufficient"])
+    if suppressed:
+        out.append(f"{suppressed} subgroup cell(s) have fewer records than the minimum and are suppressed from "
+                   "the comparisons; disparities affecting them are not measured.")
+    for s in run["data"]["sensitive"]:
+        unknown = sum(s["unknown"].values())
+        if unknown:
+            out.append(f"{unknown} record(s) have no value for {s['attribute']!r}: they form the group 'unknown' "
+                       "and are left out of disparities.")
+    out.append("Sensitive attributes that are not model inputs can still be reached through correlated features "
+               "(proxies); the disparities measured here include such effects, the drivers name records, not "
+               "features.")
+    for section in ("fairness", "privacy", "data_quality"):
+        out.extend((run.get(section) or {}).get("notes", []))
+    return out
+
+
+def _fmt_agreement(finding: dict) -> str:
+    return ", ".join(f"{k}: {'failed' if v is None else f'{v:.0%}'}" for k, v in finding["agreement"].items())
+
+
+def _flagged_rows(context: AuditContext, findings: dict) -> list[dict]:
+    """Flagged records with their ids, for the private CSV (privacy flags, then data-quality suspects)."""
+    ids = {m["token"]: m for m in context.tokens.mapping()}
+    rows = []
+    for f in (findings.get("privacy") or {}).get("flags", []):
+        rows.append({"token": f["token"], "finding": "privacy flag", "score": f["risk"], "label": f["label"],
+                     "groups": f["groups"], "reason": f["reason"]})
+    for s in (findings.get("data_quality") or {}).get("suspects", []):
+        rows.append({"token": s["token"], "finding": "data quality suspect", "score": s["score"], "label": s["label"],
+                     "groups": s["groups"], "reason": s["reason"]})
+    for row in rows:
+        row["split"], row["record_id"] = ids[row["token"]]["split"], ids[row["token"]]["record_id"]
+    return rows
+
+
+def run_audit(config: AuditConfig, *, trigger: str = "manual", command: str = "", history: HistoryStore | None = None,
+              progress: Progress | None = None) -> AuditRun:
+    """Run the configured audit; nothing is written here (see :mod:`auditkit.writer`)."""
+    say = progress or (lambda _msg: None)
+    started, steps = time.perf_counter(), []
+
+    def step(name: str):
+        steps.append({"name": name, "seconds": None, "_t": time.perf_counter()})
+        say(f"{name} …")
+
+    def done():
+        steps[-1]["seconds"] = round(time.perf_counter() - steps[-1].pop("_t"), 3)
+
+    policy = check_config(config)
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed % 2**32)
+    step("load data and model")
+    loaded = load_data(config)
+    splits = loaded.splits
+    model = load_model(config, splits)
+    dtype = DTYPES[config.model.dtype]
+    X, y = torch.tensor(splits["train"].X, dtype=dtype), torch.tensor(splits["train"].y)
+    done()
+    step("fit the influence engine")
+    engine, damping_note = fit_engine(model, config, X, y, say)
+    done()
+    context = AuditContext(model, engine, splits, loss=config.model.loss, l2=config.model.l2,
+                           train_fn=training_function(config), seed=config.seed)
+    findings = {"fairness": None, "privacy": None, "data_quality": None}
+    for name, options in config.audits.items():
+        step(f"audit: {name}")
+        findings[name] = json_safe(run_plugin(name, context, options).to_dict())
+        done()
+    step("stability of the key findings")
+    engines, settings = alternative_engines(model, config, engine, X, y)
+    st = config.influence.stability
+    stable = stability(context, findings, engines, k=st.top_k, robust_agreement=st.robust_agreement)
+    done()
+
+    created = datetime.now(timezone.utc).replace(microsecond=0)
+    m, d = config.model, config.data
+    train = splits["train"]
+    run = {
+        "schema": "auditkit.run/1",
+        "report_id": f"AK-{created:%Y%m%d}-{secrets.token_hex(4).upper()}",
+        "created_utc": created.isoformat().replace("+00:00", "Z"),
+        "trigger": trigger, "status": "incomplete", "auditkit_version": __version__,
+        "scope": config.report.model_dump(exclude={"sign_off", "independence"}),
+        "model": {"name": m.name, "version": m.version, "weights_sha256": file_sha256(config.path(m.weights)),
+                  "framework": f"PyTorch {torch.__version__}", "parameters": int(engine.n_params_),
+                  "architecture": " ".join(str(model).split())[:300], "builder": m.builder, "loss": m.loss,
+                  "l2": m.l2, "previous_version": m.previous_version},
+        "data": {"target": d.target, "favourable": str(train.classes[train.favourable_index]),
+                 "classes": [str(c) for c in train.classes], "n_features": int(train.X.shape[1]),
+                 "splits": [{"name": k, "role": ROLES.get(k, k), "source": loaded.sources[k], "rows": v.n,
+                             "sha256": loaded.hashes[k]} for k, v in splits.items()],
+                 "sensitive": [{"attribute": s.column, "how_obtained": s.how_obtained or (
+                     f"derived from {s.from_column} (bands at {', '.join(f'{b:g}' for b in s.bands)})"
+                     if s.from_column else "not stated"),
+                     "unknown": {k: v.unknown_counts().get(s.column, 0) for k, v in splits.items()}}
+                     for s in d.sensitive]},
+        "influence": {"method": engine.method, "damping": engine.damping, "damping_note": damping_note,
+                      "dtype": m.dtype, "l2": m.l2, "seed": config.seed, "parameters": int(engine.n_params_),
+                      "convention": engine.summary()["convention"],
+                      "stability": {"settings": settings, "findings": stable}},
+        **findings,
+    }
+    obs = [o if isinstance(o, dict) else o.to_dict() for o in observations(run)]
+    previous = history.previous(m.name) if history is not None else None
+    checks = evaluate(policy, obs, previous=previous["observations"] if previous else None) if policy else []
+    checks = [c if isinstance(c, dict) else c.to_dict() for c in checks]
+    run["checks"] = checks
+    run["status"] = overall_status(checks) if policy else "pass"
+    run["policy"] = policy.to_dict() if policy else None
+    run["limitations"] = _limitations(run, context, damping_note)
+    if policy is None:
+        run["limitations"].insert(0, "No policy was given: findings are reported without pass/fail checks.")
+    run["history"] = [{k: r[k] for k in ("report_id", "created_utc", "model_version", "status", "figures")}
+                      for r in (history.runs(m.name) if history is not None else [])]
+    run["sign_off"] = {"roles": [s.model_dump() for s in config.report.sign_off],
+                       "independence": config.report.independence}
+    run["provenance"] = {"hashes": {"model": run["model"]["weights_sha256"], "config": config.sha256,
+                                    "policy": run["policy"]["sha256"] if policy else None, "data": loaded.hashes},
+                         "versions": versions(), "seed": config.seed, "command": command,
+                         "config_text": config.text}
+    run["runtime"] = {"seconds": round(time.perf_counter() - started, 2), "steps": steps}
+    return AuditRun(json_safe(run), _flagged_rows(context, findings), obs)
+
+
+def key_figures(observations_: list[dict]) -> dict[str, float]:
+    """The figures kept in the history store: plain label (with scope) → value."""
+    out = {}
+    for o in observations_:
+        label = KEY_FIGURES.get(o["metric"])
+        if label is None or o.get("value") is None:
+            continue
+        scope = "/".join(str(s) for s in (o.get("attribute"), o.get("group")) if s)
+        out[f"{label} ({scope})" if scope else label] = o["value"]
+    return out

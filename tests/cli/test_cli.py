@@ -1,0 +1,149 @@
+"""The command line end to end on the heart-disease example: outputs, exit codes, history, re-rendering."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT
+
+from auditkit.cli import main
+
+EXAMPLE = ROOT / "examples/heart_disease"
+OUTPUTS = {"report.html", "report.pdf", "findings.json", "run.json", "flagged_records.csv", "figures"}
+
+
+def make_config(tmp_path, *, edit=None, name="audit.yaml"):
+    """The example's configuration in tmp_path, with patient ids that are easy to look for in outputs."""
+    table = pd.read_csv(EXAMPLE / "model/patients.csv")
+    table["id"] = [f"patient-{i:05d}" for i in table["id"]]
+    table.to_csv(tmp_path / "patients.csv", index=False)
+    shutil.copy(EXAMPLE / "model/weights.pt", tmp_path / "weights.pt")
+    doc = yaml.safe_load((EXAMPLE / "audit.yaml").read_text())
+    doc["model"]["weights"] = "weights.pt"
+    doc["data"]["table"] = "patients.csv"
+    doc["audits"]["fairness"]["bootstrap"] = 200
+    doc["history"] = "history.sqlite"
+    if edit:
+        edit(doc)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def cli(*args, cwd=ROOT):
+    """Run the installed command in a subprocess: (exit code, stdout, stderr)."""
+    proc = subprocess.run([sys.executable, "-m", "auditkit", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    config = make_config(tmp)
+    code, out, err = cli("run", config, "--out", tmp / "report")
+    return tmp, config, code, out, err
+
+
+def test_run_writes_every_output_and_exits_with_the_policy_status(first_run):
+    tmp, _, code, out, err = first_run
+    report = tmp / "report"
+    assert set(p.name for p in report.iterdir()) == OUTPUTS, err
+    run = json.loads((report / "run.json").read_text())
+    assert code == {"pass": 0, "pass_with_warnings": 0, "fail": 1, "incomplete": 1}[run["status"]]
+    findings = json.loads((report / "findings.json").read_text())
+    for key in ("status", "checks", "fairness", "privacy", "data_quality", "influence", "provenance"):
+        assert findings[key] is not None, key
+    assert findings["privacy"]["budget"] == 0.01 and "n_flagged" in findings["privacy"]
+    assert set(findings["provenance"]["hashes"]) == {"model", "config", "policy", "data"}
+    assert findings["checks"] and all(c["status"] in ("pass", "warn", "fail", "insufficient_data")
+                                      for c in findings["checks"])
+    assert f"auditkit {run['report_id']}:" in out            # the one-screen summary
+    assert "fit the influence engine" in err                 # progress on the terminal
+
+
+def test_flagged_records_are_private_and_the_report_holds_no_record_id(first_run):
+    tmp, _, _, _, _ = first_run
+    report = tmp / "report"
+    csv_path = report / "flagged_records.csv"
+    assert stat.S_IMODE(csv_path.stat().st_mode) == 0o600
+    flagged = pd.read_csv(csv_path)
+    assert len(flagged) > 0 and flagged["record_id"].str.startswith("patient-").all()
+    for name in ("report.html", "run.json", "findings.json"):
+        assert "patient-" not in (report / name).read_text(), name
+    pdf_text = subprocess.run(["pdftotext", str(report / "report.pdf"), "-"], capture_output=True, text=True)
+    if pdf_text.returncode == 0:
+        assert "patient-" not in pdf_text.stdout and "Page 1 of" in pdf_text.stdout
+
+
+def test_render_reproduces_the_report_without_recomputing(first_run):
+    tmp, _, _, _, _ = first_run
+    report = tmp / "report"
+    before = (report / "run.json").read_bytes()
+    figures = {p.name: p.read_bytes() for p in (report / "figures").iterdir()}
+    assert main(["render", str(report)]) == 0
+    assert (report / "run.json").read_bytes() == before
+    assert {p.name: p.read_bytes() for p in (report / "figures").iterdir()} == figures
+    assert stat.S_IMODE((report / "flagged_records.csv").stat().st_mode) == 0o600
+
+
+def test_a_second_run_sees_the_first_in_its_history(first_run):
+    tmp, config, _, _, _ = first_run
+    assert main(["run", str(config), "--out", str(tmp / "report2"), "--quiet"]) in (0, 1)
+    run = json.loads((tmp / "report2/run.json").read_text())
+    first = json.loads((tmp / "report/run.json").read_text())
+    assert [h["report_id"] for h in run["history"]] == [first["report_id"]]
+    assert run["history"][0]["figures"]
+
+
+def test_validate_and_schema(first_run, capsys):
+    _, config, _, _, _ = first_run
+    assert main(["validate", str(config)]) == 0
+    assert "valid" in capsys.readouterr().out
+    assert main(["schema"]) == 0
+    assert json.loads(capsys.readouterr().out)["additionalProperties"] is False
+
+
+def test_invalid_configuration_exits_2_with_one_line_and_writes_nothing(tmp_path):
+    config = make_config(tmp_path, edit=lambda d: d["model"].update(l2="lots"))
+    code, out, err = cli("run", config, "--out", tmp_path / "report")
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"auditkit: error: {config}: model.l2: Input should be a valid number")
+    assert not (tmp_path / "report").exists()
+
+
+def test_a_failing_rule_exits_1(tmp_path):
+    policy = {"policy": "impossible", "title": "t", "description": "d",
+              "rules": [{"id": "no-gap", "metric": "fairness.accuracy.difference", "bound": {"kind": "absolute",
+                         "max": 0.0}, "severity": "fail", "min_n": 1, "if_straddles": "fail",
+                         "requirement": "test"}]}
+    (tmp_path / "strict.yaml").write_text(yaml.safe_dump(policy))
+    config = make_config(tmp_path, edit=lambda d: d.update(policy="strict.yaml", audits={"fairness": {
+        "bootstrap": 100}}, history=False))
+    assert main(["run", str(config), "--out", str(tmp_path / "r"), "--quiet"]) == 1
+    assert json.loads((tmp_path / "r/findings.json").read_text())["status"] == "fail"
+
+
+def test_a_failure_while_running_exits_3_and_leaves_nothing(tmp_path, capsys):
+    config = make_config(tmp_path, edit=lambda d: d["model"].update(train_fn="json:loads"))
+    assert main(["run", str(config), "--out", str(tmp_path / "r"), "--quiet"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("auditkit: runtime failure: TypeError") and err.count("\n") == 1
+    assert not (tmp_path / "r").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".r.")]
+
+
+def test_an_output_folder_with_other_files_is_refused(tmp_path, capsys):
+    config = make_config(tmp_path)
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    assert main(["run", str(config), "--out", str(tmp_path / "busy"), "--quiet"]) == 2
+    assert "is not empty and holds no earlier auditkit run" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "busy").iterdir()] == ["notes.txt"]
