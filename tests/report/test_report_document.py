@@ -1,0 +1,150 @@
+"""The document model: sections in REPORT.md's order, plain words, small-cell suppression, formatting."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import pytest
+
+from auditkit.report import build_document, findings_subset, fmt
+from auditkit.report.document import SECTION_TITLES, Table
+from auditkit.report.sections import bound_text, key_figures
+
+REPORT_MD_TITLES = [
+    "Cover and document control", "Scope and intended purpose", "Model identity", "Data provenance", "Subgroups",
+    "Methodology", "Fairness results", "Privacy results", "Data quality and explanations", "Policy evaluation",
+    "Limitations", "History", "Sign-off", "Reproducibility", "Machine-readable annex",
+]
+
+
+def texts(section) -> str:
+    """All strings of a section's blocks, flattened."""
+    out = []
+    for b in section.blocks:
+        if isinstance(b, Table):
+            out += [b.caption, b.note] + list(b.columns)
+            out += [c.text + " " + c.sub for row in b.rows for c in row]
+        else:
+            out += [str(v) for v in vars(b).values()]
+    return "\n".join(out)
+
+
+def test_fifteen_sections_in_the_order_of_report_md(sample_run):
+    doc = build_document(sample_run)
+    assert [s.title for s in doc.sections] == REPORT_MD_TITLES
+    assert [s.number for s in doc.sections] == list(range(1, 16))
+    assert [t for _, t in SECTION_TITLES] == REPORT_MD_TITLES
+    assert all(s.blocks for s in doc.sections), [s.title for s in doc.sections if not s.blocks]
+
+
+def test_status_banner_and_check_counts(sample_run):
+    doc = build_document(sample_run)
+    assert (doc.status, doc.status_label) == ("fail", "FAIL")
+    assert dict(doc.check_counts) == {"pass": 0, "warn": 1, "fail": 1, "insufficient data": 0}
+    run = dict(sample_run, status="pass_with_warnings")
+    assert build_document(run).status_label == "PASS WITH WARNINGS"
+
+
+def test_small_cells_are_suppressed_and_their_counts_not_printed(sample_run):
+    doc = build_document(sample_run)
+    fairness = doc.sections[6]
+    table = next(b for b in fairness.blocks
+                 if isinstance(b, Table) and b.caption == "Per-group results, sex & age_band")
+    row = next(r for r in table.rows if r[0].text == "Female & 55+")
+    assert [c.text for c in row] == ["Female & 55+", "—", "suppressed (n < 30)"]
+    assert row[2].colspan == 4
+    sub = texts(doc.sections[4])
+    assert "suppressed (n < 30)" in sub
+    # the excluded group of the intersection disparity is named, its record count (21) is not
+    disp = next(b for b in fairness.blocks if isinstance(b, Table) and b.caption.endswith("sex & age_band groups"))
+    assert "Female & 55+" in disp.note and "21" not in disp.note
+    # training cells below the minimum (drivers of the intersection gaps) are suppressed as well
+    all_fair = texts(fairness)
+    assert all_fair.count("suppressed (n < 30)") >= 3
+
+
+def test_plain_words_and_sign_convention(sample_run):
+    doc = build_document(sample_run)
+    method = texts(doc.sections[5])
+    assert "positive value means the record helps" in method
+    assert "removed and the model retrained" in method
+    assert "Higher is worse" in method and "Lower is worse" in method
+    fairness = texts(doc.sections[6])
+    assert "Female is selected at 0.34 times the rate of Male" in fairness
+    assert "indicates adverse impact; this one is below it" in fairness
+    privacy = texts(doc.sections[7])
+    assert "AUC 0.5 means no better than guessing (higher is worse)" in privacy
+    assert "not measurable" in privacy  # TPR at 0.1 % FPR with 230 non-members
+
+
+def test_stability_verdicts_and_limitations(sample_run):
+    doc = build_document(sample_run)
+    method = doc.sections[5]
+    table = next(b for b in method.blocks if isinstance(b, Table) and b.columns[-1] == "Verdict")
+    assert [r[-1].text for r in table.rows] == ["robust", "sensitive"]
+    assert [r[-1].css for r in table.rows] == ["pass", "warn"]
+    assert table.rows[1][3].text == "6 of 10"  # damping ×10 kept 6 of the top 10
+    lim = texts(doc.sections[10])
+    assert "“top privacy-risk records” is sensitive" in lim
+    assert "Groups with fewer than 30 test records were not reported: Female & 55+." in lim
+    assert "needs at least 1000 non-members and the run had 230" in lim
+
+
+def test_only_tokens_identify_records(sample_run):
+    """Every record-like string in the document is a token R-XXXXXXXX."""
+    doc = build_document(sample_run)
+    allt = "\n".join(texts(s) for s in doc.sections)
+    tokens = set(re.findall(r"\bR-[A-Z0-9]{8}\b", allt))
+    assert len(tokens) > 50
+    assert "R-UITVYXVX" in tokens
+
+
+def test_missing_plugins_are_said_not_hidden(sample_run):
+    run = copy.deepcopy(sample_run)
+    run["privacy"] = None
+    run["fairness"] = None
+    doc = build_document(run)
+    assert "The privacy audit was not part of this run." in texts(doc.sections[7])
+    assert "The fairness audit was not part of this run." in texts(doc.sections[6])
+    assert "Privacy was not audited in this run." in texts(doc.sections[10])
+
+
+def test_history_adds_this_report_with_the_same_labels(sample_run):
+    doc = build_document(sample_run)
+    table = next(b for b in doc.sections[11].blocks if isinstance(b, Table))
+    assert table.columns == ["Key figure", "AK-20261001-11111111", "this report"]
+    row = next(r for r in table.rows if r[0].text == "selection-rate impact ratio (sex)")
+    assert [c.text for c in row[1:]] == ["0.41", "0.34"]
+    figs = key_figures(sample_run)
+    assert figs["membership AUC (loss)"] == pytest.approx(0.4799, abs=1e-4)
+
+
+@pytest.mark.parametrize(("bound", "text"), [
+    ({"kind": "absolute", "min": 0.8}, "≥ 0.8"),
+    ({"kind": "absolute", "min": 0.1, "max": 0.9}, "≥ 0.1 and ≤ 0.9"),
+    ({"kind": "ratio_band", "low": 0.8, "high": 1.25}, "between 0.8 and 1.25"),
+    ({"kind": "relative_to_reference", "max_difference": 0.1}, "within 0.1 of the reference group"),
+    ({"kind": "relative_to_previous", "max_increase": 0.05}, "rises by ≤ 0.05 since the previous audit"),
+])
+def test_bound_text(bound, text):
+    assert bound_text(bound) == text
+
+
+def test_number_formats():
+    assert fmt.pct(0.3809) == "38\u202f%"
+    assert fmt.pct(0.004) == "0.4\u202f%"
+    assert fmt.pct(-0.22) == "−22\u202f%"
+    assert fmt.pp(0.4137) == "41\u202fpp" and fmt.pp(0.0316) == "3.2\u202fpp"
+    assert fmt.interval(0.17, 0.59, as_pct=True) == "(95\u202f% CI 17–59\u202f%)"
+    assert fmt.interval(-0.28, 0.15, as_pp=True) == "(95\u202f% CI −28 to 15\u202fpp)"
+    assert fmt.signed(-0.0048) == "−0.005" and fmt.signed(0.00004) == "+4.0e-05"
+    assert fmt.num(None) == fmt.num(float("nan")) == "—"
+    assert fmt.short_hash("ab" * 32) == " ".join(["abababababababab"] * 4)
+
+
+def test_findings_subset_keeps_the_findings_and_drops_the_rest(sample_run):
+    f = findings_subset(sample_run)
+    assert f["schema"] == "auditkit.findings/1"
+    assert {"status", "checks", "fairness", "privacy", "data_quality", "influence", "provenance"} <= set(f)
+    assert "sign_off" not in f and "history" not in f
