@@ -91,13 +91,31 @@ def check_config(config: AuditConfig):
     policies = [load_policy(str(config.path(s)) if config.path(s).is_file() else s) for s in sources]
     policy = policies[0] if len(policies) == 1 else combine_policies(policies)
     check_metrics_available(policy, set(config.audits) | {"influence"})
+    budget = (config.audits.get("privacy") or {}).get("budget")
+    if policy.flag_budget is not None and budget is not None and budget != policy.flag_budget:
+        raise InputError(f"audits.privacy.budget {budget:g} differs from the flag_budget {policy.flag_budget:g} of "
+                         f"policy {policy.name}: remove audits.privacy.budget (the policy sets it) or change the "
+                         "policy")
     return policy
+
+
+def plugin_options(config: AuditConfig, policy: Policy | None) -> dict[str, dict]:
+    """Each plugin's options; the privacy audit takes its flag budget from the policy when it sets one."""
+    options = {name: dict(opts or {}) for name, opts in config.audits.items()}
+    if policy is not None and policy.flag_budget is not None and "privacy" in options:
+        options["privacy"]["budget"] = policy.flag_budget
+    return options
 
 
 def combine_policies(policies: list[Policy]) -> Policy:
     """Several policies checked together: their rules, ids prefixed with the policy's name."""
+    budgets = {p.flag_budget for p in policies if p.flag_budget is not None}
+    if len(budgets) > 1:
+        raise InputError(f"policies {', '.join(p.name for p in policies)} set different flag budgets "
+                         f"{sorted(budgets)}: check them against one policy at a time, or align their flag_budget")
     combined = parse_policy({
         "policy": " + ".join(p.name for p in policies), "title": "; ".join(p.title for p in policies),
+        "flag_budget": budgets.pop() if budgets else None,
         "description": " ".join(p.description for p in policies if p.description),
         "references": [r for p in policies for r in p.references],
         "rules": [{**r.to_dict(), "id": f"{p.name}/{r.id}"} for p in policies for r in p.rules]},
@@ -238,7 +256,7 @@ def run_audit(config: AuditConfig, *, trigger: str = "manual", command: str = ""
     context = AuditContext(model, engine, splits, loss=config.model.loss, l2=config.model.l2,
                            train_fn=training_function(config), seed=config.seed)
     findings = {"fairness": None, "privacy": None, "data_quality": None}
-    for name, options in config.audits.items():
+    for name, options in plugin_options(config, policy).items():
         step(f"audit: {name}")
         findings[name] = json_safe(run_plugin(name, context, options).to_dict())
         done()
@@ -283,6 +301,7 @@ def run_audit(config: AuditConfig, *, trigger: str = "manual", command: str = ""
     run["checks"] = checks
     run["status"] = overall_status(checks) if policy else "pass"
     run["policy"] = policy.to_dict() if policy else None
+    run["key_figures"] = key_figures(obs)
     run["limitations"] = _limitations(run, context, damping_note)
     if policy is None:
         run["limitations"].insert(0, "No policy was given: findings are reported without pass/fail checks.")

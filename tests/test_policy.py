@@ -413,7 +413,7 @@ def test_extra_keys_are_refused():
     assert error_of({"policy": "x", "title": "t", "rules": [rule(id="ir", bound={"kind": "absolute", "mn": 0.8})]}) == (
         "policy p.yaml: rule 'ir': unknown field 'bound.mn'; allowed: kind, min, max")
     assert error_of({"policy": "x", "title": "t", "rule": []}) == (
-        "policy p.yaml: unknown field 'rule'; allowed: policy, title, description, references, rules "
+        "policy p.yaml: unknown field 'rule'; allowed: policy, title, description, references, flag_budget, rules "
         "(and 1 more)")
     assert error_of({"policy": "x", "title": "t", "rules": [rule(scope={"attribute": ["sex"]})]}) == (
         "policy p.yaml: rule 'r': unknown field 'scope.attribute'; allowed: attributes, groups, overall")
@@ -516,3 +516,9 @@ def test_unknown_policy_names():
 def test_nan_bounds_are_refused():
     assert "field 'bound.max' is nan" in error_of(
         {"policy": "x", "title": "t", "rules": [rule(bound={"kind": "absolute", "max": math.nan})]})
+
+
+def test_clinical_privacy_sets_the_flag_budget_and_other_policies_leave_it():
+    assert load_policy("clinical-privacy").flag_budget == 0.01
+    assert load_policy("eu-ai-act-high-risk").flag_budget is None
+    assert load_policy("clinical-privacy").to_dict()["flag_budget"] == 0.01

@@ -104,6 +104,8 @@ class Policy(_Strict):
     title: str = Field(min_length=1)
     description: str = ""
     references: list[str] = []
+    flag_budget: float | None = Field(None, gt=0, lt=1, description="false-positive budget of the privacy flags "
+                                                                    "(expected share of non-members flagged)")
     rules: list[Rule] = Field(min_length=1)
     _source: str | None = PrivateAttr(None)
     _sha256: str | None = PrivateAttr(None)
@@ -123,6 +125,7 @@ class Policy(_Strict):
     def to_dict(self) -> dict:
         """The ``policy`` entry of the run document."""
         return {"name": self.policy, "title": self.title, "description": self.description,
+                "flag_budget": self.flag_budget,
                 "references": list(self.references), "source": self._source, "sha256": self._sha256,
                 "rules": [r.to_dict() for r in self.rules]}
 

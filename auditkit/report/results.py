@@ -227,6 +227,7 @@ def privacy(section: Section, run: dict, *, figures: dict, **_) -> None:
     for attr, by_attack in (p.get("attacks_by_group") or {}).items():
         for attack, groups in by_attack.items():
             for g, a in groups.items():
+                a = a or {}  # None: the group is below the plugin's minimum size
                 small = min(int(a.get("n_members") or 0), int(a.get("n_nonmembers") or 0)) < minimum
                 if small:
                     rows.append([Cell(str(attr)), Cell(str(g)), Cell(str(attack)),
