@@ -1,49 +1,70 @@
 """The history of audits: one row per completed run, so a report can show how key figures moved.
 
-A SQLite file (standard library). A row is written in one transaction after the run's outputs are in
-place, so a run killed before that leaves no row, and a killed write leaves none either (SQLite's journal).
-Rows hold the report id, time, model name and version, overall status, the key figures and the policy
-observations (for rules relative to the previous audit); never records or identifiers.
+The store is any database SQLAlchemy reaches: a SQLite file by default (``history.sqlite``), or a URL
+such as ``postgresql+psycopg://user@host/audits`` (the database and its driver are the user's). A row is
+written in one transaction after the run's outputs are in place, so a run killed before then leaves no
+row, and a killed write leaves none either (the database's own atomicity). Rows hold the report id, time,
+model name and version, overall status, the key figures and the policy observations (for rules relative
+to the previous audit); never records or identifiers.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-from contextlib import closing
 from pathlib import Path
 
 from .errors import InputError
 
-SCHEMA = """CREATE TABLE IF NOT EXISTS runs (
-    report_id TEXT PRIMARY KEY, created_utc TEXT NOT NULL, model_name TEXT NOT NULL, model_version TEXT,
-    status TEXT NOT NULL, figures TEXT NOT NULL, observations TEXT NOT NULL, run_dir TEXT)"""
+TABLE = "auditkit_runs"
+
+
+def _is_url(target: str) -> bool:
+    return "://" in target
 
 
 class HistoryStore:
-    """Past runs of every model line, in a SQLite file at ``path``."""
+    """Past runs of every model line: ``HistoryStore("history.sqlite")`` or ``HistoryStore("postgresql://…")``."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
+    def __init__(self, target: str | Path):
+        import sqlalchemy as sa  # imported here: importing auditkit stays light
+
+        self.target = str(target)
+        self._sa = sa
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with closing(self._connect()) as db, db:
-                db.execute(SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise InputError(f"history: cannot open the history store {str(self.path)!r} ({exc}): give a "
-                             "writable path in 'history', or 'history: false'") from None
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30)
+            if _is_url(self.target):
+                url = self.target
+            else:
+                Path(self.target).parent.mkdir(parents=True, exist_ok=True)
+                url = f"sqlite:///{Path(self.target).resolve()}"
+            self.engine = sa.create_engine(url)
+            meta = sa.MetaData()
+            self.table = sa.Table(
+                TABLE, meta,
+                sa.Column("report_id", sa.String(64), primary_key=True),
+                sa.Column("created_utc", sa.String(32), nullable=False),
+                sa.Column("model_name", sa.String(256), nullable=False, index=True),
+                sa.Column("model_version", sa.String(256)),
+                sa.Column("status", sa.String(32), nullable=False),
+                sa.Column("figures", sa.Text, nullable=False),
+                sa.Column("observations", sa.Text, nullable=False),
+                sa.Column("run_dir", sa.Text))
+            meta.create_all(self.engine)
+        except (OSError, sa.exc.SQLAlchemyError, ImportError, ValueError) as exc:
+            shown = self.target if not _is_url(self.target) else self.target.split("://")[0] + "://…"
+            detail = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+            raise InputError(f"history: cannot open the history store {shown!r} ({detail}): give a writable "
+                             "SQLite path or a reachable database URL in 'history', or 'history: false'") from None
 
     def runs(self, model_name: str) -> list[dict]:
         """Every recorded run of ``model_name``, oldest first."""
-        with closing(self._connect()) as db:
-            rows = db.execute("SELECT report_id, created_utc, model_version, status, figures, observations, "
-                              "run_dir FROM runs WHERE model_name = ? ORDER BY created_utc, report_id",
-                              (model_name,)).fetchall()
-        return [{"report_id": r[0], "created_utc": r[1], "model_version": r[2], "status": r[3],
-                 "figures": json.loads(r[4]), "observations": json.loads(r[5]), "run_dir": r[6]} for r in rows]
+        t = self.table
+        query = (self._sa.select(t).where(t.c.model_name == model_name)
+                 .order_by(t.c.created_utc, t.c.report_id))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [{"report_id": r["report_id"], "created_utc": r["created_utc"], "model_version": r["model_version"],
+                 "status": r["status"], "figures": json.loads(r["figures"]),
+                 "observations": json.loads(r["observations"]), "run_dir": r["run_dir"]} for r in rows]
 
     def previous(self, model_name: str) -> dict | None:
         """The latest recorded run of ``model_name``, if any."""
@@ -51,8 +72,10 @@ class HistoryStore:
         return runs[-1] if runs else None
 
     def record(self, run: dict, *, figures: dict, observations: list[dict], run_dir: str) -> None:
-        """Add the run (one transaction)."""
-        with closing(self._connect()) as db, db:
-            db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (run["report_id"], run["created_utc"], run["model"]["name"], run["model"]["version"],
-                        run["status"], json.dumps(figures), json.dumps(observations), run_dir))
+        """Add the run, in one transaction."""
+        row = {"report_id": run["report_id"], "created_utc": run["created_utc"], "model_name": run["model"]["name"],
+               "model_version": run["model"]["version"], "status": run["status"], "figures": json.dumps(figures),
+               "observations": json.dumps(observations), "run_dir": run_dir}
+        with self.engine.begin() as conn:
+            conn.execute(self.table.delete().where(self.table.c.report_id == row["report_id"]))
+            conn.execute(self.table.insert().values(**row))

@@ -147,3 +147,96 @@ def test_an_output_folder_with_other_files_is_refused(tmp_path, capsys):
     assert main(["run", str(config), "--out", str(tmp_path / "busy"), "--quiet"]) == 2
     assert "is not empty and holds no earlier auditkit run" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "busy").iterdir()] == ["notes.txt"]
+
+
+PASSING_POLICY = {"policy": "lenient", "title": "Lenient", "rules": [
+    {"id": "auc", "metric": "privacy.loss.auc", "scope": {"attributes": []}, "bound": {"kind": "absolute", "max": 0.99},
+     "severity": "fail", "requirement": "test"}]}
+
+
+def test_a_passing_policy_exits_0(tmp_path):
+    (tmp_path / "lenient.yaml").write_text(yaml.safe_dump(PASSING_POLICY))
+    config = make_config(tmp_path, edit=lambda d: d.update(policy="lenient.yaml", history=False))
+    assert main(["run", str(config), "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "r/findings.json").read_text())["status"] == "pass"
+
+
+def test_a_worse_model_shows_in_history_and_trips_the_rule_bounding_the_change(tmp_path):
+    import torch
+
+    from auditkit.config import load_config
+    from auditkit.inputs import load_data
+
+    policy = {"policy": "drift", "title": "Drift", "rules": [
+        {"id": "accuracy-gap-drift", "metric": "fairness.accuracy.difference", "scope": {"attributes": ["sex"]},
+         "bound": {"kind": "relative_to_previous", "max_increase": 0.02}, "severity": "fail", "requirement": "t"}]}
+    (tmp_path / "drift.yaml").write_text(yaml.safe_dump(policy))
+    config = make_config(tmp_path, edit=lambda d: d.update(policy="drift.yaml",
+                                                           audits={"fairness": {"bootstrap": 100}}))
+    first = main(["run", str(config), "--out", str(tmp_path / "r1"), "--quiet"])
+    run1 = json.loads((tmp_path / "r1/run.json").read_text())
+    assert first in (0, 1) and run1["checks"][0]["status"] == "insufficient_data"   # nothing to compare with yet
+
+    # version 2: pushes every male patient toward "disease", so men get more false alarms
+    names = load_data(load_config(config)).splits["train"].feature_names
+    state = torch.load(tmp_path / "weights.pt", weights_only=True)
+    column = names.index("sex=Male")
+    state["weight"][1, column] += 2.0
+    state["weight"][0, column] -= 2.0
+    torch.save(state, tmp_path / "weights.pt")
+    text = config.read_text().replace("version: 1.0.0", "version: 2.0.0")
+    config.write_text(text)
+    assert main(["run", str(config), "--out", str(tmp_path / "r2"), "--quiet"]) == 1
+    run2 = json.loads((tmp_path / "r2/run.json").read_text())
+    [check] = run2["checks"]
+    gap = lambda run: next(d for d in run["fairness"]["disparities"]["sex"] if d["metric"] == "accuracy")  # noqa: E731
+    assert gap(run2)["difference"] > gap(run1)["difference"] + 0.02
+    assert check["status"] == "fail"
+    assert [h["model_version"] for h in run2["history"]] == ["1.0.0"]
+    html = (tmp_path / "r2/report.html").read_text()
+    history = html[html.rindex("12. History"):html.rindex("13. Sign-off")]
+    assert "1.0.0" in history and "2.0.0" in history
+
+
+GOLDEN = ROOT / "tests/cli/golden/heart_findings.json"
+VOLATILE = {("report_id",), ("created_utc",), ("provenance", "versions"), ("provenance", "command")}
+
+
+def stable(findings: dict) -> dict:
+    """findings.json without what legitimately changes between runs: run id, time, versions, command line."""
+    out = json.loads(json.dumps(findings))
+    for path in VOLATILE:
+        parent = out
+        for key in path[:-1]:
+            parent = parent[key]
+        parent.pop(path[-1])
+    return out
+
+
+def assert_close(actual, expected, where="findings"):
+    """Equal structure and strings; numbers equal to 1e-6 relative (floating-point summation order)."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict) and sorted(actual) == sorted(expected), where
+        for k in expected:
+            assert_close(actual[k], expected[k], f"{where}.{k}")
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), where
+        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
+            assert_close(a, e, f"{where}[{i}]")
+    elif isinstance(expected, float) and not isinstance(expected, bool):
+        assert actual == pytest.approx(expected, rel=1e-6, abs=1e-9), where
+    else:
+        assert actual == expected, where
+
+
+def test_findings_match_the_golden_file(first_run):
+    """The example's findings.json, timestamps and versions aside, equals the committed golden file.
+
+    After an intended change of the findings, regenerate with ``AUDITKIT_UPDATE_GOLDEN=1 make test`` and
+    review the diff of tests/cli/golden/heart_findings.json.
+    """
+    tmp, _, _, _, _ = first_run
+    findings = stable(json.loads((tmp / "report/findings.json").read_text()))
+    if os.environ.get("AUDITKIT_UPDATE_GOLDEN"):
+        GOLDEN.write_text(json.dumps(findings, indent=1, ensure_ascii=False) + "\n")
+    assert_close(findings, json.loads(GOLDEN.read_text()))

@@ -90,3 +90,11 @@ def test_history_keeps_runs_per_model_line_in_order(tmp_path):
     assert HistoryStore(tmp_path / "h.sqlite").previous("other")["report_id"] == "AK-other"
     with pytest.raises(InputError, match="cannot open the history store"):
         HistoryStore(tmp_path / "h.sqlite" / "nested.sqlite")
+
+
+def test_history_accepts_a_database_url(tmp_path):
+    url = f"sqlite:///{tmp_path / 'url.sqlite'}"
+    HistoryStore(url).record(RUN, figures={"x": 1.0}, observations=[], run_dir="d")
+    assert HistoryStore(url).previous("m")["figures"] == {"x": 1.0}
+    with pytest.raises(InputError, match=r"cannot open the history store 'nosuchdialect://…'"):
+        HistoryStore("nosuchdialect://user:secret@host/db")
