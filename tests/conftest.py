@@ -11,6 +11,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "report"))
+
+# The report tests' fixtures (sample run, hostile run, rendered report): a plugin module rather than a second
+# conftest.py, whose module name would shadow this one for `from conftest import ...`.
+pytest_plugins = ["report_fixtures"]
 
 import auditkit as ak  # noqa: E402
 from auditkit.influence import retrain_without  # noqa: E402

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import jinja2
 import pytest
-from conftest import pdf_streams, pdf_text
+from report_fixtures import pdf_streams, pdf_text
 from test_report_document import REPORT_MD_TITLES
 
 from auditkit.errors import InputError
