@@ -21,6 +21,7 @@ Policies never name code, and plugins are found by registered name only.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -78,7 +79,6 @@ class ModelConfig(Strict):
     @field_validator("train_fn")
     @classmethod
     def _train_fn(cls, value):
-        import re
         if value is not None and value != "warm_start" and not re.match(CODE_REF, value):
             raise ValueError("must be 'warm_start' or package.module:function")
         return value
@@ -192,6 +192,11 @@ class AuditConfig(Strict):
         """A path from the configuration, relative to the configuration file."""
         p = Path(value).expanduser()
         return p if p.is_absolute() else self.base_dir / p
+
+    @property
+    def redacted_text(self) -> str:
+        """The file's text with passwords in URLs (``scheme://user:password@host``) replaced by ``***``."""
+        return re.sub(r"(://[^:/@\s]+):[^@\s]+@", r"\1:***@", self.text)
 
     @property
     def sha256(self) -> str:

@@ -175,26 +175,16 @@ def alternative_engines(model, config: AuditConfig, engine: InfluenceEngine, X, 
     return engines, settings
 
 
-def _limitations(run: dict, context: AuditContext, damping_note: str | None) -> list[str]:
+def _limitations(run: dict, context: AuditContext) -> list[str]:
+    """Limitations the run knows of and the report cannot derive from the findings (the report adds the
+    damping note, sensitive findings, suppressed groups and the plugins' own notes)."""
     out = []
-    if damping_note:
-        out.append(damping_note)
-    hidden = sum(1 for mod in context.model.modules() if isinstance(mod, torch.nn.Linear)) > 1
-    if hidden:
+    if sum(1 for mod in context.model.modules() if isinstance(mod, torch.nn.Linear)) > 1:
         out.append("The model is not convex (it has hidden layers): influence estimates describe the effect of "
                    "removing a record near the trained parameters; retraining from scratch can end elsewhere, and "
                    "records the network has memorised can be underestimated (see the privacy trust check).")
     out.append("Influence estimates are first-order approximations of leave-one-out retraining; their agreement "
                "with actual retraining on this model is stated in the methodology section where it was measured.")
-    for finding in run["influence"]["stability"]["findings"]:
-        if finding["verdict"] == "sensitive":
-            out.append(f"The {finding['finding']} change with the influence settings (top-{finding['k']} agreement "
-                       f"{_fmt_agreement(finding)}): treat the individual records named there as indicative.")
-    fairness = run.get("fairness") or {}
-    suppressed = sum(1 for t in fairness.get("groups", []) for g in t["groups"] if not g["sufficient"])
-    if suppressed:
-        out.append(f"{suppressed} subgroup cell(s) have fewer records than the minimum and are suppressed from "
-                   "the comparisons; disparities affecting them are not measured.")
     for s in run["data"]["sensitive"]:
         unknown = sum(s["unknown"].values())
         if unknown:
@@ -203,13 +193,7 @@ def _limitations(run: dict, context: AuditContext, damping_note: str | None) -> 
     out.append("Sensitive attributes that are not model inputs can still be reached through correlated features "
                "(proxies); the disparities measured here include such effects, the drivers name records, not "
                "features.")
-    for section in ("fairness", "privacy", "data_quality"):
-        out.extend((run.get(section) or {}).get("notes", []))
     return out
-
-
-def _fmt_agreement(finding: dict) -> str:
-    return ", ".join(f"{k}: {'failed' if v is None else f'{v:.0%}'}" for k, v in finding["agreement"].items())
 
 
 def _flagged_rows(context: AuditContext, findings: dict) -> list[dict]:
@@ -302,7 +286,7 @@ def run_audit(config: AuditConfig, *, trigger: str = "manual", command: str = ""
     run["status"] = overall_status(checks) if policy else "pass"
     run["policy"] = policy.to_dict() if policy else None
     run["key_figures"] = key_figures(obs)
-    run["limitations"] = _limitations(run, context, damping_note)
+    run["limitations"] = _limitations(run, context)
     if policy is None:
         run["limitations"].insert(0, "No policy was given: findings are reported without pass/fail checks.")
     run["history"] = [{k: r[k] for k in ("report_id", "created_utc", "model_version", "status", "figures")}
@@ -312,7 +296,7 @@ def run_audit(config: AuditConfig, *, trigger: str = "manual", command: str = ""
     run["provenance"] = {"hashes": {"model": run["model"]["weights_sha256"], "config": config.sha256,
                                     "policy": run["policy"]["sha256"] if policy else None, "data": loaded.hashes},
                          "versions": versions(), "seed": config.seed, "command": command,
-                         "config_text": config.text}
+                         "config_text": config.redacted_text}
     run["runtime"] = {"seconds": round(time.perf_counter() - started, 2), "steps": steps}
     return AuditRun(json_safe(run), _flagged_rows(context, findings), obs)
 

@@ -94,3 +94,13 @@ def test_json_schema_describes_every_section_and_forbids_extras():
 def test_parse_config_accepts_the_same_document_as_a_dict():
     config = parse_config(example(), base_dir=EXAMPLE.parent)
     assert config.audits["fairness"]["bootstrap"] == 500
+
+
+def test_passwords_in_urls_never_reach_the_report_text(tmp_path):
+    doc = example()
+    doc["history"] = "postgresql+psycopg://auditor:s3cr3t@db.example/audits"
+    path = tmp_path / "audit.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    config = load_config(path)
+    assert "s3cr3t" in config.text and "s3cr3t" not in config.redacted_text
+    assert "postgresql+psycopg://auditor:***@db.example/audits" in config.redacted_text

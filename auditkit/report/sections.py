@@ -188,6 +188,16 @@ def _first_disparity(run: dict) -> dict | None:
     return None
 
 
+def _retraining_cell(rt: dict | None) -> Cell:
+    """The 'against retraining' cell: rank agreement of single removals, or a predicted vs actual gap."""
+    if not rt:
+        return Cell("not run", "muted")
+    if rt.get("actual_gap") is not None:
+        return Cell(f"gap after removing top {rt.get('k')}: predicted {fmt.num(rt.get('predicted_gap'))}, "
+                    f"actual {fmt.num(rt.get('actual_gap'))}")
+    return Cell(f"Spearman {fmt.num(rt.get('spearman'))}, ratio {fmt.num(rt.get('median_ratio'))}")
+
+
 def stability(section: Section, st: dict) -> None:
     """How far the estimates can be trusted on this model: agreement of the top-k under other settings."""
     section.blocks.append(Heading("Trust in the estimates, measured on this model"))
@@ -199,27 +209,32 @@ def stability(section: Section, st: dict) -> None:
         return
     section.blocks.append(Paragraph(
         "Each key finding (the top records behind a disparity, the top privacy-risk records) was recomputed "
-        "with the damping ten times smaller and ten times larger and with a second solver. The table shows "
+        "with the ridge of the Hessian (the L2 penalty plus the damping) ten times smaller and ten times larger, "
+        "and with a second solver. The table shows "
         "how many of the top-k records stay in the top-k (k of k = identical ranking; fewer than about 7 in "
         "10 means the finding depends on the setting). Where the plugins retrained the model without the "
         "records, the rank correlation (Spearman; 1 = same order) and the median ratio of actual to predicted "
-        "effect (1 = exact) say how close the estimates are to reality."))
+        "effect (1 = exact), or the gap predicted after removing the top k drivers against the gap actually "
+        "measured after retraining without them, say how close the estimates are to reality."))
     rows = []
     for f in findings:
         k = int(f.get("k") or 0)
         ag = f.get("agreement") or {}
         cells = [Cell(str(f.get("finding", ""))), Cell(str(k), "num")]
+        failed = f.get("failures") or {}
         for s in settings:
             a = ag.get(s)
-            cells.append(Cell(fmt.DASH if a is None else f"{round(a * k)} of {k}", "num"))
-        rt = f.get("retraining")
-        cells.append(Cell(f"Spearman {fmt.num(rt.get('spearman'))}, ratio {fmt.num(rt.get('median_ratio'))}"
-                          if rt else "not run", "" if rt else "muted"))
+            cells.append(Cell("failed" if s in failed else fmt.DASH if a is None else f"{round(a * k)} of {k}",
+                              "num"))
+        cells.append(_retraining_cell(f.get("retraining")))
         verdict = str(f.get("verdict", ""))
         cells.append(Cell(verdict, "pass" if verdict == "robust" else "warn"))
         rows.append(cells)
-    desc = "; ".join(f"{s.get('label')}: {s.get('method')}, damping {s.get('damping')}"
-                     for s in st.get("settings") or [])
+    desc = "; ".join(f"{s.get('label')}: {s.get('method')}, l2 {fmt.num(s.get('l2'))}, damping "
+                     f"{fmt.num(s.get('damping'))}" for s in st.get("settings") or [])
+    failures = {k: v for f in findings for k, v in (f.get("failures") or {}).items()}
+    if failures:
+        desc += ". Failed settings: " + "; ".join(f"{k}: {v}" for k, v in failures.items())
     section.blocks.append(Table(["Finding", "k"] + [f"Top-k kept, {s}" for s in settings]
                                 + ["Against retraining", "Verdict"], rows, note="Settings compared: " + desc))
 
@@ -317,8 +332,9 @@ def limitations(section: Section, run: dict, **_) -> None:
         items.append(str(inf["damping_note"]))
     for f in (inf.get("stability") or {}).get("findings") or []:
         if f.get("verdict") == "sensitive":
-            items.append(f"The finding “{f.get('finding')}” is sensitive: its top records change when the damping "
-                         f"or the solver changes, so treat the individual records as indicative only.")
+            items.append(f"The finding “{f.get('finding')}” is sensitive: its top records change when the ridge "
+                         "of the Hessian (L2 penalty plus damping) or the solver changes, so treat the individual "
+                         "records as indicative only.")
     names = suppressed_groups(run)
     if names:
         items.append(f"Groups with fewer than {min_cell(run)} test records were not reported: {', '.join(names)}.")

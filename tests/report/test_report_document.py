@@ -148,3 +148,16 @@ def test_findings_subset_keeps_the_findings_and_drops_the_rest(sample_run):
     assert f["schema"] == "auditkit.findings/1"
     assert {"status", "checks", "fairness", "privacy", "data_quality", "influence", "provenance"} <= set(f)
     assert "sign_off" not in f and "history" not in f
+
+
+def test_stability_shows_gap_retraining_and_failed_settings(sample_run):
+    run = copy.deepcopy(sample_run)
+    first, second = run["influence"]["stability"]["findings"][:2]
+    first["retraining"] = {"predicted_gap": 0.3136, "actual_gap": 0.3083, "k": 10}
+    second["agreement"]["damping ×10"] = None
+    second["failures"] = {"damping ×10": "the Hessian is not positive definite"}
+    method = build_document(run).sections[5]
+    table = next(b for b in method.blocks if isinstance(b, Table) and b.columns[-1] == "Verdict")
+    assert table.rows[0][-2].text == "gap after removing top 10: predicted 0.31, actual 0.31"
+    assert table.rows[1][3].text == "failed"
+    assert "Failed settings: damping ×10: the Hessian is not positive definite" in table.note

@@ -1,0 +1,75 @@
+"""Runner pieces on the heart-disease example: automatic damping, stability settings, policy budget."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+from conftest import ROOT
+
+from auditkit.config import parse_config
+from auditkit.errors import InputError
+from auditkit.inputs import load_data, load_model
+from auditkit.runner import alternative_engines, check_config, fit_engine, plugin_options
+
+EXAMPLE = ROOT / "examples/heart_disease"
+
+
+def config_with(edit=None):
+    doc = yaml.safe_load((EXAMPLE / "audit.yaml").read_text())
+    if edit:
+        edit(doc)
+    return parse_config(doc, base_dir=EXAMPLE)
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    config = config_with()
+    splits = load_data(config).splits
+    X, y = torch.tensor(splits["train"].X), torch.tensor(splits["train"].y)
+    return splits, X, y
+
+
+def test_auto_damping_rescues_a_singular_hessian_and_says_so(loaded):
+    splits, X, y = loaded
+    # without the L2 term the one-hot columns (every level of a category, plus the bias) are collinear
+    config = config_with(lambda d: d["model"].update(l2=0.0))
+    engine, note = fit_engine(load_model(config, splits), config, X, y, lambda _m: None)
+    assert engine.damping > 0 and "damping of" in note and "not at a strict minimum" in note
+    fixed = config_with(lambda d: (d["model"].update(l2=0.0), d["influence"].update(damping=0.0)))
+    with pytest.raises(InputError, match=r"^influence.damping: the Hessian is singular .*; or set 'damping: auto'$"):
+        fit_engine(load_model(fixed, splits), fixed, X, y, lambda _m: None)
+
+
+def test_stability_settings_scale_the_ridge_and_swap_the_solver(loaded):
+    splits, X, y = loaded
+    config = config_with()
+    model = load_model(config, splits)
+    engine, note = fit_engine(model, config, X, y, lambda _m: None)
+    assert note is None and engine.damping == 0.0
+    engines, settings = alternative_engines(model, config, engine, X, y)
+    assert [(s["label"], s["method"], s["l2"]) for s in settings] == [
+        ("ridge ×0.1", "exact", pytest.approx(0.001)), ("ridge ×10", "exact", pytest.approx(0.1)),
+        ("solver cg", "cg", 0.01)]
+    assert engines["ridge ×10"].l2 == pytest.approx(0.1)
+
+
+def test_the_policy_sets_the_flag_budget_and_a_conflict_is_refused():
+    config = config_with()
+    policy = check_config(config)
+    assert policy.flag_budget == 0.01 and plugin_options(config, policy)["privacy"]["budget"] == 0.01
+    clash = config_with(lambda d: d["audits"]["privacy"].update(budget=0.05))
+    with pytest.raises(InputError, match=r"^audits.privacy.budget 0.05 differs from the flag_budget 0.01 of policy "):
+        check_config(clash)
+
+
+def test_privacy_without_non_members_is_refused_before_running():
+    config = config_with(lambda d: d["data"]["split"].update(holdout=0.0))
+    with pytest.raises(InputError, match=r"^audits.privacy needs non-members: give data.holdout"):
+        check_config(config)
+
+
+def test_a_policy_metric_without_its_plugin_is_refused_before_running():
+    config = config_with(lambda d: d["audits"].pop("privacy"))
+    with pytest.raises(InputError, match=r"needs privacy, which this audit does not run"):
+        check_config(config)
