@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import InputError
@@ -90,21 +91,28 @@ def _swap(tmp: Path, out: Path) -> None:
         os.rename(tmp, out)
 
 
+@contextmanager
+def _staged(out: Path):
+    """A temporary folder beside ``out``, moved into its place when the block succeeds, removed otherwise."""
+    tmp = _prepare(out)
+    try:
+        yield tmp
+        _swap(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def write_run(run: dict, flagged: list[dict], out: Path, *, templates: Path | None = None) -> dict[str, Path]:
     """Write every output of a run into ``out`` atomically; returns the final paths."""
     from .report import render_run  # heavy (matplotlib, WeasyPrint): imported only when writing
 
     out = Path(out)
-    tmp = _prepare(out)
-    try:
+    with _staged(out) as tmp:
         _dump(run, tmp / "run.json")
         _dump(findings_of(run), tmp / "findings.json")
         write_flagged_csv(flagged, tmp / "flagged_records.csv")
         render_run(run, tmp, templates=templates, findings_path=tmp / "findings.json")
-        _swap(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {p.name: p for p in sorted(out.iterdir())}
 
 
@@ -123,16 +131,11 @@ def rerender(run_dir: Path, *, templates: Path | None = None) -> dict[str, Path]
                          "edited or truncated; rerun the audit") from None
     if not isinstance(run, dict) or run.get("schema") != "auditkit.run/1":
         raise InputError(f"{str(source)!r} is not an auditkit run (schema auditkit.run/1): rerun the audit")
-    tmp = _prepare(run_dir)
-    try:
+    with _staged(run_dir) as tmp:
         for name in ("run.json", "findings.json", "flagged_records.csv"):
             if (run_dir / name).exists():
                 shutil.copy2(run_dir / name, tmp / name)
         if not (tmp / "findings.json").exists():
             _dump(findings_of(run), tmp / "findings.json")
         render_run(run, tmp, templates=templates, findings_path=tmp / "findings.json")
-        _swap(tmp, run_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {p.name: p for p in sorted(run_dir.iterdir())}

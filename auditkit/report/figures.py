@@ -90,6 +90,19 @@ def group_metrics(table: dict) -> Figure | None:
     return fig
 
 
+def _effect_bars(ax, effects: list[float], labels: list[str], title: str, xlabel: str, *, height: float,
+                 mono: bool) -> None:
+    """Horizontal bars of effects (scaled by a common power of ten), negative ones red, first at the top."""
+    exponent = _exponent(effects)
+    scaled = [e / 10.0 ** exponent for e in effects]
+    ax.barh(range(len(scaled)), scaled, color=[RED if e < 0 else GREY for e in scaled], height=height)
+    ax.set_yticks(range(len(scaled)), labels, **({"fontfamily": "DejaVu Sans Mono"} if mono else {}))
+    ax.invert_yaxis()
+    ax.axvline(0, color="black", linewidth=0.6)
+    ax.set_title(title, loc="left")
+    ax.set_xlabel(xlabel.format(unit=f" (×10{_sup(exponent)})" if exponent else ""))
+
+
 def drivers(att: dict, minimum: int) -> Figure | None:
     recs = list(att.get("drivers") or [])[:8] + list(att.get("wideners") or [])[:4][::-1]
     cells = [c for c in att.get("cells") or [] if int(c.get("count") or 0) >= minimum]
@@ -98,30 +111,16 @@ def drivers(att: dict, minimum: int) -> Figure | None:
     fig = Figure(figsize=(WIDTH, 2.5))
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.15, 1]})
     if recs:
-        effects = [float(r.get("effect") or 0) for r in recs]
-        exponent = _exponent(effects)
-        effects = [e / 10.0 ** exponent for e in effects]
-        left.barh(range(len(recs)), effects, color=[RED if e < 0 else GREY for e in effects], height=0.7)
-        left.set_yticks(range(len(recs)), [str(r.get("token")) for r in recs], fontfamily="DejaVu Sans Mono")
-        left.invert_yaxis()
-        left.axvline(0, color="black", linewidth=0.6)
-        left.set_title("Top records: change of gap if removed", loc="left")
-        unit = f" (×10{_sup(exponent)})" if exponent else ""
-        left.set_xlabel(f"change of the gap{unit}; red = drives it")
+        _effect_bars(left, [float(r.get("effect") or 0) for r in recs], [str(r.get("token")) for r in recs],
+                     "Top records: change of gap if removed", "change of the gap{unit}; red = drives it",
+                     height=0.7, mono=True)
     else:
         left.set_axis_off()
     if cells:
-        effects = [float(c.get("effect") or 0) for c in cells]
-        exponent = _exponent(effects)
-        effects = [e / 10.0 ** exponent for e in effects]
-        labels = [f"{_label(c.get('group'), 22)} · {_label(c.get('label'), 10)}" for c in cells]
-        right.barh(range(len(cells)), effects, color=[RED if e < 0 else GREY for e in effects], height=0.6)
-        right.set_yticks(range(len(cells)), labels)
-        right.invert_yaxis()
-        right.axvline(0, color="black", linewidth=0.6)
-        right.set_title("Training group × label: summed change", loc="left")
-        unit = f" (×10{_sup(exponent)})" if exponent else ""
-        right.set_xlabel(f"summed change{unit}; negative = cell drives it")
+        _effect_bars(right, [float(c.get("effect") or 0) for c in cells],
+                     [f"{_label(c.get('group'), 22)} · {_label(c.get('label'), 10)}" for c in cells],
+                     "Training group × label: summed change", "summed change{unit}; negative = cell drives it",
+                     height=0.6, mono=False)
     else:
         right.set_axis_off()
     fig.tight_layout()
