@@ -67,14 +67,26 @@ class ModelConfig(Strict):
     version: str = "unversioned"
     builder: str = Field(..., pattern=CODE_REF, description="package.module:function returning an nn.Module")
     builder_args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the builder")
-    weights: str = Field(..., min_length=1, description="state dict saved with torch.save (loaded weights_only)")
+    weights: str | None = Field(None, min_length=1, description="state dict saved with torch.save (loaded with "
+                                "weights_only=True); omit it when the builder returns the trained model itself")
     loss: Literal["cross_entropy", "bce"] = "cross_entropy"
-    l2: float = Field(0.0, ge=0, description="the L2 term (l2/2)‖θ‖² of the training objective")
+    l2: float | dict[str, float] = Field(
+        0.0, description="the L2 term of the training objective: a number c for (c/2)‖θ‖², or a mapping of "
+                         "parameter name (or prefix) to its own coefficient, e.g. {weight: 0.002} for an "
+                         "unpenalised intercept (parameters not named get 0)")
     dtype: Literal["float64", "float32"] = "float64"
     train_fn: str | None = Field(
         None, description="'warm_start' (auditkit retrains the objective from the trained weights) or "
                           "package.module:function(model, X, y) -> model; enables verification by retraining")
     previous_version: str | None = None
+
+    @field_validator("l2")
+    @classmethod
+    def _l2(cls, value):
+        values = value.values() if isinstance(value, dict) else [value]
+        if any(v < 0 for v in values):
+            raise ValueError("coefficients must be ≥ 0")
+        return value
 
     @field_validator("train_fn")
     @classmethod

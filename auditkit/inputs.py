@@ -104,7 +104,8 @@ def load_data(config: AuditConfig) -> LoadedData:
 def load_model(config: AuditConfig, splits: dict[str, AuditData]) -> nn.Module:
     """The model from its builder and weights, checked against the featurized data and the loss."""
     m = config.model
-    model = build_model(m.builder, config.path(m.weights), kwargs=m.builder_args, dtype=DTYPES[m.dtype])
+    weights = config.path(m.weights) if m.weights else None
+    model = build_model(m.builder, weights, kwargs=m.builder_args, dtype=DTYPES[m.dtype])
     train = splits["train"]
     x = torch.tensor(train.X[:2], dtype=DTYPES[m.dtype])
     try:

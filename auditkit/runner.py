@@ -30,6 +30,7 @@ from .errors import HessianError, InputError, SingularHessianError
 from .history import HistoryStore
 from .influence import InfluenceEngine
 from .inputs import DTYPES, ROLES, file_sha256, load_data, load_model, training_function
+from .models.loading import parameters_sha256
 from .policy import Policy, check_metrics_available, evaluate, load_policy, observations, overall_status, parse_policy
 
 Progress = Callable[[str], None]
@@ -82,7 +83,7 @@ def check_config(config: AuditConfig):
         if value is not None and not config.path(value).is_file():
             raise InputError(f"data.{key}: file {str(config.path(value))!r} does not exist: fix the path (relative "
                              "paths are read from the configuration file's folder)")
-    if not config.path(config.model.weights).is_file():
+    if config.model.weights is not None and not config.path(config.model.weights).is_file():
         raise InputError(f"model.weights: file {str(config.path(config.model.weights))!r} does not exist: fix the "
                          "path (relative paths are read from the configuration file's folder)")
     if config.policy is None:
@@ -149,15 +150,21 @@ def fit_engine(model, config: AuditConfig, X, y, say: Progress) -> tuple[Influen
         return make(damping).fit(X, y), note
 
 
+def scaled_l2(l2: float | dict[str, float], factor: float) -> float | dict[str, float]:
+    """The L2 coefficient(s) times ``factor``."""
+    return {k: v * factor for k, v in l2.items()} if isinstance(l2, dict) else l2 * factor
+
+
 def alternative_engines(model, config: AuditConfig, engine: InfluenceEngine, X, y) -> tuple[dict, list[dict]]:
-    """Engines for the stability check: the ridge (l2 + damping) of H × each factor, and a second solver."""
+    """Engines for the stability check: the ridge of H (the L2 term and the damping) × each factor, and a
+    second solver. Without any ridge (no L2, no damping) the factors scale a nominal damping of 1e-3 of
+    H's largest eigenvalue."""
     inf, m = config.influence, config.model
-    ridge = m.l2 + engine.damping
-    if ridge <= 0:
-        ridge = 1e-3 * engine.hessian_.top_eigenvalue()
+    has_ridge = engine.damping > 0 or any(m.l2.values() if isinstance(m.l2, dict) else [m.l2])
+    nominal = 0.0 if has_ridge else 1e-3 * engine.hessian_.top_eigenvalue()
     engines, settings = {}, []
 
-    def add(label: str, method: str, l2: float, damping: float):
+    def add(label: str, method: str, l2, damping: float):
         settings.append({"label": label, "method": method, "l2": l2, "damping": damping})
         try:
             engines[label] = InfluenceEngine(model, m.loss, l2=l2, method=method, damping=damping,
@@ -166,7 +173,7 @@ def alternative_engines(model, config: AuditConfig, engine: InfluenceEngine, X, 
             engines[label] = exc
 
     for factor in inf.stability.damping_factors:
-        add(f"ridge ×{factor:g}", inf.method, ridge * factor, 0.0)
+        add(f"ridge ×{factor:g}", inf.method, scaled_l2(m.l2, factor), (engine.damping + nominal) * factor)
     second = inf.stability.second_solver
     if second == inf.method:
         second = "exact" if inf.method != "exact" else "cg"
@@ -259,7 +266,9 @@ def run_audit(config: AuditConfig, *, trigger: str = "manual", command: str = ""
         "created_utc": created.isoformat().replace("+00:00", "Z"),
         "trigger": trigger, "status": "incomplete", "auditkit_version": __version__,
         "scope": config.report.model_dump(exclude={"sign_off", "independence"}),
-        "model": {"name": m.name, "version": m.version, "weights_sha256": file_sha256(config.path(m.weights)),
+        "model": {"name": m.name, "version": m.version,
+                  "weights_sha256": file_sha256(config.path(m.weights)) if m.weights else None,
+                  "parameters_sha256": parameters_sha256(model),
                   "framework": f"PyTorch {torch.__version__}", "parameters": int(engine.n_params_),
                   "architecture": " ".join(str(model).split())[:300], "builder": m.builder, "loss": m.loss,
                   "l2": m.l2, "previous_version": m.previous_version},
@@ -293,7 +302,8 @@ def run_audit(config: AuditConfig, *, trigger: str = "manual", command: str = ""
                       for r in (history.runs(m.name) if history is not None else [])]
     run["sign_off"] = {"roles": [s.model_dump() for s in config.report.sign_off],
                        "independence": config.report.independence}
-    run["provenance"] = {"hashes": {"model": run["model"]["weights_sha256"], "config": config.sha256,
+    run["provenance"] = {"hashes": {"model": run["model"]["weights_sha256"] or run["model"]["parameters_sha256"],
+                                    "config": config.sha256,
                                     "policy": run["policy"]["sha256"] if policy else None, "data": loaded.hashes},
                          "versions": versions(), "seed": config.seed, "command": command,
                          "config_text": config.redacted_text}

@@ -6,6 +6,7 @@ containers only, never code. The builder itself is user code, named in the confi
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
 import sys
@@ -57,9 +58,9 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def build_model(builder: str, weights: Path, *, kwargs: dict | None = None,
+def build_model(builder: str, weights: Path | None, *, kwargs: dict | None = None,
                 dtype: torch.dtype = torch.float64) -> nn.Module:
-    """``builder(**kwargs)`` filled with the weights, in ``dtype``, in eval mode."""
+    """``builder(**kwargs)`` filled with the weights (if a file is given), in ``dtype``, in eval mode."""
     make = import_object(builder, "model.builder")
     if not callable(make):
         raise InputError(f"model.builder: {builder!r} is not callable: name a function that returns an nn.Module")
@@ -69,6 +70,8 @@ def build_model(builder: str, weights: Path, *, kwargs: dict | None = None,
         raise InputError(f"model.builder: calling {builder!r} failed ({exc}): check model.builder_args") from None
     if not isinstance(model, nn.Module):
         raise InputError(f"model.builder: {builder!r} returned a {type(model).__name__}, not a torch nn.Module")
+    if weights is None:
+        return model.to(dtype).eval()
     state = load_state_dict(weights)
     try:
         model.load_state_dict(state, strict=True)
@@ -77,3 +80,13 @@ def build_model(builder: str, weights: Path, *, kwargs: dict | None = None,
         raise InputError(f"model.weights: {str(weights)!r} does not fit the model built by {builder!r} "
                          f"({first}): the weights belong to another architecture") from None
     return model.to(dtype).eval()
+
+
+def parameters_sha256(model: nn.Module) -> str:
+    """SHA-256 of a model's state (names, shapes, dtypes and values of every tensor, in order)."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
+        digest.update(t.numpy().tobytes())
+    return digest.hexdigest()

@@ -73,3 +73,12 @@ def test_a_policy_metric_without_its_plugin_is_refused_before_running():
     config = config_with(lambda d: d["audits"].pop("privacy"))
     with pytest.raises(InputError, match=r"needs privacy, which this audit does not run"):
         check_config(config)
+
+
+def test_weights_are_optional_and_the_parameters_are_hashed(loaded):
+    from auditkit.models.loading import parameters_sha256
+    splits, _, _ = loaded
+    with_weights = load_model(config_with(), splits)
+    without = load_model(config_with(lambda d: d["model"].pop("weights")), splits)   # the builder's own state
+    assert parameters_sha256(with_weights) != parameters_sha256(without)
+    assert parameters_sha256(with_weights) == parameters_sha256(load_model(config_with(), splits))
