@@ -1,8 +1,10 @@
 """``InfluenceEngine``: the effect of removing each training record, without retraining.
 
-Training objective assumed: ``R(θ) = (1/n) Σ_i ℓ(z_i; θ) + (l2/2)·‖θ‖²`` at the trained θ̂, and
-``H = ∇²R(θ̂) + damping·I``. Removing record j and retraining moves the parameters by about
-``Δθ_j = (1/n) H⁻¹ g_j`` with ``g_j = ∇ℓ(z_j; θ̂)`` (Koh & Liang 2017, upweighting by ε = −1/n). Hence:
+Training objective assumed: ``R(θ) = (1/n) Σ_i ℓ(z_i; θ) + (l2/2)·‖θ‖²`` at the trained θ̂, or, with a
+per-parameter ``l2 = {name or prefix: λ_k}``, ``R(θ) = (1/n) Σ_i ℓ(z_i; θ) + ½ Σ_k λ_k ‖θ_k‖²`` (unnamed
+parameters unpenalised, e.g. intercepts as scikit-learn fits them); ``H = ∇²R(θ̂) + damping·I``.
+Removing record j and retraining moves the parameters by about ``Δθ_j = (1/n) H⁻¹ g_j`` with
+``g_j = ∇ℓ(z_j; θ̂)`` (Koh & Liang 2017, upweighting by ε = −1/n). Hence:
 
 - ``influence(X, y)[i, j] = (1/n) ∇ℓ(z_i)ᵀ H⁻¹ g_j`` ≈ loss of test record i after removing training
   record j and retraining, minus its loss now. Positive: j helps i (removing it raises i's loss).
@@ -28,6 +30,7 @@ from ..errors import InputError, NotFittedError
 from .gradients import ModelFunction, _select
 from .hessian import HessianOperator
 from .losses import check_targets, resolve_loss
+from .penalty import L2, check_l2, l2_of_parameters
 from .records import Records
 from .solvers import make_solver
 
@@ -50,8 +53,10 @@ class InfluenceEngine:
         The trained model. It is switched to ``eval()`` while influence is computed, then restored.
     loss : ``"cross_entropy"``, ``"bce"``, ``"mse"`` or a callable ``loss(outputs, targets) -> (n,)``
         The per-record training loss ℓ.
-    l2 : float
-        The L2 coefficient the model was trained with, in ``mean loss + (l2/2)·‖θ‖²``.
+    l2 : float or mapping
+        The L2 coefficient the model was trained with, in ``mean loss + (l2/2)·‖θ‖²``; or one coefficient per
+        parameter, ``{name or name prefix: λ_k}`` in ``mean loss + ½ Σ_k λ_k ‖θ_k‖²`` (parameters no key
+        matches get 0; the longest matching key wins). Kept as given in ``engine.l2``.
     method : ``"exact"``, ``"cg"`` or ``"lissa"``
         How ``H⁻¹`` is applied; extra keyword options go to the solver (see ``auditkit.influence.solvers``).
     damping : float
@@ -66,7 +71,7 @@ class InfluenceEngine:
         Records per chunk of per-record gradients; memory grows with it, not with n.
     """
 
-    def __init__(self, model: nn.Module, loss: str | Callable = "cross_entropy", *, l2: float = 0.0,
+    def __init__(self, model: nn.Module, loss: str | Callable = "cross_entropy", *, l2: L2 = 0.0,
                  method: str = "exact", damping: float = 0.0, params=None, dtype=None, device=None,
                  chunk_size: int = 256, **solver_options):
         if not isinstance(model, nn.Module):
@@ -75,12 +80,14 @@ class InfluenceEngine:
         self.model = model
         self.loss = loss
         self.loss_fn = resolve_loss(loss)
-        self.l2 = _nonnegative("l2", l2)
+        self.l2 = check_l2(l2)
         self.damping = _nonnegative("damping", damping)
         self.method = method
         self.solver = make_solver(method, solver_options)
         self.params = params
+        trainable = _select(model, None)
         _select(model, params)
+        l2_of_parameters(self.l2, trainable)  # refuse keys that match no parameter now, not at fit
         if dtype is not None and dtype not in _DTYPES:
             raise InputError(f"dtype={dtype!r} is not allowed: use torch.float32 or torch.float64")
         first = next(p for p in model.parameters() if p.requires_grad)
@@ -276,7 +283,8 @@ class InfluenceEngine:
     def summary(self) -> dict:
         """Settings and solver diagnostics, for reports."""
         self._check_fitted()
-        return {"method": self.method, "l2": self.l2, "damping": self.damping,
+        l2 = dict(self.l2) if isinstance(self.l2, dict) else self.l2
+        return {"method": self.method, "l2": l2, "damping": self.damping,
                 "dtype": str(self.dtype).replace("torch.", ""), "n_params": self.n_params_,
                 "n_train": self.n_train_, "solver": self.solver_.summary(),
                 "convention": "≈ change of the loss (or measurement) when the record is removed and the model "

@@ -1,7 +1,8 @@
 """The Hessian of the regularised training objective, as an operator over streamed records.
 
-Training objective (the influence contract): ``R(θ) = (1/n) Σ_i ℓ(z_i; θ) + (l2/2)·‖θ‖²``. The operator
-applies ``H = ∇²R(θ) + damping·I = (1/n) Σ_i ∇²ℓ(z_i; θ) + (l2 + damping)·I`` to row vectors, over all
+Training objective (the influence contract): ``R(θ) = (1/n) Σ_i ℓ(z_i; θ) + ½ Σ_k λ_k ‖θ_k‖²`` (λ_k = l2 for
+every parameter tensor θ_k when l2 is a number; see ``penalty``). The operator applies
+``H = ∇²R(θ) + damping·I = (1/n) Σ_i ∇²ℓ(z_i; θ) + diag(λ + damping)`` to row vectors, over all
 training records (``matvec``) or over a random minibatch (``sample_matvec``, for stochastic solvers),
 and can form H densely (``dense``) for small models. Vectors are rows: ``V`` has shape (k, p).
 """
@@ -11,16 +12,23 @@ from __future__ import annotations
 import torch
 
 from .gradients import ModelFunction
+from .penalty import L2, check_l2, l2_vector
 from .records import Records
 
 
 class HessianOperator:
-    """``V ↦ V·H`` for ``H = (1/n) Σ_i ∇²ℓ(z_i; θ) + (l2 + damping)·I`` (H is symmetric)."""
+    """``V ↦ V·H`` for ``H = (1/n) Σ_i ∇²ℓ(z_i; θ) + diag(λ + damping)`` (H is symmetric).
 
-    def __init__(self, fn: ModelFunction, records: Records, *, l2: float, damping: float, chunk_size: int):
+    ``l2`` is a number or a mapping {parameter name or prefix: λ_k} (``auditkit.influence.penalty``); it is kept
+    as given in ``l2``, and as the per-coordinate vector λ (p,) in ``l2_vector``.
+    """
+
+    def __init__(self, fn: ModelFunction, records: Records, *, l2: L2, damping: float, chunk_size: int):
         self.fn = fn
         self.records = records
-        self.l2 = float(l2)
+        self.l2 = check_l2(l2)
+        known = [n for n, p in fn.model.named_parameters() if p.requires_grad]
+        self.l2_vector = l2_vector(self.l2, fn.names, fn.sizes, known=known, dtype=fn.dtype, device=fn.device)
         self.damping = float(damping)
         self.chunk_size = int(chunk_size)
         self.n = records.n
@@ -29,9 +37,9 @@ class HessianOperator:
         self.device = fn.device
 
     @property
-    def shift(self) -> float:
-        """``l2 + damping``, the multiple of the identity added to the data term."""
-        return self.l2 + self.damping
+    def shift(self) -> torch.Tensor:
+        """``λ + damping`` (p,), the diagonal added to the data term (used as ``shift * V``)."""
+        return self.l2_vector + self.damping
 
     #: records × vectors pushed through one Hessian-vector call; bounds its memory, amortises its overhead
     BUDGET = 1 << 18

@@ -1,8 +1,9 @@
 """Deterministic full-batch training of the objective the influence contract assumes.
 
-``fit_model`` minimises ``R(θ) = Σ_i w_i ℓ(z_i; θ) / Σ_i w_i + (l2/2)·‖θ‖²`` (weights default to 1, so
-R is the mean loss plus the L2 term) over the model's trainable parameters: L-BFGS with a strong-Wolfe
-line search, then, for models of at most ``newton_max_params`` parameters, Newton steps
+``fit_model`` minimises ``R(θ) = Σ_i w_i ℓ(z_i; θ) / Σ_i w_i + ½ Σ_k λ_k ‖θ_k‖²`` (weights default to 1, so
+R is the mean loss plus the L2 term; λ_k = l2 for every parameter tensor when l2 is a number, or per
+parameter from a mapping ``{name or prefix: λ_k}``, see ``penalty``) over the model's trainable parameters:
+L-BFGS with a strong-Wolfe line search, then, for models of at most ``newton_max_params`` parameters, Newton steps
 ``θ ← θ − t·∇²R⁻¹ ∇R`` (backtracking on t) until ``‖∇R‖_∞ ≤ tol``. Influence estimates are only
 meaningful at such a minimum. The same routine is the ground truth for leave-one-out retraining
 (``retrain_without``): drop the records and start from the trained parameters (a warm start).
@@ -17,9 +18,10 @@ from torch import nn
 from torch.func import functional_call, grad, hessian
 
 from .losses import resolve_loss
+from .penalty import L2, l2_vector
 
 
-def fit_model(model: nn.Module, X, y, *, loss="cross_entropy", l2: float = 0.0, weights=None,
+def fit_model(model: nn.Module, X, y, *, loss="cross_entropy", l2: L2 = 0.0, weights=None,
               tol: float = 1e-9, max_iter: int = 2000, newton_max_params: int = 3000) -> dict:
     """Train ``model`` in place to a minimum of the regularised mean loss; returns what was reached.
 
@@ -39,11 +41,12 @@ def fit_model(model: nn.Module, X, y, *, loss="cross_entropy", l2: float = 0.0, 
     was_training = model.training
     model.eval()
     sizes = [p.numel() for p in params]
+    lam = l2_vector(l2, names, sizes, dtype=dtype, device=params[0].device)
 
     def objective_flat(theta: torch.Tensor) -> torch.Tensor:
         named = {n: t.view_as(p) for n, t, p in zip(names, torch.split(theta, sizes), params, strict=True)}
         value = (loss_fn(functional_call(model, named, (X,)), y) * w).sum()
-        return value + 0.5 * l2 * (theta * theta).sum()
+        return value + 0.5 * (lam * theta * theta).sum()
 
     def flat() -> torch.Tensor:
         return torch.cat([p.detach().reshape(-1) for p in params])
@@ -97,13 +100,13 @@ def _newton(objective, theta: torch.Tensor, assign, *, tol: float, steps: int = 
     return steps
 
 
-def retrain_without(model: nn.Module, X, y, remove, *, loss="cross_entropy", l2: float = 0.0,
+def retrain_without(model: nn.Module, X, y, remove, *, loss="cross_entropy", l2: L2 = 0.0,
                     tol: float = 1e-9, max_iter: int = 200) -> nn.Module:
     """A copy of ``model`` retrained without the records at positions ``remove``.
 
     Warm start: training starts from the model's current (trained) parameters and minimises the same
-    objective, the mean loss over the remaining records plus ``(l2/2)·‖θ‖²``. This is the actual
-    leave-one-out (or leave-group-out) retraining that influence estimates approximate.
+    objective, the mean loss over the remaining records plus ``(l2/2)·‖θ‖²`` (or ``½ Σ_k λ_k ‖θ_k‖²``). This is
+    the actual leave-one-out (or leave-group-out) retraining that influence estimates approximate.
     """
     keep = torch.ones(len(y), dtype=torch.bool)
     keep[torch.as_tensor(remove, dtype=torch.long)] = False

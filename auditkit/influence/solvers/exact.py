@@ -13,6 +13,7 @@ import torch
 
 from ...errors import ModelTooLargeError, SingularHessianError
 from ..hessian import HessianOperator
+from ..penalty import describe_l2
 from .base import Solver, positive, suggest_damping
 
 
@@ -59,8 +60,9 @@ class ExactSolver(Solver):
                 f"the Hessian is not positive definite (smallest eigenvalue {lo:.3g}, largest {hi:.3g}): "
                 "the parameters are not at a minimum of mean loss + l2/2·‖θ‖² (train to convergence with the "
                 f"same l2), or pass damping={fix:.2g} or more", suggested_damping=fix)
+        l2 = describe_l2(hessian.l2)
         raise SingularHessianError(
-            f"the Hessian is singular (smallest eigenvalue {lo:.3g}, largest {hi:.3g}, with l2={hessian.l2:g} "
+            f"the Hessian is singular (smallest eigenvalue {lo:.3g}, largest {hi:.3g}, with l2={l2} "
             f"and damping={hessian.damping:g}): pass damping={fix:.2g} (about 1e-3 of the largest eigenvalue)",
             suggested_damping=fix)
 
