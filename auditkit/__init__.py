@@ -14,9 +14,19 @@ from .errors import (
 )
 from .influence import InfluenceEngine, fit_model
 
+
+def audit(config, out=None, **kwargs):
+    """Run the audit described by ``config`` (audit.yaml's path, or a loaded configuration) and, with
+    ``out``, write its report there; returns the run (``.status``, ``.run``, ``.paths``). See
+    :func:`auditkit.runner.audit`. (Imports the report machinery only when called.)"""
+    from .runner import audit as _audit
+    return _audit(config, out, **kwargs)
+
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "audit",
     "InfluenceEngine",
     "fit_model",
     "AuditkitError",

@@ -53,14 +53,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _history(config, out: Path):
-    from .history import HistoryStore
-    if config.history is False:
-        return None
-    path = out.resolve().parent / "history.sqlite" if config.history is True else config.path(str(config.history))
-    return HistoryStore(path)
-
-
 def _summary(run: dict, paths: dict, seconds: float) -> list[str]:
     checks = run.get("checks", [])
     counts = {s: sum(c["status"] == s for c in checks) for s in ("pass", "warn", "fail", "insufficient_data")}
@@ -86,31 +78,21 @@ def _summary(run: dict, paths: dict, seconds: float) -> list[str]:
 
 
 def _run(args) -> int:
-    from .config import load_config
-    from .runner import key_figures, run_audit
-    from .writer import write_run
+    from .runner import audit
 
-    config = load_config(args.config)
-    out = Path(args.out)
     quiet = args.quiet
     say = (lambda _m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True))
-    trigger = args.trigger or ("ci" if os.environ.get("CI") else "manual")
-    history = _history(config, out)
     started = time.perf_counter()
     command = "auditkit run " + " ".join(shlex.quote(a) for a in [args.config, "--out", args.out])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = run_audit(config, trigger=trigger, command=command, history=history, progress=say)
+        result = audit(args.config, args.out, trigger=args.trigger or ("ci" if os.environ.get("CI") else "manual"),
+                       templates=args.templates, command=command, progress=say)
     for w in caught:
         if issubclass(w.category, UserWarning):
             say(f"warning: {str(w.message).splitlines()[0]}")
-    say("write the report …")
-    paths = write_run(result.run, result.flagged, out, templates=Path(args.templates) if args.templates else None)
-    if history is not None:
-        history.record(result.run, figures=key_figures(result.observations), observations=result.observations,
-                       run_dir=str(out.resolve()))
     if not quiet:
-        print("\n".join(_summary(result.run, paths, time.perf_counter() - started)))
+        print("\n".join(_summary(result.run, result.paths, time.perf_counter() - started)))
     return STATUS_EXIT[result.status]
 
 

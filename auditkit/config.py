@@ -31,6 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import InputError
 
 CODE_REF = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
+#: pydantic names the member of a union that failed in the error location ("model.l2.float"): not a key
+UNION_MEMBER = re.compile(r"^(float|int|str|bool|none|(dict|list|literal|function-\w+)\[.*\])$")
 
 
 class Strict(BaseModel):
@@ -218,7 +220,7 @@ class AuditConfig(Strict):
 def describe_error(exc: ValidationError, where: str) -> str:
     """One line: where, the first problem's location and message, and the value received."""
     first = exc.errors()[0]
-    loc = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    loc = ".".join(str(p) for p in first["loc"] if not UNION_MEMBER.match(str(p))) or "(top level)"
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         return f"{where}: unknown key {loc!r}: remove it or fix its spelling (see `auditkit schema`)"

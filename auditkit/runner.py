@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from .audits.base import AuditContext
 from .audits.jsonsafe import json_safe
 from .audits.registry import load_plugin, run_plugin, validate_options
 from .audits.stability import stability
-from .config import AuditConfig
+from .config import AuditConfig, load_config
 from .errors import HessianError, InputError, SingularHessianError
 from .history import HistoryStore
 from .influence import InfluenceEngine
@@ -52,6 +53,7 @@ class AuditRun:
     run: dict
     flagged: list[dict]
     observations: list[dict] = field(default_factory=list)
+    paths: dict = field(default_factory=dict)     # output files, once written
 
     @property
     def status(self) -> str:
@@ -321,3 +323,37 @@ def key_figures(observations_: list[dict]) -> dict[str, float]:
         scope = "/".join(str(s) for s in (o.get("attribute"), o.get("group")) if s)
         out[f"{label} ({scope})" if scope else label] = o["value"]
     return out
+
+
+def history_store(config: AuditConfig, out: Path | None) -> HistoryStore | None:
+    """The configured history store: ``history.sqlite`` beside the output folder by default."""
+    if config.history is False or (config.history is True and out is None):
+        return None
+    target = Path(out).resolve().parent / "history.sqlite" if config.history is True else config.history
+    if isinstance(target, str) and "://" not in target:
+        target = config.path(target)
+    return HistoryStore(target)
+
+
+def audit(config: AuditConfig | str | Path, out: str | Path | None = None, *, trigger: str = "manual",
+          templates: str | Path | None = None, command: str = "", progress: Progress | None = None) -> AuditRun:
+    """Run an audit from a configuration (a loaded one, or the path of audit.yaml) and, when ``out`` is
+    given, write its report and outputs there and record it in the history store.
+
+    ``auditkit run audit.yaml --out DIR`` is ``audit("audit.yaml", "DIR")`` plus the exit code of its
+    ``status``: pass / pass_with_warnings → 0, fail / incomplete → 1.
+    """
+    from .writer import write_run
+
+    if not isinstance(config, AuditConfig):
+        config = load_config(config)
+    history = history_store(config, Path(out) if out is not None else None)
+    result = run_audit(config, trigger=trigger, command=command, history=history, progress=progress)
+    if out is not None:
+        (progress or (lambda _m: None))("write the report …")
+        result.paths = write_run(result.run, result.flagged, Path(out),
+                                 templates=Path(templates) if templates else None)
+        if history is not None:
+            history.record(result.run, figures=key_figures(result.observations), observations=result.observations,
+                           run_dir=str(Path(out).resolve()))
+    return result
