@@ -86,7 +86,7 @@ def model(section: Section, run: dict, **_) -> None:
         ("Framework", str(m.get("framework", fmt.DASH))),
         ("Architecture", str(m.get("architecture", fmt.DASH))),
         ("Trainable parameters", fmt.count(m.get("parameters"))),
-        ("Training loss and L2 penalty", f"{m.get('loss', fmt.DASH)}, l2 = {m.get('l2', fmt.DASH)}"),
+        ("Training loss and L2 penalty", f"{m.get('loss', fmt.DASH)}, l2 = {_l2_text(m.get('l2'))}"),
         ("Model builder (user code)", str(m.get("builder", fmt.DASH))),
         ("Previously audited version", str(prev) if prev else "none: first audit of this model line"),
     ]))
@@ -169,7 +169,7 @@ def methodology(section: Section, run: dict, **_) -> None:
         ("Method", str(inf.get("method", fmt.DASH)), "How the inverse Hessian is applied (exact = direct solve)."),
         ("Damping", str(inf.get("damping", fmt.DASH)), "Added to the Hessian for stability; 0 = none."),
         ("Numeric type", str(inf.get("dtype", fmt.DASH)), "float64 keeps rounding error negligible."),
-        ("L2 penalty of the objective", str(inf.get("l2", fmt.DASH)), "Part of the objective the Hessian is of."),
+        ("L2 penalty of the objective", _l2_text(inf.get("l2")), "Part of the objective the Hessian is of."),
         ("Seed", str(inf.get("seed", fmt.DASH)), "Fixes every random choice, so the run can be repeated."),
         ("Parameters", fmt.count(inf.get("parameters")), "Size of the Hessian (parameters × parameters)."),
     ]))
@@ -186,6 +186,13 @@ def _first_disparity(run: dict) -> dict | None:
             if r.get("n_boot"):
                 return r
     return None
+
+
+def _l2_text(l2) -> str:
+    """An L2 coefficient, or a per-parameter mapping of them ("weight 0.0018, bias 0")."""
+    if isinstance(l2, dict):
+        return ", ".join(f"{k} {float(v):.3g}" for k, v in l2.items()) or "none"
+    return fmt.DASH if fmt.missing(l2) else f"{float(l2):.3g}"
 
 
 def _retraining_cell(rt: dict | None) -> Cell:
@@ -230,7 +237,7 @@ def stability(section: Section, st: dict) -> None:
         verdict = str(f.get("verdict", ""))
         cells.append(Cell(verdict, "pass" if verdict == "robust" else "warn"))
         rows.append(cells)
-    desc = "; ".join(f"{s.get('label')}: {s.get('method')}, l2 {fmt.num(s.get('l2'))}, damping "
+    desc = "; ".join(f"{s.get('label')}: {s.get('method')}, l2 {_l2_text(s.get('l2'))}, damping "
                      f"{fmt.num(s.get('damping'))}" for s in st.get("settings") or [])
     failures = {k: v for f in findings for k, v in (f.get("failures") or {}).items()}
     if failures:

@@ -161,3 +161,13 @@ def test_stability_shows_gap_retraining_and_failed_settings(sample_run):
     assert table.rows[0][-2].text == "gap after removing top 10: predicted 0.31, actual 0.31"
     assert table.rows[1][3].text == "failed"
     assert "Failed settings: damping ×10: the Hessian is not positive definite" in table.note
+
+
+def test_per_parameter_l2_is_printed_by_name(sample_run):
+    run = copy.deepcopy(sample_run)
+    run["model"]["l2"] = run["influence"]["l2"] = {"weight": 1 / 550}
+    for setting in run["influence"]["stability"]["settings"]:
+        setting["l2"] = {"weight": 0.1 / 550}
+    doc = build_document(run)
+    assert "l2 = weight 0.00182" in texts(doc.sections[2])
+    assert "l2 weight 0.000182" in texts(doc.sections[5])
