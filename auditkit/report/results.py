@@ -21,6 +21,9 @@ GROUP_METRICS = ("selection_rate", "tpr", "fpr", "accuracy")
 GROUP_METRIC_NAMES = {"selection_rate": "Selection rate", "tpr": "TPR", "fpr": "FPR", "accuracy": "Accuracy",
                       "fnr": "FNR", "precision": "Precision"}
 
+#: |gap| below which shares of the gap are not shown (1 percentage point, or 0.01 of loss)
+NEGLIGIBLE_GAP = 0.01
+
 
 def suppressed_groups(run: dict) -> list[str]:
     """Names of the groups (test set) too small to report."""
@@ -163,6 +166,8 @@ def drivers(section: Section, run: dict, *, figures: dict) -> None:
                                          "over the training records of each group and label.",
                                          f"Drivers of the {title}", css="drivers"))
         cells = []
+        # a share of a gap that is itself about zero (under 1 point or 0.01 of loss) is meaningless
+        gap_is_tiny = abs(float(a.get("gap") or 0.0)) < NEGLIGIBLE_GAP
         for c in a.get("cells") or []:
             if int(c.get("count") or 0) < minimum:
                 cells.append([Cell(str(c.get("group", ""))), Cell(str(c.get("label", ""))),
@@ -171,7 +176,7 @@ def drivers(section: Section, run: dict, *, figures: dict) -> None:
             share = c.get("share_of_gap")
             cells.append([Cell(str(c.get("group", ""))), Cell(str(c.get("label", ""))),
                           Cell(fmt.count(c.get("count")), "num"), Cell(fmt.signed(c.get("effect")), "num"),
-                          Cell(fmt.pct(share) if share is not None else fmt.DASH, "num")])
+                          Cell(fmt.DASH if share is None or gap_is_tiny else fmt.pct(share), "num")])
         top = (a.get("drivers") or [])[:5]
         recs = [[Cell(str(r.get("token", "")), "token"), Cell(str(r.get("label", ""))),
                  Cell(_groups_text(r.get("groups"))), Cell(fmt.signed(r.get("effect")), "num")] for r in top]
@@ -179,7 +184,9 @@ def drivers(section: Section, run: dict, *, figures: dict) -> None:
             section.blocks.append(Table(["Training group", "Label", "Records", "Effect of removing all",
                                          "Share of the gap closed"], cells, css="small",
                                         note="Shares can be negative (the cell narrows the gap) or above 100 %; "
-                                             "for large cells the first-order prediction is rough."))
+                                             "for large cells the first-order prediction is rough."
+                                             + (" The gap is about zero, so no share is given." if gap_is_tiny
+                                                else "")))
         if recs:
             section.blocks.append(Table(["Token", "Label", "Groups", "Effect on the gap"], recs, css="small",
                                         caption="The five records whose removal would shrink the gap most"))

@@ -171,3 +171,14 @@ def test_per_parameter_l2_is_printed_by_name(sample_run):
     doc = build_document(run)
     assert "l2 = weight 0.00182" in texts(doc.sections[2])
     assert "l2 weight 0.000182" in texts(doc.sections[5])
+
+
+def test_no_share_of_a_gap_that_is_about_zero(sample_run):
+    run = copy.deepcopy(sample_run)
+    att = run["fairness"]["attributions"][0]
+    att["gap"] = 0.002
+    doc = build_document(run)
+    tables = [b for b in doc.sections[6].blocks if isinstance(b, Table) and "Share of the gap closed" in b.columns]
+    assert "The gap is about zero, so no share is given." in tables[0].note
+    assert {row[-1].text for row in tables[0].rows if len(row) == 5} == {fmt.DASH}
+    assert "The gap is about zero" not in tables[1].note
