@@ -52,7 +52,7 @@ def load_german_credit() -> pd.DataFrame:
     maps = json.loads((data / "values_maps.json").read_text())
     for col, mapping in maps.items():
         if col in df:
-            df[col] = df[col].map(mapping).fillna(df[col])
+            df[col] = df[col].map(lambda v, m=mapping: m.get(v, v))  # codes → words; others unchanged
     df["sex"] = np.where(df["status_sex"].astype(str).str.contains("female"), "female", "male")
     df["target"] = (df["credit"] == 1).astype(int)
     df.insert(0, "id", np.arange(1, len(df) + 1))
