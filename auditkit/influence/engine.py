@@ -57,7 +57,7 @@ class InfluenceEngine:
         The L2 coefficient the model was trained with, in ``mean loss + (l2/2)·‖θ‖²``; or one coefficient per
         parameter, ``{name or name prefix: λ_k}`` in ``mean loss + ½ Σ_k λ_k ‖θ_k‖²`` (parameters no key
         matches get 0; the longest matching key wins). Kept as given in ``engine.l2``.
-    method : ``"exact"``, ``"cg"`` or ``"lissa"``
+    method : ``"exact"``, ``"cg"``, ``"lissa"`` or ``"arnoldi"``
         How ``H⁻¹`` is applied; extra keyword options go to the solver (see ``auditkit.influence.solvers``).
     damping : float
         Added to the Hessian's diagonal (``H + damping·I``); needed when H is singular or indefinite.

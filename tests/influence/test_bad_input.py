@@ -124,7 +124,7 @@ def test_not_a_module():
 
 
 def test_unknown_method(data):
-    with raises(InputError, "method='newton' is not known: use one of 'exact', 'cg', 'lissa'"):
+    with raises(InputError, "method='newton' is not known: use one of 'exact', 'cg', 'lissa', 'arnoldi'"):
         engine(data[2], method="newton")
 
 

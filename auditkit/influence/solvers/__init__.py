@@ -1,14 +1,16 @@
-"""Inverse-Hessian solvers, by method name: ``exact``, ``cg``, ``lissa``."""
+"""Inverse-Hessian solvers, by method name: ``exact``, ``cg``, ``lissa``, ``arnoldi``."""
 
 from __future__ import annotations
 
 from ...errors import InputError
+from .arnoldi import ArnoldiSolver
 from .base import Solver
 from .cg import CGSolver
 from .exact import ExactSolver
 from .lissa import LissaSolver
 
-SOLVERS: dict[str, type[Solver]] = {"exact": ExactSolver, "cg": CGSolver, "lissa": LissaSolver}
+SOLVERS: dict[str, type[Solver]] = {"exact": ExactSolver, "cg": CGSolver, "lissa": LissaSolver,
+                                 "arnoldi": ArnoldiSolver}
 
 
 def make_solver(method: str, options: dict) -> Solver:
@@ -19,4 +21,4 @@ def make_solver(method: str, options: dict) -> Solver:
     return SOLVERS[method].from_options(options)
 
 
-__all__ = ["SOLVERS", "Solver", "make_solver", "ExactSolver", "CGSolver", "LissaSolver"]
+__all__ = ["SOLVERS", "Solver", "make_solver", "ExactSolver", "CGSolver", "LissaSolver", "ArnoldiSolver"]

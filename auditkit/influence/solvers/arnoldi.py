@@ -1,0 +1,170 @@
+"""Arnoldi influence (Schioppa et al. 2022): H⁻¹ restricted to the Hessian's top-k eigenvectors.
+
+H is symmetric, so the Arnoldi iteration is the Lanczos iteration: from a random unit vector q₁ it builds
+an orthonormal basis Q = [q₁ … q_m] of the Krylov space span{q₁, Hq₁, …, H^{m−1}q₁} (one Hessian-vector
+product over the training data per step, full re-orthogonalisation, float64) and the tridiagonal
+``T = Qᵀ H Q``. The eigenpairs (θ, s) of T give Ritz pairs (θ, Q s) of H; the ``rank`` largest are kept:
+``H ≈ V diag(λ) Vᵀ`` with V (p × k) orthonormal. Then
+
+    H⁻¹ ≈ V diag(1/λ) Vᵀ + c·(I − V Vᵀ),        gᵀ H⁻¹ g ≈ ‖diag(λ)^{−½} Vᵀ g‖² + c·(‖g‖² − ‖Vᵀ g‖²),
+
+an O(p·k) projection per record (no iteration per record, so self-influence of all n records is one
+pass of per-record gradients). ``complement`` chooses c, the inverse applied outside the subspace:
+
+- ``"drop"`` (default, as in the paper): c = 0, directions outside the top-k subspace are dropped. The
+  dropped part of gᵀH⁻¹g is ≥ 0, so self-influence is underestimated; the ranking is what it keeps.
+- ``"smallest"``: c = 1/θ_min with θ_min the smallest Ritz value of the run, an estimate from above of
+  H's smallest eigenvalue: the complement is treated as if flat at the bottom of the spectrum (an upper
+  end for the inverse there, since the complement's eigenvalues lie between λ_min and the k-th largest).
+
+With ``rank`` = ``iterations`` = p the Krylov space is the whole space (invariant subspaces met on the way
+are left by restarting from a fresh random vector orthogonal to Q), and the method equals ``exact`` to
+round-off. Memory: the m × p basis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ...errors import InputError, SingularHessianError
+from ..hessian import HessianOperator
+from .base import Solver, positive, suggest_damping
+
+COMPLEMENTS = ("drop", "smallest")
+
+
+def lanczos(matvec, p: int, steps: int, *, seed: int, breakdown: float = 1e-10):
+    """``steps`` Lanczos steps on the symmetric operator ``matvec`` (float64 rows (1, p) → (1, p)).
+
+    Returns ``(Q, alpha, beta, last)``: the orthonormal basis (m, p), T's diagonal (m,) and off-diagonal
+    (m−1,), and the last β (the residual norm of the Krylov relation, 0 when the run ended in an invariant subspace).
+    Full re-orthogonalisation (twice) at every step; on breakdown (β below ``breakdown`` × the largest |α|
+    seen) the next vector is a fresh random one orthogonal to Q and T decouples there (β = 0).
+    """
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    steps = min(steps, p)
+    Q = torch.zeros(steps, p, dtype=torch.float64)
+    alpha = torch.zeros(steps, dtype=torch.float64)
+    beta = torch.zeros(steps, dtype=torch.float64)
+
+    def fresh(m: int) -> torch.Tensor:
+        for _ in range(5):
+            v = torch.randn(p, generator=gen, dtype=torch.float64)
+            for _ in range(2):
+                v = v - Q[:m].T @ (Q[:m] @ v)
+            if v.norm() > 1e-8:
+                return v / v.norm()
+        raise SingularHessianError("method='arnoldi' could not find a vector orthogonal to the Krylov basis")
+
+    q = fresh(0)
+    scale = 0.0
+    for j in range(steps):
+        Q[j] = q
+        w = matvec(q[None, :])[0]
+        alpha[j] = w @ q
+        scale = max(scale, float(alpha[j].abs()))
+        for _ in range(2):
+            w = w - Q[:j + 1].T @ (Q[:j + 1] @ w)
+        beta[j] = w.norm()
+        if j + 1 == steps:
+            break
+        if beta[j] <= breakdown * max(scale, 1e-300):
+            beta[j] = 0.0
+            q = fresh(j + 1)
+        else:
+            q = w / beta[j]
+    return Q, alpha, beta[:-1], float(beta[-1])
+
+
+@dataclass
+class ArnoldiSolver(Solver):
+    """Top-``rank`` eigenpairs of H by ``iterations`` Lanczos steps (float64); H⁻¹ applied on their span.
+
+    Options: ``rank`` (eigenpairs kept; default 50, at most p), ``iterations`` (Hessian-vector passes over
+    the training data; default 2·rank + 10, at most p, at least rank), ``complement`` (``"drop"``: nothing
+    outside the subspace, as in Schioppa et al.; ``"smallest"``: 1/θ_min there), ``seed`` (start vector).
+    """
+
+    rank: int = 50
+    iterations: int | None = None
+    complement: str = "drop"
+    seed: int = 0
+    name = "arnoldi"
+
+    def validate(self) -> None:
+        positive("rank", self.rank, integer=True)
+        positive("iterations", self.iterations, integer=True, allow_none=True)
+        if self.iterations is not None and self.iterations < self.rank:
+            raise InputError(f"iterations={self.iterations!r} is not allowed: it must be ≥ rank={self.rank} "
+                             "(each iteration adds one vector to the Krylov space the eigenpairs come from)")
+        if self.complement not in COMPLEMENTS:
+            raise InputError(f"complement={self.complement!r} is not allowed: use one of "
+                             f"{', '.join(repr(c) for c in COMPLEMENTS)}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise InputError(f"seed={self.seed!r} is not allowed: it must be an integer")
+
+    def fit(self, hessian: HessianOperator) -> ArnoldiSolver:
+        p = hessian.p
+        rank = min(int(self.rank), p)
+        steps = min(p, int(self.iterations) if self.iterations is not None else 2 * rank + 10)
+        breakdown = 1e-10 if hessian.dtype == torch.float64 else 1e-5
+
+        def matvec(v: torch.Tensor) -> torch.Tensor:
+            return hessian.matvec(v.to(device=hessian.device, dtype=hessian.dtype)).double().cpu()
+
+        Q, alpha, offdiag, last_beta = lanczos(matvec, p, steps, seed=self.seed, breakdown=breakdown)
+        T = torch.diag(alpha) + torch.diag(offdiag, 1) + torch.diag(offdiag, -1)
+        theta, S = torch.linalg.eigh(T)                                    # ascending
+        top = torch.arange(len(theta) - 1, len(theta) - 1 - rank, -1)
+        values = theta[top]
+        lo, hi = float(values.min()), float(values.max())
+        if lo <= 1e-12 * max(abs(hi), 1e-300):
+            fix = suggest_damping(float(theta.min()), hi)
+            raise SingularHessianError(
+                f"method='arnoldi' kept an eigenvalue {lo:.3g} ≤ 0 among the top {rank} of the Hessian "
+                f"(largest {hi:.3g}): the parameters are not at a minimum, or H is singular; pass "
+                f"damping={fix:.2g} or more, or a smaller rank", suggested_damping=fix)
+        self.values_ = values                                              # (k,) descending
+        self.vectors_ = (S[:, top].T @ Q).to(hessian.device)               # (k, p) orthonormal rows
+        self.ritz_residuals_ = (last_beta * S[-1, top]).abs() / values     # ‖Hv − θv‖ / θ per kept pair
+        self.smallest_ritz_ = float(theta.min())
+        self.steps_ = Q.shape[0]
+        self.rank_ = rank
+        if self.complement == "smallest" and rank < p:
+            if self.smallest_ritz_ <= 0:
+                raise SingularHessianError(
+                    f"method='arnoldi' with complement='smallest' found a Ritz value {self.smallest_ritz_:.3g} "
+                    "≤ 0: pass a positive damping or complement='drop'",
+                    suggested_damping=suggest_damping(self.smallest_ritz_, hi))
+            self.c_ = 1.0 / self.smallest_ritz_
+        else:
+            self.c_ = 0.0
+        return self
+
+    def solve(self, B: torch.Tensor) -> torch.Tensor:
+        V = self.vectors_
+        P = B.double() @ V.T                                               # (b, k)
+        X = (P / self.values_.to(P.device)) @ V
+        if self.c_:
+            X = X + self.c_ * (B.double() - P @ V)
+        return X.to(B.dtype)
+
+    def quad_forms(self, G: torch.Tensor) -> torch.Tensor:
+        dtype, G = G.dtype, G.double()
+        P = G @ self.vectors_.T
+        values = (P * P / self.values_.to(P.device)).sum(1)
+        if self.c_:
+            values = values + self.c_ * ((G * G).sum(1) - (P * P).sum(1)).clamp_min(0)
+        return values.to(dtype)
+
+    def summary(self) -> dict:
+        out = super().summary()
+        if hasattr(self, "values_"):
+            out.update({"rank_used": self.rank_, "iterations_used": self.steps_,
+                        "largest_eigenvalue": float(self.values_[0]),
+                        "smallest_kept_eigenvalue": float(self.values_[-1]),
+                        "smallest_ritz_value": self.smallest_ritz_,
+                        "max_relative_ritz_residual": float(self.ritz_residuals_.max())})
+        return out
