@@ -57,7 +57,7 @@ class InfluenceEngine:
         The L2 coefficient the model was trained with, in ``mean loss + (l2/2)·‖θ‖²``; or one coefficient per
         parameter, ``{name or name prefix: λ_k}`` in ``mean loss + ½ Σ_k λ_k ‖θ_k‖²`` (parameters no key
         matches get 0; the longest matching key wins). Kept as given in ``engine.l2``.
-    method : ``"exact"``, ``"cg"``, ``"lissa"`` or ``"arnoldi"``
+    method : ``"exact"``, ``"cg"``, ``"lissa"``, ``"arnoldi"``, ``"ekfac"`` or ``"kfac"``
         How ``H⁻¹`` is applied; extra keyword options go to the solver (see ``auditkit.influence.solvers``).
     damping : float
         Added to the Hessian's diagonal (``H + damping·I``); needed when H is singular or indefinite.
@@ -209,10 +209,12 @@ class InfluenceEngine:
         start = 0
         with self._eval_mode():
             for x, y in batches:
-                G = self.fn_.per_record_grads(x, y)
-                if curvature == 0:
-                    values = self.solver_.quad_forms(G)
+                if curvature == 0 and hasattr(self.solver_, "quad_forms_of_records"):
+                    values = self.solver_.quad_forms_of_records(x, y)  # from layer factors, no per-record grads
+                elif curvature == 0:
+                    values = self.solver_.quad_forms(self.fn_.per_record_grads(x, y))
                 else:
+                    G = self.fn_.per_record_grads(x, y)
                     A = self.fn_.curvature_factors(x, y)                              # (b, C, p)
                     b, C, p = A.shape
                     U = self.solver_.solve(torch.cat([G[:, None], A], dim=1).reshape(b * (C + 1), p))

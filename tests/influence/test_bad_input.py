@@ -124,7 +124,8 @@ def test_not_a_module():
 
 
 def test_unknown_method(data):
-    with raises(InputError, "method='newton' is not known: use one of 'exact', 'cg', 'lissa', 'arnoldi'"):
+    with raises(InputError, "method='newton' is not known: use one of 'exact', 'cg', 'lissa', 'arnoldi', "
+                            "'ekfac', 'kfac'"):
         engine(data[2], method="newton")
 
 

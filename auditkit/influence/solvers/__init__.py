@@ -1,4 +1,4 @@
-"""Inverse-Hessian solvers, by method name: ``exact``, ``cg``, ``lissa``, ``arnoldi``."""
+"""Inverse-Hessian solvers, by method name: ``exact``, ``cg``, ``lissa``, ``arnoldi``, ``ekfac``, ``kfac``."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ from ...errors import InputError
 from .arnoldi import ArnoldiSolver
 from .base import Solver
 from .cg import CGSolver
+from .ekfac import EKFACSolver, KFACSolver
 from .exact import ExactSolver
 from .lissa import LissaSolver
 
 SOLVERS: dict[str, type[Solver]] = {"exact": ExactSolver, "cg": CGSolver, "lissa": LissaSolver,
-                                 "arnoldi": ArnoldiSolver}
+                                 "arnoldi": ArnoldiSolver, "ekfac": EKFACSolver, "kfac": KFACSolver}
 
 
 def make_solver(method: str, options: dict) -> Solver:
@@ -21,4 +22,5 @@ def make_solver(method: str, options: dict) -> Solver:
     return SOLVERS[method].from_options(options)
 
 
-__all__ = ["SOLVERS", "Solver", "make_solver", "ExactSolver", "CGSolver", "LissaSolver", "ArnoldiSolver"]
+__all__ = ["SOLVERS", "Solver", "make_solver", "ExactSolver", "CGSolver", "LissaSolver", "ArnoldiSolver",
+           "EKFACSolver", "KFACSolver"]
