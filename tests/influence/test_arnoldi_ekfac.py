@@ -105,7 +105,7 @@ def test_arnoldi_refuses_a_non_positive_kept_eigenvalue(heart):
 # -------------------------------------------------------------------------------------------- ekfac, kfac
 @pytest.mark.parametrize("method", ["ekfac", "kfac"])
 def test_ekfac_on_logistic_regression_correlates_with_exact(heart, heart_lr, exact_lr, method):
-    """Measured (heart disease, l2=0.01): EK-FAC 0.984 test × train, 0.993 self; K-FAC 0.981, 0.990."""
+    """Measured (heart disease, l2=0.01, 40 test records): EK-FAC 0.984 test × train, 0.993 self; K-FAC 0.981, 0.990."""
     S, s = exact_lr
     _, Sa, sa = scores(heart_lr, heart, L2_LR, method=method)
     assert pearson(Sa, S) >= 0.975 and pearson(sa, s) >= 0.985
@@ -114,7 +114,7 @@ def test_ekfac_on_logistic_regression_correlates_with_exact(heart, heart_lr, exa
 
 @pytest.mark.parametrize("method", ["ekfac", "kfac"])
 def test_ekfac_on_an_mlp(heart, heart_mlp, exact_mlp, method):
-    """Measured (16 tanh units, l2=0.03): EK-FAC 0.968 test × train, 0.993 self; K-FAC 0.969, 0.990."""
+    """Measured (16 tanh units, l2=0.03, 40 test records): EK-FAC 0.968 test × train, 0.993 self; K-FAC 0.969, 0.990."""
     S, s = exact_mlp
     _, Sa, sa = scores(heart_mlp, heart, L2_MLP, method=method)
     assert pearson(Sa, S) >= 0.95 and spearman(sa, s) >= 0.95

@@ -1,0 +1,225 @@
+"""Accuracy of ``method="arnoldi"``, ``"ekfac"`` and ``"kfac"`` against exact influence, with timings.
+
+What it measures
+----------------
+For two bundled data sets (UCI Heart Disease, Statlog German Credit; ``examples/datasets.py``) and three
+models trained to a minimum of ``mean loss + (l2/2)·‖θ‖²`` with ``auditkit.fit_model`` (logistic regression
+at l2=0.01; tanh MLPs with 16 and 32 hidden units at l2=0.03), every method is run side by side in one
+process on the same trained model:
+
+- ``exact`` (dense Hessian, Cholesky): the reference;
+- ``arnoldi`` at ranks 5, 10, 20, 50, 100 and full (= p, iterations = p), default iterations
+  (2·rank + 10) otherwise, with the complement dropped (default, as in Schioppa et al.) and, below full
+  rank, with ``complement="smallest"``;
+- ``ekfac`` and ``kfac`` (Gauss–Newton factors), and ``ekfac`` with ``curvature="empirical"``.
+
+For each: Pearson and Spearman with exact of the influence of every test record on every training record
+(``influence(X_test, y_test)``, flattened) and of the self-influence of every training record; the median
+ratio of self-influence to exact (scale: the dropped complement makes Arnoldi's smaller); wall-clock
+seconds of ``fit``, ``self_influence()`` and ``influence``. One thread (``torch.set_num_threads(1)``).
+
+Run: ``.venv/bin/python benchmarks/arnoldi_ekfac_accuracy.py [--out DIR] [--quick]``; writes
+``arnoldi_ekfac_accuracy.json`` and ``.md`` to ``benchmarks/results`` by default. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import stats
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import auditkit  # noqa: E402
+from auditkit.influence import InfluenceEngine  # noqa: E402
+from examples.datasets import prepare  # noqa: E402
+
+torch.set_num_threads(1)
+
+DATASETS = ["heart_disease", "german_credit"]
+MODELS = [("logreg", 0, 0.01), ("mlp", 16, 0.03), ("mlp", 32, 0.03)]
+RANKS = [5, 10, 20, 50, 100, "full"]
+
+
+def make_model(kind: str, hidden: int, d: int) -> nn.Module:
+    torch.manual_seed(0)
+    if kind == "logreg":
+        return nn.Linear(d, 2).double()
+    return nn.Sequential(nn.Linear(d, hidden), nn.Tanh(), nn.Linear(hidden, 2)).double()
+
+
+def label(kind: str, hidden: int, l2: float) -> str:
+    return f"logistic regression, l2={l2:g}" if kind == "logreg" else f"MLP {hidden} tanh, l2={l2:g}"
+
+
+def methods(p: int, quick: bool) -> list[tuple[str, str, dict]]:
+    out = [("exact", "exact", {})]
+    for rank in RANKS:
+        r = p if rank == "full" else rank
+        if rank != "full" and r >= p:
+            continue
+        opts = {"rank": r, "iterations": p} if rank == "full" else {"rank": r}
+        out.append((f"arnoldi rank {rank}" + (f" (= p = {p})" if rank == "full" else ""), "arnoldi", opts))
+        if rank != "full":
+            out.append((f"arnoldi rank {rank}, complement=smallest", "arnoldi", {**opts, "complement": "smallest"}))
+    out += [("ekfac", "ekfac", {}), ("kfac", "kfac", {}), ("ekfac, curvature=empirical", "ekfac",
+                                                          {"curvature": "empirical"})]
+    if quick:
+        out = [m for m in out if "full" not in m[0] and "smallest" not in m[0]]
+    return out
+
+
+def run_one(model, l2, method, options, X, y, Xt, yt) -> dict:
+    t0 = time.perf_counter()
+    engine = InfluenceEngine(model, "cross_entropy", l2=l2, method=method, **options).fit(X, y)
+    t1 = time.perf_counter()
+    s = engine.self_influence()
+    t2 = time.perf_counter()
+    S = engine.influence(Xt, yt)
+    t3 = time.perf_counter()
+    return {"S": S, "s": s, "fit_s": t1 - t0, "self_s": t2 - t1, "influence_s": t3 - t2,
+            "solver": engine.summary()["solver"]}
+
+
+def compare(res: dict, ref: dict) -> dict:
+    S, s = res.pop("S"), res.pop("s")
+    return {**res,
+            "test_pearson": float(np.corrcoef(S.ravel(), ref["S"].ravel())[0, 1]),
+            "test_spearman": float(stats.spearmanr(S.ravel(), ref["S"].ravel())[0]),
+            "self_pearson": float(np.corrcoef(s, ref["s"])[0, 1]),
+            "self_spearman": float(stats.spearmanr(s, ref["s"])[0]),
+            "self_median_ratio": float(np.median(s / ref["s"])),
+            "max_relative_error": float(max(np.abs(S - ref["S"]).max() / np.abs(ref["S"]).max(),
+                                            np.abs(s - ref["s"]).max() / np.abs(ref["s"]).max()))}
+
+
+def _jsonable(v):
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    return v
+
+
+def run(args) -> dict:
+    results = []
+    for dataset in DATASETS[:1] if args.quick else DATASETS:
+        d = prepare(dataset)
+        X, y, Xt, yt = (torch.tensor(a) for a in (d.X_train, d.y_train, d.X_test, d.y_test))
+        for kind, hidden, l2 in MODELS[:2] if args.quick else MODELS:
+            model = make_model(kind, hidden, X.shape[1])
+            info = auditkit.fit_model(model, X, y, loss="cross_entropy", l2=l2)
+            p = sum(t.numel() for t in model.parameters())
+            entry = {"dataset": dataset, "model": label(kind, hidden, l2), "n_train": len(y), "n_test": len(yt),
+                     "p": p, "converged": bool(info["converged"]), "methods": []}
+            ref = None
+            for name, method, options in methods(p, args.quick):
+                res = run_one(model, l2, method, options, X, y, Xt, yt)
+                if ref is None:
+                    ref = {"S": res["S"].copy(), "s": res["s"].copy()}
+                row = {"name": name, "method": method, "options": options, **compare(res, ref)}
+                entry["methods"].append(row)
+                print(f"{dataset:14s} {entry['model']:32s} {name:40s} test r={row['test_pearson']:.4f} "
+                      f"self r={row['self_pearson']:.4f} fit {row['fit_s']:.2f}s self {row['self_s']:.2f}s "
+                      f"infl {row['influence_s']:.2f}s", flush=True)
+            results.append(entry)
+    return {"results": results, "environment": _environment(), "quick": bool(args.quick)}
+
+
+def _environment() -> dict:
+    def git(*cmd):
+        try:
+            return subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
+        except Exception:  # noqa: BLE001
+            return ""
+    return {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "machine": platform.machine(), "git_commit": git("rev-parse", "HEAD") or None,
+            "auditkit_uncommitted_changes": bool(git("status", "--porcelain", "--", "auditkit"))}
+
+
+def write_markdown(report: dict, path: Path) -> None:
+    env = report["environment"]
+    lines = ["# Arnoldi, EK-FAC and K-FAC against exact influence", "",
+             "Written by `benchmarks/arnoldi_ekfac_accuracy.py`"
+             + (" (**--quick: smoke run**)" if report["quick"] else "")
+             + f"; {env['date']}, torch {env['torch']}, {env['threads']} thread, commit {env['git_commit']}"
+             + (" (with uncommitted changes to auditkit/)" if env["auditkit_uncommitted_changes"] else "") + ".",
+             "", "All methods run side by side in one process on the same trained model. *test r / ρ*: Pearson / "
+             "Spearman with `exact` of `influence(X_test, y_test)` (every test × every training record, "
+             "flattened); *self r / ρ*: the same for `self_influence()` of every training record; *self ratio*: "
+             "median of self-influence / exact (Arnoldi with the complement dropped underestimates); "
+             "*max rel. err*: largest absolute difference from exact over the largest exact value. Times: "
+             "seconds, one thread.", ""]
+    for e in report["results"]:
+        lines += [f"## {e['dataset']}, {e['model']} (p = {e['p']}, n = {e['n_train']}, {e['n_test']} test records)",
+                  "", "| method | test r | test ρ | self r | self ρ | self ratio | max rel. err | fit s | "
+                      "self-influence s | influence s |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for m in e["methods"]:
+            lines.append(f"| {m['name']} | {m['test_pearson']:.4f} | {m['test_spearman']:.4f} | "
+                         f"{m['self_pearson']:.4f} | {m['self_spearman']:.4f} | {m['self_median_ratio']:.3f} | "
+                         f"{m['max_relative_error']:.2g} | {m['fit_s']:.2f} | {m['self_s']:.2f} | "
+                         f"{m['influence_s']:.2f} |")
+        lines.append("")
+    lines += ["## Reading", "", *_reading(report), ""]
+    path.write_text("\n".join(lines))
+
+
+def _reading(report: dict) -> list[str]:
+    """Per-configuration numbers quoted from the tables above, and what they show."""
+    def get(entry, name):
+        return next((m for m in entry["methods"] if m["name"] == name), None)
+
+    out = []
+    for e in report["results"]:
+        ek, kf = get(e, "ekfac"), get(e, "kfac")
+        full = next((m for m in e["methods"] if m["name"].startswith("arnoldi rank full")), None)
+        r50 = get(e, "arnoldi rank 50")
+        parts = [f"EK-FAC test r {ek['test_pearson']:.3f} / self r {ek['self_pearson']:.3f} "
+                 f"(K-FAC {kf['test_pearson']:.3f} / {kf['self_pearson']:.3f})"]
+        if r50:
+            parts.append(f"Arnoldi rank 50 {r50['test_pearson']:.3f} / {r50['self_pearson']:.3f}")
+        if full:
+            parts.append(f"Arnoldi at full rank max rel. err {full['max_relative_error']:.1g}")
+        out.append(f"- {e['dataset']}, {e['model']}: " + "; ".join(parts) + ".")
+    out += ["- Arnoldi keeps the top of the spectrum, but 1/λ weighs the bottom most. On the MLPs the Hessian "
+            "has eigenvalues below l2 (its non-Gauss–Newton part is indefinite); what error remains at ranks "
+            "50–100 sits there, where a top-k method arrives last. `complement=\"smallest\"` (1/θ_min on "
+            "everything dropped) helps logistic regression at ranks 5–10 but overshoots on the MLPs (self ratio "
+            "far above 1): the default stays `\"drop\"`, as in the paper.",
+            "- On logistic regression the gradients lie in the span of the data, so once the rank reaches the "
+            "data Hessian's rank (< p: one-hot columns are collinear) Arnoldi is exact.",
+            "- EK-FAC / K-FAC use the Gauss–Newton curvature, which for one Linear layer with cross-entropy is the "
+            "data term of H itself; what separates them from exact there is the Kronecker factorisation "
+            "(E[Λ ⊗ ããᵀ] ≈ E[Λ] ⊗ E[ããᵀ]) and, for EK-FAC, only the off-diagonal part in that eigenbasis."]
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--quick", action="store_true", help="one data set, two models, fewer methods")
+    args = parser.parse_args(argv)
+    report = run(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "arnoldi_ekfac_accuracy.json").write_text(json.dumps(_jsonable(report), indent=1))
+    write_markdown(report, args.out / "arnoldi_ekfac_accuracy.md")
+    print(f"wrote {args.out / 'arnoldi_ekfac_accuracy.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
