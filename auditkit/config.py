@@ -162,14 +162,14 @@ class StabilityConfig(Strict):
     """How the stability of the key findings is checked: damping × factors, and a second solver."""
 
     damping_factors: list[float] = Field(default_factory=lambda: [0.1, 10.0])
-    second_solver: Literal["exact", "cg", "lissa", "none"] = "cg"
+    second_solver: Literal["exact", "cg", "lissa", "arnoldi", "ekfac", "kfac", "none"] = "cg"
     top_k: int = Field(10, ge=1)
     robust_agreement: float = Field(0.7, gt=0, le=1, description="top-k overlap at or above which a finding "
                                                                  "is called robust")
 
 
 class InfluenceConfig(Strict):
-    method: Literal["exact", "cg", "lissa"] = "exact"
+    method: Literal["exact", "cg", "lissa", "arnoldi", "ekfac", "kfac"] = "exact"
     damping: float | Literal["auto"] = "auto"
     chunk_size: int = Field(256, ge=1)
     stability: StabilityConfig = StabilityConfig()
