@@ -170,6 +170,8 @@ class StabilityConfig(Strict):
 
 class InfluenceConfig(Strict):
     method: Literal["exact", "cg", "lissa", "arnoldi", "ekfac", "kfac"] = "exact"
+    options: dict[str, Any] = Field(default_factory=dict, description="options of the method, e.g. {rank: 50} "
+                                    "for arnoldi, {tol: 1e-8} for cg (see the README's Methods table)")
     damping: float | Literal["auto"] = "auto"
     chunk_size: int = Field(256, ge=1)
     stability: StabilityConfig = StabilityConfig()

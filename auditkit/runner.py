@@ -132,8 +132,11 @@ def fit_engine(model, config: AuditConfig, X, y, say: Progress) -> tuple[Influen
     inf, m = config.influence, config.model
 
     def make(damping: float) -> InfluenceEngine:
-        return InfluenceEngine(model, m.loss, l2=m.l2, method=inf.method, damping=damping, dtype=DTYPES[m.dtype],
-                               chunk_size=inf.chunk_size)
+        try:
+            return InfluenceEngine(model, m.loss, l2=m.l2, method=inf.method, damping=damping,
+                                   dtype=DTYPES[m.dtype], chunk_size=inf.chunk_size, **inf.options)
+        except InputError as exc:
+            raise InputError(f"influence: {exc}") from None
 
     if inf.damping != "auto":
         try:
@@ -169,8 +172,9 @@ def alternative_engines(model, config: AuditConfig, engine: InfluenceEngine, X, 
     def add(label: str, method: str, l2, damping: float):
         settings.append({"label": label, "method": method, "l2": l2, "damping": damping})
         try:
+            options = inf.options if method == inf.method else {}
             engines[label] = InfluenceEngine(model, m.loss, l2=l2, method=method, damping=damping,
-                                             dtype=DTYPES[m.dtype], chunk_size=inf.chunk_size).fit(X, y)
+                                             dtype=DTYPES[m.dtype], chunk_size=inf.chunk_size, **options).fit(X, y)
         except HessianError as exc:
             engines[label] = exc
 

@@ -82,3 +82,13 @@ def test_weights_are_optional_and_the_parameters_are_hashed(loaded):
     without = load_model(config_with(lambda d: d["model"].pop("weights")), splits)   # the builder's own state
     assert parameters_sha256(with_weights) != parameters_sha256(without)
     assert parameters_sha256(with_weights) == parameters_sha256(load_model(config_with(), splits))
+
+
+def test_solver_and_its_options_come_from_the_configuration(loaded):
+    splits, X, y = loaded
+    config = config_with(lambda d: d["influence"].update(method="arnoldi", options={"rank": 20}))
+    engine, _ = fit_engine(load_model(config, splits), config, X, y, lambda _m: None)
+    assert engine.method == "arnoldi" and engine.summary()["solver"]["rank"] == 20
+    bad = config_with(lambda d: d["influence"].update(method="arnoldi", options={"rnk": 3}))
+    with pytest.raises(InputError, match=r"^influence: option\(s\) \['rnk'\] are not known to method='arnoldi'"):
+        fit_engine(load_model(bad, splits), bad, X, y, lambda _m: None)
