@@ -14,12 +14,14 @@ Removing record j and retraining moves the parameters by about ``Δθ_j = (1/n) 
 
 All three are in the units of the loss (or of the measurement) and comparable with actual
 leave-one-out retraining. Training gradients are streamed in chunks; the n × p gradient matrix is
-never held in memory.
+never held in memory. ``batch`` answers many of these questions at once from ONE streamed pass over the
+training gradients: every right-hand side (measurement gradients, test gradients) is solved first, stacked
+into V (k, p), then each chunk G of training gradients gives ``(1/n) V Gᵀ`` and the self-influence quad forms.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 
 import numpy as np
@@ -30,6 +32,7 @@ from ..errors import InputError, NotFittedError
 from .gradients import ModelFunction, _select
 from .hessian import HessianOperator
 from .losses import check_targets, resolve_loss
+from .passes import InfluenceBatch, RecomputedGradients
 from .penalty import L2, check_l2, l2_of_parameters
 from .records import Records
 from .solvers import make_solver
@@ -69,11 +72,19 @@ class InfluenceEngine:
         Where to compute (default: where the model's parameters are).
     chunk_size : int
         Records per chunk of per-record gradients; memory grows with it, not with n.
+    gradients : gradient source, optional
+        Where the training records' per-record gradients come from in a streamed pass (default: computed
+        from the model, ``RecomputedGradients``); e.g. ``auditkit.gradcache.GradientCache`` reads them from
+        disk. See ``auditkit.influence.passes``.
+    progress : callable, optional
+        ``progress(done, total)`` called after each chunk of a streamed pass over records (records done so
+        far, records in the pass); ``auditkit.progress.ProgressReporter`` prints rate and time left.
     """
 
     def __init__(self, model: nn.Module, loss: str | Callable = "cross_entropy", *, l2: L2 = 0.0,
                  method: str = "exact", damping: float = 0.0, params=None, dtype=None, device=None,
-                 chunk_size: int = 256, **solver_options):
+                 chunk_size: int = 256, gradients=None, progress: Callable[[int, int], None] | None = None,
+                 **solver_options):
         if not isinstance(model, nn.Module):
             raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}: wrap the model "
                              "in an nn.Module first")
@@ -97,6 +108,15 @@ class InfluenceEngine:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise InputError(f"chunk_size={chunk_size!r} is not allowed: it must be a positive integer")
         self.chunk_size = chunk_size
+        if gradients is not None and not (callable(getattr(gradients, "stream", None))
+                                          and callable(getattr(gradients, "project", None))):
+            raise InputError(f"gradients={type(gradients).__name__} is not a gradient source: it needs the methods "
+                             "stream(engine, chunks) and project(V) (see auditkit.influence.passes)")
+        self.gradients = gradients if gradients is not None else RecomputedGradients()
+        if progress is not None and not callable(progress):
+            raise InputError(f"progress must be a callable progress(done, total) or None, got "
+                             f"{type(progress).__name__}")
+        self.progress = progress
 
     # ----------------------------------------------------------------------------------- plumbing
     @contextmanager
@@ -131,20 +151,39 @@ class InfluenceEngine:
     def _chunks(self, records: Records):
         return records.chunks(self.chunk_size, dtype=self.dtype, device=self.device)
 
-    def _grad_chunks(self, records: Records):
-        """Yield ``(start, G)`` with G the per-record gradients of records ``start .. start+len(G)``."""
-        start = 0
-        for x, y in self._chunks(records):
-            G = self.fn_.per_record_grads(x, y)
-            yield start, G
-            start += G.shape[0]
+    def _report(self, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(done, total)
 
-    def _against_training(self, V: torch.Tensor) -> np.ndarray:
-        """``(1/n) V G_trainᵀ`` for rows V (k, p): one streamed pass over the training gradients."""
-        out = np.empty((V.shape[0], self.n_train_), dtype=np.float64)
-        for start, G in self._grad_chunks(self.train_):
-            out[:, start:start + G.shape[0]] = (V @ G.T / self.n_train_).double().cpu().numpy()
-        return out
+    def _pass(self, V: torch.Tensor | None, curvature: int | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """ONE streamed pass over the training records: ``(1/n) V G_trainᵀ`` (k, n) for rows V (k, p), and
+        the self-influence quad forms with ``curvature`` (None: not wanted; see ``_quad_forms``)."""
+        n = self.n_train_
+        cross = None if V is None else np.empty((V.shape[0], n), dtype=np.float64)
+        own = None if curvature is None else np.empty(n, dtype=np.float64)
+        if cross is None and own is None:
+            return cross, own
+        factors = curvature == 0 and hasattr(self.solver_, "quad_forms_of_records")
+        source = self.gradients
+        # the source serves the cross terms, and self-influence too unless it only has projected gradients
+        use_source = V is not None or (own is not None and not factors and not source.projected)
+        chunks = self._chunks(self.train_)
+        stream = source.stream(self, chunks) if use_source else ((x, y, None, None) for x, y in chunks)
+        W = source.project(V) if V is not None else None
+        start = 0
+        for x, y, G, full in stream:
+            b = x.shape[0]
+            if cross is not None:
+                cross[:, start:start + b] = (W @ G.T / n).double().cpu().numpy()
+            if own is not None:
+                if full is None and not factors:
+                    full = self.fn_.per_record_grads(x, y)
+                own[start:start + b] = self._quad_forms_chunk(x, y, curvature, full)
+            start += b
+            self._report(start, n)
+        if start != n:
+            raise InputError(f"the gradient source gave {start} training gradients, expected {n}")
+        return cross, own
 
     # ----------------------------------------------------------------------------------- public API
     def fit(self, X, y=None) -> InfluenceEngine:
@@ -162,12 +201,7 @@ class InfluenceEngine:
 
     def influence(self, X, y=None) -> np.ndarray:
         """``S[i, j] = (1/n) ∇ℓ(z_i)ᵀ H⁻¹ g_j``: change of test record i's loss when j is removed; (m, n)."""
-        self._check_fitted()
-        with self._eval_mode():
-            test = self._records(X, y, "X_test")
-            G_test = torch.cat([G for _, G in self._grad_chunks(test)])
-            V = self.solver_.solve(G_test)
-            return self._against_training(V)
+        return self.batch(test=(X, y)).test
 
     def self_influence(self, indices=None, *, leverage: bool = False) -> np.ndarray:
         """``s[j] = (1/n) g_jᵀ H⁻¹ g_j``: change of record j's own loss when it is removed and the model
@@ -181,7 +215,7 @@ class InfluenceEngine:
         """
         self._check_fitted()
         if indices is None:
-            return self._quad_forms(self._chunks(self.train_), self.n_train_, -1 if leverage else 0)
+            return self.batch(self_influence=True, leverage=leverage).self_influence
         index = self._indices(indices)
         batches = (self.train_.subset(index[s:s + self.chunk_size], dtype=self.dtype, device=self.device)
                    for s in range(0, len(index), self.chunk_size))
@@ -203,34 +237,40 @@ class InfluenceEngine:
 
     def _quad_forms(self, batches, n: int, curvature: int = 0) -> np.ndarray:
         """``(1/n) gᵀ (H + c·AᵀA/n)⁻¹ g`` per record of the ``(x, y)`` batches, with c = ``curvature``
-        (0: plain; −1: the record's curvature removed; +1: added), by Woodbury:
-        ``gᵀ(H + cAᵀA/n)⁻¹g = gᵀH⁻¹g − c·aᵀ(n + c·M)⁻¹a`` with ``a = A H⁻¹ g``, ``M = A H⁻¹ Aᵀ``."""
+        (0: plain; −1: the record's curvature removed; +1: added); see ``_quad_forms_chunk``."""
         out = np.empty(n, dtype=np.float64)
         start = 0
         with self._eval_mode():
             for x, y in batches:
-                if curvature == 0 and hasattr(self.solver_, "quad_forms_of_records"):
-                    values = self.solver_.quad_forms_of_records(x, y)  # from layer factors, no per-record grads
-                elif curvature == 0:
-                    values = self.solver_.quad_forms(self.fn_.per_record_grads(x, y))
-                else:
-                    G = self.fn_.per_record_grads(x, y)
-                    A = self.fn_.curvature_factors(x, y)                              # (b, C, p)
-                    b, C, p = A.shape
-                    U = self.solver_.solve(torch.cat([G[:, None], A], dim=1).reshape(b * (C + 1), p))
-                    U = U.reshape(b, C + 1, p)
-                    plain = (G * U[:, 0]).sum(1)
-                    a = (A @ U[:, 0, :, None])[..., 0]                                # (b, C)
-                    M = A @ U[:, 1:].transpose(1, 2)                                  # (b, C, C)
-                    eye = torch.eye(C, dtype=M.dtype, device=M.device)
-                    inner = self.n_train_ * eye + curvature * M
-                    if curvature < 0:                                  # keep H − AᵀA/n positive definite
-                        inner = inner + eye * (1e-6 * self.n_train_ - torch.linalg.eigvalsh(inner)[:, :1, None]
-                                               ).clamp_min(0)
-                    values = plain - curvature * (a[:, None, :] @ torch.linalg.solve(inner, a[..., None]))[:, 0, 0]
-                out[start:start + x.shape[0]] = (values / self.n_train_).double().cpu().numpy()
+                out[start:start + x.shape[0]] = self._quad_forms_chunk(x, y, curvature)
                 start += x.shape[0]
+                self._report(start, n)
         return out
+
+    def _quad_forms_chunk(self, x: torch.Tensor, y: torch.Tensor, curvature: int,
+                          G: torch.Tensor | None = None) -> np.ndarray:
+        """``(1/n) gᵀ (H + c·AᵀA/n)⁻¹ g`` for one chunk (G: its per-record gradients, if already at hand), by
+        Woodbury: ``gᵀ(H + cAᵀA/n)⁻¹g = gᵀH⁻¹g − c·aᵀ(n + c·M)⁻¹a`` with ``a = A H⁻¹ g``, ``M = A H⁻¹ Aᵀ``."""
+        if curvature == 0 and hasattr(self.solver_, "quad_forms_of_records"):
+            values = self.solver_.quad_forms_of_records(x, y)  # from layer factors, no per-record grads
+        elif curvature == 0:
+            values = self.solver_.quad_forms(G if G is not None else self.fn_.per_record_grads(x, y))
+        else:
+            G = G if G is not None else self.fn_.per_record_grads(x, y)
+            A = self.fn_.curvature_factors(x, y)                              # (b, C, p)
+            b, C, p = A.shape
+            U = self.solver_.solve(torch.cat([G[:, None], A], dim=1).reshape(b * (C + 1), p))
+            U = U.reshape(b, C + 1, p)
+            plain = (G * U[:, 0]).sum(1)
+            a = (A @ U[:, 0, :, None])[..., 0]                                # (b, C)
+            M = A @ U[:, 1:].transpose(1, 2)                                  # (b, C, C)
+            eye = torch.eye(C, dtype=M.dtype, device=M.device)
+            inner = self.n_train_ * eye + curvature * M
+            if curvature < 0:                                  # keep H − AᵀA/n positive definite
+                inner = inner + eye * (1e-6 * self.n_train_ - torch.linalg.eigvalsh(inner)[:, :1, None]
+                                       ).clamp_min(0)
+            values = plain - curvature * (a[:, None, :] @ torch.linalg.solve(inner, a[..., None]))[:, 0, 0]
+        return (values / self.n_train_).double().cpu().numpy()
 
     def _indices(self, indices) -> torch.Tensor:
         """Training positions as a long tensor, checked against n."""
@@ -277,10 +317,57 @@ class InfluenceEngine:
         ``measure(outputs, y)`` receives the model's outputs for all of X, in order, and y, and returns a
         scalar tensor (a group's mean loss, a gap between groups, ...). One solve, n dot products.
         """
-        _, gradient = self.measure_gradient(measure, X, y)
+        return self.batch(measures=[(measure, X, y)]).measures[0]
+
+    def batch(self, *, measures=None, test=None, self_influence: bool = False,
+              leverage: bool = False) -> InfluenceBatch:
+        """Several influence questions answered from ONE streamed pass over the training gradients.
+
+        ``measures``: a mapping {key: (measure, X, y)} or a sequence of such triples, each as in
+        ``influence_on``; ``test``: ``(X_test, y_test)`` (or a Dataset) as in ``influence``;
+        ``self_influence``: also ``self_influence(leverage=leverage)`` for every training record.
+        Every right-hand side is solved first, stacked, ``V = [∇m_1; …; ∇m_K; ∇ℓ(z_1); …; ∇ℓ(z_m)]·H⁻¹``;
+        then each chunk G of training gradients gives ``(1/n) V Gᵀ`` and its records' quad forms. Results
+        equal the one-question methods'. Memory: the outputs (k × n) plus one chunk, whatever n is.
+        """
+        self._check_fitted()
+        if not isinstance(self_influence, bool) or not isinstance(leverage, bool):
+            raise InputError(f"self_influence and leverage must be True or False, got {self_influence!r} and "
+                             f"{leverage!r}")
+        if isinstance(measures, Mapping):
+            items = list(measures.items())
+        elif measures is None:
+            items = []
+        elif isinstance(measures, (list, tuple)):
+            items = list(enumerate(measures))
+        else:
+            raise InputError(f"measures must be a mapping {{key: (measure, X, y)}} or a list of (measure, X, y), "
+                             f"got {type(measures).__name__}")
+        result = InfluenceBatch()
+        rows = []
+        for key, spec in items:
+            if not (isinstance(spec, (tuple, list)) and len(spec) in (2, 3)):
+                raise InputError(f"measures[{key!r}] must be (measure, X, y) or (measure, dataset), "
+                                 f"got {type(spec).__name__}")
+            value, gradient = self.measure_gradient(spec[0], spec[1], spec[2] if len(spec) == 3 else None)
+            result.values[key] = value
+            rows.append(gradient[None, :])
         with self._eval_mode():
-            v = self.solver_.solve(gradient[None, :])
-            return self._against_training(v)[0]
+            m = 0
+            if test is not None:
+                X_test, y_test = test if isinstance(test, (tuple, list)) else (test, None)
+                records = self._records(X_test, y_test, "X_test")
+                rows.append(torch.cat([self.fn_.per_record_grads(x, y) for x, y in self._chunks(records)]))
+                m = records.n
+            V = self.solver_.solve(torch.cat(rows)) if rows else None
+            cross, own = self._pass(V, (-1 if leverage else 0) if self_influence else None)
+        result.passes = int(cross is not None or own is not None)
+        for r, (key, _) in enumerate(items):
+            result.measures[key] = cross[r]
+        if test is not None:
+            result.test = cross[len(items):len(items) + m]
+        result.self_influence = own
+        return result
 
     def summary(self) -> dict:
         """Settings and solver diagnostics, for reports."""
