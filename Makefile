@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY = $(VENV)/bin/python
 
-.PHONY: demo test lint bench setup
+.PHONY: demo test lint bench setup examples
 
 setup:
 	@VENV=$(VENV) ./scripts/bootstrap.sh
@@ -19,3 +19,9 @@ lint: setup
 
 bench: setup  ## accuracy of every method against actual retraining (writes benchmarks/results/)
 	$(PY) benchmarks/loo_accuracy.py
+
+examples: setup  ## every example's audit (heart disease, German credit, Adult, spam) → examples/*/output/report/
+	@for ex in heart_disease german_credit adult_income spam; do \
+	  $(VENV)/bin/auditkit run examples/$$ex/audit.yaml --out examples/$$ex/output/report --quiet; \
+	  status=$$?; echo "examples/$$ex: exit $$status (0 pass, 1 a rule failed)"; [ $$status -le 1 ] || exit $$status; \
+	done

@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--trigger", choices=["manual", "schedule", "ci"], default=None,
                      help="what started the run (default: ci when $CI is set, else manual)")
     run.add_argument("--templates", default=None, help="folder of report templates overriding the built-in ones")
+    run.add_argument("--threads", type=int, default=1, metavar="N",
+                     help="torch threads (default 1: fastest for tabular models, whose many small operations "
+                          "spend more time synchronising threads than computing; raise it for large models)")
     validate = sub.add_parser("validate", help="check a configuration without running it")
     validate.add_argument("config")
     sub.add_parser("schema", help="print the JSON Schema of audit.yaml")
@@ -87,7 +90,7 @@ def _run(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = audit(args.config, args.out, trigger=args.trigger or ("ci" if os.environ.get("CI") else "manual"),
-                       templates=args.templates, command=command, progress=say)
+                       templates=args.templates, command=command, progress=say, threads=args.threads)
     for w in caught:
         if issubclass(w.category, UserWarning):
             say(f"warning: {str(w.message).splitlines()[0]}")

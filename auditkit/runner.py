@@ -340,15 +340,21 @@ def history_store(config: AuditConfig, out: Path | None) -> HistoryStore | None:
 
 
 def audit(config: AuditConfig | str | Path, out: str | Path | None = None, *, trigger: str = "manual",
-          templates: str | Path | None = None, command: str = "", progress: Progress | None = None) -> AuditRun:
+          templates: str | Path | None = None, command: str = "", progress: Progress | None = None,
+          threads: int | None = None) -> AuditRun:
     """Run an audit from a configuration (a loaded one, or the path of audit.yaml) and, when ``out`` is
     given, write its report and outputs there and record it in the history store.
 
     ``auditkit run audit.yaml --out DIR`` is ``audit("audit.yaml", "DIR")`` plus the exit code of its
-    ``status``: pass / pass_with_warnings → 0, fail / incomplete → 1.
+    ``status``: pass / pass_with_warnings → 0, fail / incomplete → 1. ``threads`` sets torch's thread count
+    for the run (None: leave it as it is).
     """
     from .writer import write_run
 
+    if threads is not None:
+        if threads < 1:
+            raise InputError(f"threads={threads} is not allowed: give a positive number of threads")
+        torch.set_num_threads(threads)
     if not isinstance(config, AuditConfig):
         config = load_config(config)
     history = history_store(config, Path(out) if out is not None else None)
