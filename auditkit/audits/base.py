@@ -5,6 +5,14 @@ A plugin is a class with a registered ``name``, a pydantic ``Options`` model (un
 influence engine, the data splits, the training function if any) and returns findings: a typed,
 serialisable object with ``to_dict()``. A plugin never renders and never reads the policy.
 
+**One pass over the training gradients.** Influence questions go through the context, which memoises
+them: ``context.influence_on(key, measure, X, y)``, ``context.influence(split, positions)`` and
+``context.self_influence(leverage=...)``. A plugin may also declare, before any plugin runs, what it will
+ask, in ``plan(context, options) -> InfluenceRequests``; ``auditkit.audits.registry.prefetch`` collects the
+plans of all configured plugins and answers them with ONE ``engine.batch`` call (one streamed pass over
+the training records' gradients), so the plugins' later requests are served from memory. A request no
+plan announced is still answered, by a pass of its own; results are the same either way.
+
 Records never appear in findings by identifier: ``context.token(split, i)`` gives a random token per
 record; the token → record-id map stays in ``context.tokens`` for the private flagged-records file.
 """
@@ -16,6 +24,7 @@ import copy
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar
 
@@ -73,6 +82,24 @@ class RecordTokens:
                 for t, (s, p) in sorted(self._issued.items())]
 
 
+@dataclass
+class InfluenceRequests:
+    """What a plugin will ask of the influence engine: measurements {key: (measure, X, y)}, test records to
+    explain {split: positions}, and self-influence of the training records (the set of ``leverage`` values)."""
+
+    measures: dict = field(default_factory=dict)
+    explain: dict = field(default_factory=dict)
+    self_influence: set = field(default_factory=set)
+
+    def merge(self, other: InfluenceRequests) -> InfluenceRequests:
+        self.measures.update(other.measures)
+        for split, positions in other.explain.items():
+            joined = np.concatenate([self.explain.get(split, np.zeros(0, dtype=int)), np.asarray(positions, int)])
+            self.explain[split] = np.unique(joined)
+        self.self_influence |= set(other.self_influence)
+        return self
+
+
 class AuditContext:
     """Everything a plugin may read. ``splits`` maps "train", "test" (and "holdout") to AuditData;
     ``train_fn`` retrains a copy of the model (verification, reference models); ``checkpoints`` are state
@@ -94,6 +121,9 @@ class AuditContext:
         self.tokens = RecordTokens(seed, {name: data.ids for name, data in splits.items()})
         self._outputs: dict[str, torch.Tensor] = {}
         self._self_influence: dict[bool, np.ndarray] = {}
+        self._measures: dict = {}
+        self._explained: dict[str, dict[int, np.ndarray]] = {}
+        self.passes = 0  # streamed passes over the training gradients made through this context
 
     @property
     def train(self):
@@ -142,7 +172,63 @@ class AuditContext:
         computed once and shared by the plugins."""
         if leverage not in self._self_influence:
             self._self_influence[leverage] = self.engine.self_influence(leverage=leverage)
+            self.passes += 1
         return self._self_influence[leverage]
+
+    def influence_on(self, key, measure, X, y=None) -> np.ndarray:
+        """``engine.influence_on(measure, X, y)``, memoised under ``key`` (which must identify the measurement:
+        the same key always stands for the same measure and records)."""
+        if key not in self._measures:
+            self._measures[key] = self.engine.influence_on(measure, X, y)
+            self.passes += 1
+        return self._measures[key]
+
+    def influence(self, split: str, positions) -> np.ndarray:
+        """``engine.influence`` of the records of ``split`` at ``positions`` on every training record's removal,
+        (len(positions), n); rows already computed (by ``prefetch``) are reused."""
+        positions = np.asarray(positions, dtype=int).reshape(-1)
+        known = self._explained.setdefault(split, {})
+        missing = np.array(sorted({int(i) for i in positions} - set(known)), dtype=int)
+        if missing.size:
+            X, y = self.tensor(split)
+            for i, row in zip(missing, self.engine.influence(X[missing], y[missing]), strict=True):
+                known[int(i)] = row
+            self.passes += 1
+        return np.stack([known[int(i)] for i in positions]) if positions.size else \
+            np.zeros((0, self.train.n))
+
+    def prefetch(self, requests: InfluenceRequests) -> None:
+        """Answer every request not yet answered with ONE streamed pass over the training gradients
+        (``engine.batch``); the plugins' later calls then read the results from memory."""
+        measures = {k: v for k, v in requests.measures.items() if k not in self._measures}
+        wanted = sorted(set(requests.self_influence) - set(self._self_influence))
+        explain = {}
+        for split, positions in requests.explain.items():
+            known = self._explained.get(split, {})
+            new = np.array(sorted({int(i) for i in np.asarray(positions, int).reshape(-1)} - set(known)), dtype=int)
+            if new.size:
+                explain[split] = new
+        # the batch takes one test set: several splits would go in as one stacked tensor
+        tests = [(split, pos, *self.tensor(split)) for split, pos in explain.items()]
+        test = None
+        if tests:
+            test = (torch.cat([X[pos] for _, pos, X, _ in tests]), torch.cat([y[pos] for _, pos, _, y in tests]))
+        if not (measures or test is not None or wanted):
+            return
+        leverage = wanted[-1] if wanted else False            # True first: the one the built-in plugins use
+        batch = self.engine.batch(measures=measures, test=test, self_influence=bool(wanted), leverage=leverage)
+        self.passes += batch.passes
+        self._measures.update(batch.measures)
+        if wanted:
+            self._self_influence[leverage] = batch.self_influence
+        row = 0
+        for split, pos, _, _ in tests:
+            known = self._explained.setdefault(split, {})
+            for i in pos:
+                known[int(i)] = batch.test[row]
+                row += 1
+        for other in wanted[:-1]:                              # both leverage settings asked: a second pass
+            self.self_influence(leverage=other)
 
     def retrain_without(self, remove) -> nn.Module:
         """The model retrained without training records at positions ``remove`` (needs ``train_fn``)."""
@@ -176,6 +262,11 @@ class AuditPlugin(ABC):
 
     name: ClassVar[str]
     Options: ClassVar[type[PluginOptions]] = PluginOptions
+
+    def plan(self, context: AuditContext, options: Any) -> InfluenceRequests:
+        """The influence questions ``run`` will ask (answered up front in one pass by ``prefetch``); none by
+        default. Must not compute influence itself."""
+        return InfluenceRequests()
 
     @abstractmethod
     def run(self, context: AuditContext, options: Any) -> Any:

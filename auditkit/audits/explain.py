@@ -19,8 +19,7 @@ def explain(context: AuditContext, split: str, positions, *, top: int = 5) -> li
     if positions.size == 0:
         return []
     data, train = context.splits[split], context.train
-    X, y = context.tensor(split)
-    S = context.engine.influence(X[positions], y[positions])
+    S = context.influence(split, positions)
     proba = context.proba(split)
     classes = [str(c) for c in train.classes]
 

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from pydantic import Field
 
-from .base import AuditContext, AuditPlugin, PluginOptions
+from .base import AuditContext, AuditPlugin, InfluenceRequests, PluginOptions
 from .jsonsafe import json_safe
 
 EVEN_ODDS = float(np.log(2.0))
@@ -65,6 +65,10 @@ class DataQualityAudit(AuditPlugin):
 
     name = "data_quality"
     Options = QualityOptions
+
+    def plan(self, context: AuditContext, options: QualityOptions) -> InfluenceRequests:
+        """The leverage-corrected self-influence of every training record."""
+        return InfluenceRequests(self_influence={True})
 
     def run(self, context: AuditContext, options: QualityOptions) -> QualityFindings:
         train = context.train

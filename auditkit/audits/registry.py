@@ -11,7 +11,7 @@ from importlib.metadata import entry_points
 from pydantic import ValidationError
 
 from ..errors import InputError
-from .base import AuditContext, AuditPlugin
+from .base import AuditContext, AuditPlugin, InfluenceRequests
 
 ENTRY_POINT_GROUP = "auditkit.audits"
 
@@ -48,3 +48,14 @@ def run_plugin(name: str, context: AuditContext, options: dict | None = None):
     """Run the plugin registered as ``name`` with its validated ``options``; returns its findings."""
     plugin = load_plugin(name)
     return plugin().run(context, validate_options(plugin, options))
+
+
+def prefetch(context: AuditContext, options_by_plugin: dict[str, dict | None]) -> InfluenceRequests:
+    """Ask each plugin named in ``options_by_plugin`` for its influence plan and answer all of them with ONE
+    streamed pass over the training gradients (``AuditContext.prefetch``); run before the plugins."""
+    requests = InfluenceRequests()
+    for name, options in options_by_plugin.items():
+        plugin = load_plugin(name)
+        requests.merge(plugin().plan(context, validate_options(plugin, options)))
+    context.prefetch(requests)
+    return requests

@@ -13,7 +13,8 @@ retrained the model, their agreement with actual retraining is carried along.
 
 Findings compared: the drivers of every attributed fairness gap (the k records whose removal would
 narrow it most), the k members of highest self-influence (privacy), and the k most suspicious records of
-the data-quality ranking.
+the data-quality ranking. Each other engine answers all of them in one pass over the training gradients
+(``engine.batch``); the audit's own engine answers from the context's memo.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .base import AuditContext
-from .fairness.attribution import gap_measure
+from .fairness.attribution import gap_key, gap_measure
 from .fairness.metrics import SEPARATOR, record_groups
 from .quality import suspicion_order
 
@@ -33,18 +34,43 @@ def _top(values: np.ndarray, k: int) -> set[int]:
     return set(np.argsort(values, kind="stable")[:k].tolist())
 
 
-def _gap_effects(context: AuditContext, engine, attribution: dict) -> np.ndarray:
+def _gap(context: AuditContext, attribution: dict) -> tuple:
+    """(key, measure, X, y) of an attributed gap, as the fairness audit built it."""
     columns = attribution["attribute"].split(SEPARATOR)
     labels = record_groups(context.test.groups, columns)
     measure = gap_measure(attribution["surrogate"], labels == attribution["disadvantaged"],
                           labels == attribution["advantaged"], loss=context.loss, favourable=context.favourable)
-    X, y = context.tensor("test")
-    return engine.influence_on(measure, X, y)
+    key = gap_key(attribution["attribute"], attribution["surrogate"], attribution["disadvantaged"],
+                  attribution["advantaged"])
+    return (key, measure, *context.tensor("test"))
 
 
-def _rankers(context: AuditContext, findings: Mapping[str, dict | None]) -> list[tuple[str, str, dict | None, object]]:
-    """(finding, kind, retraining evidence, engine → scores where lower ranks first) for every key finding."""
-    out = []
+class _Answers:
+    """The influence one engine gives for the findings compared: the audit's engine answers from the
+    context's memo (already computed by the plugins); another engine answers all of them in ONE pass."""
+
+    def __init__(self, context: AuditContext, engine, gaps: list[tuple], self_influence: bool):
+        self.context, self.engine = context, engine
+        if engine is not context.engine:
+            batch = engine.batch(measures={key: spec for key, *spec in gaps}, self_influence=self_influence,
+                                 leverage=True)
+            self._gaps, self._self = batch.measures, batch.self_influence
+
+    def gap(self, key, measure, X, y) -> np.ndarray:
+        if self.engine is self.context.engine:
+            return self.context.influence_on(key, measure, X, y)
+        return self._gaps[key]
+
+    def self_influence(self) -> np.ndarray:
+        if self.engine is self.context.engine:
+            return self.context.self_influence(leverage=True)
+        return self._self
+
+
+def _rankers(context: AuditContext, findings: Mapping[str, dict | None]):
+    """The gaps and whether self-influence is needed, and (finding, kind, retraining evidence, answers →
+    scores where lower ranks first) for every key finding."""
+    out, gaps = [], []
     fairness = findings.get("fairness") or {}
     for att in fairness.get("attributions", []):
         verified = [v for v in att.get("verification", []) if v.get("actual_gap") is not None]
@@ -52,24 +78,26 @@ def _rankers(context: AuditContext, findings: Mapping[str, dict | None]) -> list
                      "k": verified[0]["k"]} if verified else None)
         name = (f"drivers of the {att['surrogate'].replace('_', ' ')} gap between {att['disadvantaged']} and "
                 f"{att['advantaged']} ({att['attribute']})")
-        out.append((name, "fairness_drivers", evidence, lambda eng, a=att: _gap_effects(context, eng, a)))
+        gaps.append(_gap(context, att))
+        out.append((name, "fairness_drivers", evidence, lambda ans, g=gaps[-1]: ans.gap(*g)))
     if findings.get("privacy") is not None:
         trust = findings["privacy"].get("trust") or {}
         evidence = ({"spearman": trust.get("spearman"), "median_ratio": trust.get("median_ratio_actual_to_predicted")}
                     if trust.get("checked") else None)
         out.append(("training records of highest self-influence (privacy risk)", "privacy_top", evidence,
-                    lambda eng: -eng.self_influence(leverage=True)))
+                    lambda ans: -ans.self_influence()))
     if findings.get("data_quality") is not None:
         loss = context.losses("train")
 
-        def quality_rank(eng) -> np.ndarray:
-            order = suspicion_order(loss, eng.self_influence(leverage=True))
+        def quality_rank(ans) -> np.ndarray:
+            order = suspicion_order(loss, ans.self_influence())
             rank = np.empty(order.size)
             rank[order] = np.arange(order.size)
             return rank
 
         out.append(("most suspicious training records (data quality)", "quality_top", None, quality_rank))
-    return out
+    needs_self = findings.get("privacy") is not None or findings.get("data_quality") is not None
+    return gaps, needs_self, out
 
 
 def stability(context: AuditContext, findings: Mapping[str, dict | None], engines: Mapping[str, object], *,
@@ -80,12 +108,18 @@ def stability(context: AuditContext, findings: Mapping[str, dict | None], engine
     fitting it (then that setting counts as a failure and its message is kept).
     """
     results = []
-    for name, kind, evidence, scores in _rankers(context, findings):
-        base = scores(context.engine)
+    gaps, needs_self, rankers = _rankers(context, findings)
+    if not rankers:
+        return results
+    answers = {label: engine if isinstance(engine, Exception) else _Answers(context, engine, gaps, needs_self)
+               for label, engine in engines.items()}
+    own = _Answers(context, context.engine, gaps, needs_self)
+    for name, kind, evidence, scores in rankers:
+        base = scores(own)
         kk = min(k, base.size)
         reference = _top(base, kk)
         agreement, failures = {}, {}
-        for label, engine in engines.items():
+        for label, engine in answers.items():
             if isinstance(engine, Exception):
                 failures[label] = str(engine).split(":")[0]
                 agreement[label] = None

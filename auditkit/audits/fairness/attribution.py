@@ -114,14 +114,19 @@ class Attribution:
         return asdict(self)
 
 
-def attribute_gap(context: AuditContext, table, kind: str, *, reference: str | None, n_drivers: int,
-                  top_k: list[int], verify_k: list[int]) -> Attribution | None:
-    """Influence of every training record on one surrogate gap, summarised for the report."""
+def gap_key(attribute: str, kind: str, disadvantaged: str, advantaged: str) -> tuple:
+    """The key under which the context memoises the influence on one gap (it identifies the measure)."""
+    return ("gap", attribute, kind, disadvantaged, advantaged)
+
+
+def gap_request(context: AuditContext, table, kind: str, *, reference: str | None):
+    """``(key, measure, disadvantaged, advantaged, dis mask, adv mask)`` of the gap ``kind`` over the groups of
+    ``table``, or None when there is no gap to attribute; computes no influence (used by plans too)."""
     chosen = pick_groups(table, kind, reference)
     if chosen is None:
         return None
     dis_name, adv_name = chosen
-    test, train = context.test, context.train
+    test = context.test
     labels = record_groups(test.groups, table.columns)
     dis, adv = labels == dis_name, labels == adv_name
     if kind == "equal_opportunity":
@@ -129,9 +134,20 @@ def attribute_gap(context: AuditContext, table, kind: str, *, reference: str | N
         if not (dis & positive).any() or not (adv & positive).any():
             return None
     measure = gap_measure(kind, dis, adv, loss=context.loss, favourable=context.favourable)
+    return gap_key(table.attribute, kind, dis_name, adv_name), measure, dis_name, adv_name, dis, adv
+
+
+def attribute_gap(context: AuditContext, table, kind: str, *, reference: str | None, n_drivers: int,
+                  top_k: list[int], verify_k: list[int]) -> Attribution | None:
+    """Influence of every training record on one surrogate gap, summarised for the report."""
+    request = gap_request(context, table, kind, reference=reference)
+    if request is None:
+        return None
+    key, measure, dis_name, adv_name, dis, adv = request
+    test, train = context.test, context.train
     X, y = context.tensor("test")
     gap = float(measure(context.outputs("test"), y))
-    effects = context.engine.influence_on(measure, X, y)
+    effects = context.influence_on(key, measure, X, y)
     order = np.argsort(effects, kind="stable")
 
     train_labels = record_groups(train.groups, table.columns)

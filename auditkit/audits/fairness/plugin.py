@@ -11,9 +11,9 @@ import numpy as np
 from pydantic import Field
 
 from ...errors import InputError
-from ..base import AuditContext, AuditPlugin, PluginOptions
+from ..base import AuditContext, AuditPlugin, InfluenceRequests, PluginOptions
 from ..explain import explain
-from .attribution import SURROGATES, Attribution, attribute_gap
+from .attribution import SURROGATES, Attribution, attribute_gap, gap_request
 from .disparities import disparities
 from .metrics import group_metrics, record_groups
 
@@ -77,7 +77,9 @@ class FairnessAudit(AuditPlugin):
     name = "fairness"
     Options = FairnessOptions
 
-    def run(self, context: AuditContext, options: FairnessOptions) -> FairnessFindings:
+    @staticmethod
+    def _tables(context: AuditContext, options: FairnessOptions):
+        """The test set's arrays and its group tables (no influence, no bootstrap)."""
         test = context.test
         attributes = options.attributes if options.attributes is not None else list(test.groups.columns)
         for attr in attributes + [a for combo in options.intersections for a in combo]:
@@ -93,6 +95,26 @@ class FairnessAudit(AuditPlugin):
         tables = group_metrics(arrays["y_true"], arrays["y_pred"], scores=arrays["scores"],
                                losses=arrays["losses"], groups=test.groups, attributes=attributes,
                                intersections=options.intersections, min_group_size=options.min_group_size)
+        return arrays, tables
+
+    def plan(self, context: AuditContext, options: FairnessOptions) -> InfluenceRequests:
+        """Every attributed gap's measurement and the test records to explain."""
+        arrays, tables = self._tables(context, options)
+        X, y = context.tensor("test")
+        requests = InfluenceRequests()
+        for table in tables:
+            for kind in options.attribution.surrogates:
+                request = gap_request(context, table, kind, reference=options.reference.get(table.attribute))
+                if request is not None:
+                    requests.measures[request[0]] = (request[1], X, y)
+        positions = self._to_explain(context, options, tables, arrays)
+        if positions.size:
+            requests.explain["test"] = positions
+        return requests
+
+    def run(self, context: AuditContext, options: FairnessOptions) -> FairnessFindings:
+        test = context.test
+        arrays, tables = self._tables(context, options)
         found = {t.attribute: disparities(t, data=arrays, groups=record_groups(test.groups, t.columns),
                                           reference=options.reference.get(t.attribute),
                                           n_boot=options.bootstrap, confidence=options.confidence,
@@ -116,8 +138,8 @@ class FairnessAudit(AuditPlugin):
                          "function was given.")
         explanations = explain(context, "test", self._to_explain(context, options, tables, arrays),
                                top=options.explain.top)
-        return FairnessFindings(str(context.train.classes[fav]), tables, found, attributions, explanations,
-                                verified, notes)
+        return FairnessFindings(str(context.train.classes[context.favourable]), tables, found, attributions,
+                                explanations, verified, notes)
 
     @staticmethod
     def _to_explain(context: AuditContext, options: FairnessOptions, tables, arrays) -> np.ndarray:

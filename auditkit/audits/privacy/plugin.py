@@ -43,7 +43,7 @@ from scipy.stats import spearmanr
 
 from ...errors import InputError
 from ...influence.tracin import tracin_self_influence
-from ..base import AuditContext, AuditPlugin, PluginOptions
+from ..base import AuditContext, AuditPlugin, InfluenceRequests, PluginOptions
 from ..jsonsafe import json_safe
 from .attacks import attack_metrics, attack_metrics_by_group, flag_threshold
 from .reference import reference_attack
@@ -124,6 +124,10 @@ class PrivacyAudit(AuditPlugin):
 
     name = "privacy"
     Options = PrivacyOptions
+
+    def plan(self, context: AuditContext, options: PrivacyOptions) -> InfluenceRequests:
+        """The leverage-corrected self-influence of every training record."""
+        return InfluenceRequests(self_influence={True})
 
     def run(self, context: AuditContext, options: PrivacyOptions) -> PrivacyFindings:
         if options.holdout not in context.splits:
