@@ -33,12 +33,19 @@ def _as_tensor(a, name: str, *, features: bool = False) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr))
 
 
-def _check_finite(t: torch.Tensor, name: str) -> None:
-    if t.is_floating_point() and not torch.isfinite(t).all():
-        bad = (~torch.isfinite(t)).reshape(t.shape[0], -1).any(dim=1)
-        rows = bad.nonzero().flatten()[:5].tolist()
-        raise InputError(f"{name} contains NaN or infinite values in {int(bad.sum())} record(s) "
-                         f"(first at rows {rows}): impute or drop them first")
+def _check_finite(t: torch.Tensor, name: str, *, block: int = 1 << 22) -> None:
+    """Raise if any value is NaN or infinite; checked in blocks of about ``block`` values, because
+    ``torch.isfinite`` allocates temporaries the size of its input (a copy of the data, for a large X)."""
+    if not t.is_floating_point() or t.numel() == 0:
+        return
+    t = t.reshape(t.shape[0] if t.ndim else 1, -1)
+    step = max(1, block // t.shape[1])
+    if all(bool(torch.isfinite(t[s:s + step]).all()) for s in range(0, t.shape[0], step)):
+        return
+    bad = torch.cat([(~torch.isfinite(t[s:s + step])).any(dim=1) for s in range(0, t.shape[0], step)])
+    rows = bad.nonzero().flatten()[:5].tolist()
+    raise InputError(f"{name} contains NaN or infinite values in {int(bad.sum())} record(s) "
+                     f"(first at rows {rows}): impute or drop them first")
 
 
 class Records:
