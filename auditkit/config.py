@@ -162,7 +162,8 @@ class StabilityConfig(Strict):
     """How the stability of the key findings is checked: damping × factors, and a second solver."""
 
     damping_factors: list[float] = Field(default_factory=lambda: [0.1, 10.0])
-    second_solver: Literal["exact", "cg", "lissa", "arnoldi", "ekfac", "kfac", "none"] = "cg"
+    second_solver: Literal["auto", "exact", "cg", "lissa", "arnoldi", "ekfac", "kfac", "none"] = Field(
+        "auto", description="auto: EK-FAC for models made of nn.Linear layers (fast at any n), else CG")
     top_k: int = Field(10, ge=1)
     robust_agreement: float = Field(0.7, gt=0, le=1, description="top-k overlap at or above which a finding "
                                                                  "is called robust")

@@ -181,11 +181,25 @@ def alternative_engines(model, config: AuditConfig, engine: InfluenceEngine, X, 
     for factor in inf.stability.damping_factors:
         add(f"ridge ×{factor:g}", inf.method, scaled_l2(m.l2, factor), (engine.damping + nominal) * factor)
     second = inf.stability.second_solver
-    if second == inf.method:
+    if second == "auto":
+        second = second_solver_for(model, inf.method)
+    elif second == inf.method:
         second = "exact" if inf.method != "exact" else "cg"
     if second != "none":
         add(f"solver {second}", second, m.l2, engine.damping)
     return engines, settings
+
+
+def second_solver_for(model, method: str) -> str:
+    """The stability check's default second solver: EK-FAC (self-influence in one pass, an independent
+    approximation of H) when every parameter belongs to an ``nn.Linear`` layer, else CG; never the
+    audit's own method."""
+    linear_only = all(isinstance(mod, torch.nn.Linear) for mod in model.modules()
+                      if any(True for _ in mod.parameters(recurse=False)))
+    for candidate in (["ekfac"] if linear_only else []) + ["cg", "exact"]:
+        if candidate != method:
+            return candidate
+    return "none"
 
 
 def _limitations(run: dict, context: AuditContext) -> list[str]:

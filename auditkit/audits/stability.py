@@ -7,9 +7,12 @@ solver) and compared with the audit's own. For each finding's top-k records unde
 
     agreement = |T ∩ T'| / k        (1: the same records; 0: none in common)
 
-A finding is **robust** when its agreement is at least ``robust_agreement`` under every setting (and no
-setting failed, e.g. a Hessian that stops being positive definite), else **sensitive**. Where the plugins
-retrained the model, their agreement with actual retraining is carried along.
+A finding is **robust** when its agreement is at least ``robust_agreement`` under every setting that could
+be computed, else **sensitive**. A setting that fails (e.g. less ridge leaves a Hessian that is not
+positive definite: the model is not at a minimum of that objective) says something about the model, not
+about the finding: it is listed under ``failures`` and in the report, and does not decide the verdict; a
+finding with no setting computed is sensitive. Where the plugins retrained the model, their agreement with
+actual retraining is carried along.
 
 Findings compared: the drivers of every attributed fairness gap (the k records whose removal would
 narrow it most), the k members of highest self-influence (privacy), and the k most suspicious records of
@@ -126,7 +129,7 @@ def stability(context: AuditContext, findings: Mapping[str, dict | None], engine
                 continue
             agreement[label] = len(reference & _top(scores(engine), kk)) / kk
         measured = [a for a in agreement.values() if a is not None]
-        robust = not failures and all(a >= robust_agreement for a in measured)
+        robust = bool(measured) and all(a >= robust_agreement for a in measured)
         results.append({"finding": name, "kind": kind, "k": kk, "agreement": agreement, "failures": failures,
                         "retraining": evidence, "verdict": "robust" if robust else "sensitive"})
     return results

@@ -50,7 +50,7 @@ def test_stability_settings_scale_the_ridge_and_swap_the_solver(loaded):
     engines, settings = alternative_engines(model, config, engine, X, y)
     assert [(s["label"], s["method"], s["l2"]) for s in settings] == [
         ("ridge ×0.1", "exact", pytest.approx(0.001)), ("ridge ×10", "exact", pytest.approx(0.1)),
-        ("solver cg", "cg", 0.01)]
+        ("solver ekfac", "ekfac", 0.01)]
     assert engines["ridge ×10"].l2 == pytest.approx(0.1)
 
 
@@ -92,3 +92,13 @@ def test_solver_and_its_options_come_from_the_configuration(loaded):
     bad = config_with(lambda d: d["influence"].update(method="arnoldi", options={"rnk": 3}))
     with pytest.raises(InputError, match=r"^influence: option\(s\) \['rnk'\] are not known to method='arnoldi'"):
         fit_engine(load_model(bad, splits), bad, X, y, lambda _m: None)
+
+
+def test_the_default_second_solver_is_ekfac_for_linear_layers_else_cg():
+    from auditkit.runner import second_solver_for
+    linear = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    assert second_solver_for(linear, "exact") == "ekfac"
+    assert second_solver_for(linear, "ekfac") == "cg"
+    with_norm = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2))
+    assert second_solver_for(with_norm, "exact") == "cg"
+    assert second_solver_for(with_norm, "cg") == "exact"
