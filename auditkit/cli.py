@@ -84,7 +84,7 @@ def _run(args) -> int:
     from .runner import audit
 
     quiet = args.quiet
-    say = (lambda _m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    say = None if quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     started = time.perf_counter()
     command = "auditkit run " + " ".join(shlex.quote(a) for a in [args.config, "--out", args.out])
     with warnings.catch_warnings(record=True) as caught:
@@ -92,7 +92,7 @@ def _run(args) -> int:
         result = audit(args.config, args.out, trigger=args.trigger or ("ci" if os.environ.get("CI") else "manual"),
                        templates=args.templates, command=command, progress=say, threads=args.threads)
     for w in caught:
-        if issubclass(w.category, UserWarning):
+        if issubclass(w.category, UserWarning) and say is not None:
             say(f"warning: {str(w.message).splitlines()[0]}")
     if not quiet:
         print("\n".join(_summary(result.run, result.paths, time.perf_counter() - started)))

@@ -175,6 +175,8 @@ class InfluenceConfig(Strict):
                                     "for arnoldi, {tol: 1e-8} for cg (see the README's Methods table)")
     damping: float | Literal["auto"] = "auto"
     chunk_size: int = Field(256, ge=1)
+    cache: str | None = Field(None, description="folder of an on-disk cache of per-record training gradients, "
+                                                "keyed by hashes of model and data (reused by later runs)")
     stability: StabilityConfig = StabilityConfig()
 
     @field_validator("damping")

@@ -24,7 +24,7 @@ import torch
 from . import __version__
 from .audits.base import AuditContext
 from .audits.jsonsafe import json_safe
-from .audits.registry import load_plugin, run_plugin, validate_options
+from .audits.registry import load_plugin, prefetch, run_plugin, validate_options
 from .audits.stability import stability
 from .config import AuditConfig, load_config
 from .errors import HessianError, InputError, SingularHessianError
@@ -127,14 +127,25 @@ def combine_policies(policies: list[Policy]) -> Policy:
     return combined
 
 
-def fit_engine(model, config: AuditConfig, X, y, say: Progress) -> tuple[InfluenceEngine, str | None]:
-    """Fit the engine; with ``damping: auto`` a singular Hessian gets the suggested damping (and a note)."""
+def gradient_source(config: AuditConfig):
+    """The on-disk gradient cache when ``influence.cache`` names a folder, else None (recompute)."""
+    if config.influence.cache is None:
+        return None
+    from .gradcache import GradientCache
+    return GradientCache(config.path(config.influence.cache))
+
+
+def fit_engine(model, config: AuditConfig, X, y, say: Progress, *,
+               progress=None) -> tuple[InfluenceEngine, str | None]:
+    """Fit the engine; with ``damping: auto`` a singular Hessian gets the suggested damping (and a note).
+    ``progress(done, total)`` is called per chunk of the engine's passes over the training records."""
     inf, m = config.influence, config.model
 
     def make(damping: float) -> InfluenceEngine:
         try:
             return InfluenceEngine(model, m.loss, l2=m.l2, method=inf.method, damping=damping,
-                                   dtype=DTYPES[m.dtype], chunk_size=inf.chunk_size, **inf.options)
+                                   dtype=DTYPES[m.dtype], chunk_size=inf.chunk_size, gradients=gradient_source(config),
+                                   progress=progress, **inf.options)
         except InputError as exc:
             raise InputError(f"influence: {exc}") from None
 
@@ -174,7 +185,8 @@ def alternative_engines(model, config: AuditConfig, engine: InfluenceEngine, X, 
         try:
             options = inf.options if method == inf.method else {}
             engines[label] = InfluenceEngine(model, m.loss, l2=l2, method=method, damping=damping,
-                                             dtype=DTYPES[m.dtype], chunk_size=inf.chunk_size, **options).fit(X, y)
+                                             dtype=DTYPES[m.dtype], chunk_size=inf.chunk_size,
+                                             gradients=gradient_source(config), **options).fit(X, y)
         except HessianError as exc:
             engines[label] = exc
 
@@ -262,12 +274,20 @@ def run_audit(config: AuditConfig, *, trigger: str = "manual", command: str = ""
     X, y = torch.tensor(splits["train"].X, dtype=dtype), torch.tensor(splits["train"].y)
     done()
     step("fit the influence engine")
-    engine, damping_note = fit_engine(model, config, X, y, say)
+    reporter = None
+    if progress is not None:
+        from .progress import ProgressReporter
+        reporter = ProgressReporter("influence")
+    engine, damping_note = fit_engine(model, config, X, y, say, progress=reporter)
     done()
     context = AuditContext(model, engine, splits, loss=config.model.loss, l2=config.model.l2,
                            train_fn=training_function(config), seed=config.seed)
     findings = {"fairness": None, "privacy": None, "data_quality": None}
-    for name, options in plugin_options(config, policy).items():
+    options_by_plugin = plugin_options(config, policy)
+    step("influence: one pass over the training gradients")
+    prefetch(context, options_by_plugin)
+    done()
+    for name, options in options_by_plugin.items():
         step(f"audit: {name}")
         findings[name] = json_safe(run_plugin(name, context, options).to_dict())
         done()
