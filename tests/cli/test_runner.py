@@ -102,3 +102,13 @@ def test_the_default_second_solver_is_ekfac_for_linear_layers_else_cg():
     with_norm = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2))
     assert second_solver_for(with_norm, "exact") == "cg"
     assert second_solver_for(with_norm, "cg") == "exact"
+
+
+def test_the_gradient_cache_is_used_when_configured(loaded, tmp_path):
+    splits, X, y = loaded
+    config = config_with(lambda d: d["influence"].update(cache=str(tmp_path / "cache")))
+    engine, _ = fit_engine(load_model(config, splits), config, X, y, lambda _m: None)
+    first = engine.influence(X[:3], y[:3])
+    assert any((tmp_path / "cache").rglob("*.npy"))                 # gradients written on the first pass
+    again, _ = fit_engine(load_model(config, splits), config, X, y, lambda _m: None)
+    assert abs(again.influence(X[:3], y[:3]) - first).max() < 1e-12
