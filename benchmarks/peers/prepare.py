@@ -120,7 +120,7 @@ def main(work: Path, n_train: int | None, kinds: list[str]) -> None:
         chosen = np.concatenate([high, rng.choice(rest, N_LOO - len(high), replace=False)])
         base_self = losses[chosen]
         base_test = per_loss(sub_model, d["X_test"], d["y_test"])
-        d_self, d_test, loo_info = [], [], []
+        d_self, d_test = [], []
         t0 = time.perf_counter()
         for j in chosen:
             m = retrain_without(sub_model, torch.as_tensor(Xs), torch.as_tensor(ys), [int(j)],

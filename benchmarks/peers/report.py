@@ -114,7 +114,8 @@ def main(path=RESULTS / "peers.json"):
          "learning rate 1, no Hessian) divided by n, so only its correlations mean anything.", ""]
     L += ["## Verdicts (issue 7, \"Done when\")", ""] + verdicts(res) + [""]
     L += ["## Findings and caveats", "",
-          "- Timeouts: every process was killed after 90 s (two shared cores; the run took 40 min, data preparation not counted). On the "
+          "- Timeouts: every process was killed after 90 s (two shared cores; the run took 40 min, data preparation "
+          "not counted). On the "
           "MLP (p = 6,018) auditkit `exact` (dense Hessian from p Hessian-vector passes over 32,561 records) and "
           "`cg` (16 records, one solve each) did not finish self-influence in 90 s; neither did pyDVL direct, CG "
           "or LiSSA. auditkit `exact` takes 54 s on the 2,000-record subsample MLP. auditkit `cg` on the "
@@ -153,7 +154,8 @@ def main(path=RESULTS / "peers.json"):
                 L += ["| library / method | r self | r test mean | r pairs | median predicted/actual (self) | "
                       "time s | RSS MiB | status |", "|---|---|---|---|---|---|---|---|"]
             else:
-                L += ["| library / method | time s | wall s | RSS MiB | r exact | status |", "|---|---|---|---|---|---|"]
+                L += ["| library / method | time s | wall s | RSS MiB | r exact | status |",
+                      "|---|---|---|---|---|---|"]
             for key, tasks in m["rows"].items():
                 r = tasks.get(task)
                 if r is None:
@@ -163,7 +165,8 @@ def main(path=RESULTS / "peers.json"):
                              f"{f(r.get('pearson_pairs_loo'))} | {f(r.get('scale_self_loo'), '{:.3g}')} | "
                              f"{cell_time(r)} | {f(r.get('rss_mib'), '{:.0f}')} | {status(r)} |")
                 else:
-                    L.append(f"| {key} | {cell_time(r)} | {f(r.get('wall_s'), '{:.1f}')} | {f(r.get('rss_mib'), '{:.0f}')} | "
+                    L.append(f"| {key} | {cell_time(r)} | {f(r.get('wall_s'), '{:.1f}')} | "
+                             f"{f(r.get('rss_mib'), '{:.0f}')} | "
                              f"{f(r.get('pearson_vs_exact'))} | {status(r)} |")
             L.append("")
     out = Path(path).with_suffix(".md")

@@ -33,7 +33,6 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -140,8 +139,8 @@ def main() -> None:
         subprocess.run(cmd, env=env, check=True)
     prep = json.loads((a.work / "prepare.json").read_text())
     n = prep["n_train"]
-    versions = json.loads((HERE / ".venv" / "versions.json").read_text()) if (HERE / ".venv" / "versions.json").exists() else {}
-    data = np.load(a.work / "adult.npz")
+    versions_file = HERE / ".venv" / "versions.json"
+    versions = json.loads(versions_file.read_text()) if versions_file.exists() else {}
     libs = None if a.only is None else set(a.only.split(","))
     results = {"date": _dt.datetime.now().isoformat(timespec="seconds"), "machine": platform.platform(),
                "cpu_threads_per_process": 1, "n_train": n, "prepare": prep, "versions": versions,
@@ -185,7 +184,8 @@ def main() -> None:
                     r.update(t)
                     scored = int(t["n_scored"])
                     total_n = n if task != "loo" else len(truth_self)
-                    part = t["self_s"] if task == "self" else t["test_s"] if task == "test" else t["self_s"] + t["test_s"]
+                    part = (t["self_s"] if task == "self" else t["test_s"] if task == "test"
+                            else t["self_s"] + t["test_s"])
                     r["extrapolated"] = scored < total_n
                     r["time_s"] = t["fit_s"] + part * (total_n / scored)
                     if task == "loo":

@@ -166,8 +166,13 @@ def run_kronfluence(method, model, X, y, Xt, yt, task, idx):
 
 # --------------------------------------------------------------------------------------------- dattri
 def run_dattri(method, model, X, y, Xt, yt, task, idx):
-    from dattri.algorithm.influence_function import (IFAttributorArnoldi, IFAttributorCG, IFAttributorEKFAC,
-                                                     IFAttributorExplicit, IFAttributorLiSSA)
+    from dattri.algorithm.influence_function import (
+        IFAttributorArnoldi,
+        IFAttributorCG,
+        IFAttributorEKFAC,
+        IFAttributorExplicit,
+        IFAttributorLiSSA,
+    )
     from dattri.task import AttributionTask
 
     def loss_func(params, data):
