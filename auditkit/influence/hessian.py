@@ -41,6 +41,13 @@ class HessianOperator:
         """``λ + damping`` (p,), the diagonal added to the data term (used as ``shift * V``)."""
         return self.l2_vector + self.damping
 
+    def map_chunks(self, func, *, size: int | None = None):
+        """``func(x, y)`` for each chunk of the training records (``size`` records, default ``chunk_size``),
+        yielded in record order. Solvers make every streamed pass over the training records through this
+        one hook, so where the chunks are computed (in process, or on workers) is not their concern."""
+        for x, y in self.records.chunks(size or self.chunk_size, dtype=self.dtype, device=self.device):
+            yield func(x, y)
+
     #: records × vectors pushed through one Hessian-vector call; bounds its memory, amortises its overhead
     BUDGET = 1 << 18
 
