@@ -75,10 +75,20 @@ def test_one_pass_answers_everything_and_equals_the_separate_methods(request, he
 
 
 def test_ekfac_self_influence_alone_forms_no_per_record_gradient(heart, heart_mlp):
-    e = ak.InfluenceEngine(heart_mlp, "cross_entropy", l2=L2_MLP, method="ekfac").fit(heart["X"], heart["y"])
-    spy = Spy(e)
-    e.batch(self_influence=True)
+    """The layer factors kept from fitting answer self-influence without another pass; without the cache
+    (cache_mb=0) it takes one pass, and still no per-record gradient. Both equal the per-record formula."""
+    X, y = heart["X"], heart["y"]
+    kept = ak.InfluenceEngine(heart_mlp, "cross_entropy", l2=L2_MLP, method="ekfac").fit(X, y)
+    spy = Spy(kept)
+    s_kept = kept.batch(self_influence=True).self_influence
+    assert (spy.passes, spy.rows) == (0, 0)
+    streamed = ak.InfluenceEngine(heart_mlp, "cross_entropy", l2=L2_MLP, method="ekfac", cache_mb=0).fit(X, y)
+    spy = Spy(streamed)
+    s_streamed = streamed.batch(self_influence=True).self_influence
     assert (spy.passes, spy.rows) == (1, 0)
+    G = kept.fn_.per_record_grads(X, y)
+    np.testing.assert_allclose(s_kept, kept.solver_.quad_forms(G).numpy() / kept.n_train_, rtol=1e-10)
+    np.testing.assert_allclose(s_streamed, s_kept, rtol=1e-10)
 
 
 def test_a_sequence_of_measures_and_nothing_asked(heart, heart_lr):

@@ -8,13 +8,19 @@ pre-activation output. The curvature of the block is the Gauss–Newton matrix
 ``Λ_i = ∂²ℓ/∂f²`` (``Σ_c r_c r_cᵀ = Λ_i``): the exact expectation over the model's predictive distribution
 that Kronfluence samples labels for (for cross-entropy, the true Fisher; for a single Linear layer, the
 Hessian of the data term itself). ``curvature="empirical"`` uses the true-label gradients instead
-(empirical Fisher, one backward pass).
+(empirical Fisher).
 
 - **K-FAC**: block ≈ ``S ⊗ A`` with ``S = (1/n) Σ_ic g gᵀ`` and ``A = (1/n) Σ_i ã ãᵀ``; with
   ``S = Q_S diag(s) Q_Sᵀ``, ``A = Q_A diag(a) Q_Aᵀ`` (float64), the inverse is
   ``(Q_S ⊗ Q_A) diag(s aᵀ + λ)⁻¹ (Q_S ⊗ Q_A)ᵀ``.
-- **EK-FAC**: the same eigenbasis with the diagonal re-fitted to the data (a second pass),
-  ``Λ = (1/n) Σ_ic (Q_Sᵀ g_ic)² (Q_Aᵀ ã_i)²ᵀ``: the best diagonal in that basis.
+- **EK-FAC**: an eigenbasis ``Q_S ⊗ Q_A`` with the diagonal re-fitted to the data,
+  ``Λ = (1/n) Σ_ic (Q_Sᵀ g_ic)² (Q_Aᵀ ã_i)²ᵀ``: the best diagonal in that basis. ``basis="weighted"``
+  (default) takes the eigenvectors of the weighted factors ``A_w = Σ_i ‖g_i‖² ã_i ã_iᵀ`` and
+  ``S_w = Σ_i ‖ã_i‖² g_i g_iᵀ`` (‖g_i‖² = Σ_c ‖g_ic‖²): one step of the power iteration for the nearest
+  Kronecker product ``S ⊗ A`` to the block in Frobenius norm (Van Loan & Pitsianis 1993), started from
+  the identity; it keeps records with a large gradient from being averaged away. For a binary
+  logistic regression the block is exactly such a product (g_ic ∥ (1, −1)), so EK-FAC is then exact.
+  ``basis="kfac"``: the eigenvectors of S and A, as in George et al.
 
 λ is the engine's shift (l2 + damping) on the block. When the weight and the bias have different
 coefficients (e.g. an unpenalised intercept), the bias is its own block ``S ⊗ [1]`` and the weight–bias
@@ -22,8 +28,14 @@ cross-curvature is dropped. Other parameter types (Conv2d, BatchNorm, Embedding,
 refused: restrict influence to the Linear layers with ``params=[...]``.
 
 In the eigenbasis a record's quadratic form needs only ``u = Q_Sᵀ g`` and ``v = Q_Aᵀ ã``:
-``gᵀ H⁻¹ g = Σ_oi u_o² v_i² / (Λ_oi + λ)``, so self-influence of n records is one forward and one
-backward pass over them, without per-record gradients (``quad_forms_of_records``).
+``gᵀ H⁻¹ g = Σ_oi u_o² v_i² / (Λ_oi + λ)``, so self-influence of n records needs no per-record gradient.
+
+**Cost.** One forward and K backward passes per chunk of records, K = the number of independent output
+cotangents (1 for binary cross-entropy or ``bce``, C for C classes): the true-label gradient and every row
+of Λ's root are combinations of the same K back-propagated vectors (``∂ℓ/∂f`` lies in the range of Λ).
+When the per-record factors (ã, g) of all training records fit in ``cache_mb`` they are kept from that
+one pass, and the eigenvalue correction and the self-influence of every training record are computed
+from them without another pass over the data (``train_quad_forms``); otherwise each is one more pass.
 """
 
 from __future__ import annotations
@@ -36,9 +48,11 @@ from torch.func import hessian, vmap
 
 from ...errors import InputError, SingularHessianError
 from ..hessian import HessianOperator
+from ..losses import bce, cross_entropy, mse
 from .base import Solver, suggest_damping
 
 CURVATURES = ("gauss_newton", "empirical")
+BASES = ("weighted", "kfac")
 
 
 class _Block:
@@ -49,8 +63,10 @@ class _Block:
 
     def inputs(self, a: torch.Tensor) -> torch.Tensor:
         """ã: the layer input (if the weight is in the block) with a 1 appended (if the bias is)."""
-        parts = ([a] if self.weight else []) + ([torch.ones_like(a[:, :1])] if self.bias else [])
-        return torch.cat(parts, dim=1)
+        if self.weight and not self.bias:
+            return a
+        ones = torch.ones_like(a[:, :1])
+        return torch.cat([a, ones], dim=1) if self.weight else ones
 
 
 def _label(module_name: str) -> str:
@@ -99,27 +115,71 @@ def _blocks(fn, shift: torch.Tensor, method: str) -> tuple[list[_Block], dict[st
     return blocks, modules
 
 
-def _loss_curvature_roots(fn, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Rows r_c (b, C, C) with ``Σ_c r_c r_cᵀ = Λ_i = ∂²ℓ(f_i, y_i)/∂f²`` (negative eigenvalues clipped)."""
+def output_directions(fn, outputs: torch.Tensor, y: torch.Tensor, *, empirical: bool):
+    """The output cotangents to back-propagate, and how the loss's derivatives combine them.
+
+    Returns ``(E, R, D)``: basis cotangents E (K, *record output shape); R (b, r, K), the rows of a root of
+    ``Λ_i = ∂²ℓ/∂f²`` (``Σ_c r_c r_cᵀ = Λ_i``) in that basis (with ``empirical``: the true-label gradient as
+    the one row); D (b, K), the true-label gradient ``∂ℓ_i/∂f`` in that basis. Closed forms for the built-in
+    losses: cross-entropy ``Λ = diag(p) − ppᵀ`` with rows ``√p_c (e_c − p)`` and ``∂ℓ/∂f = p − e_y``; for two
+    classes both are multiples of (1, −1) (K = 1): ``√(p₀p₁)`` and ``p₀ − [y = 0]``; ``bce``: ``√(σ(1−σ))`` and
+    ``σ − y``; ``mse`` over K outputs: ``√(2/K)·I`` and ``(2/K)(f − y)``. Any other loss: Λ by autograd, rows
+    from its eigendecomposition (negative eigenvalues clipped).
+    """
+    b = outputs.shape[0]
     shape = outputs.shape[1:]
+    o = outputs.detach().reshape(b, -1)
+    K = o.shape[1]
+    loss = fn.loss_fn
+    if loss is cross_entropy and K == 2:
+        p = torch.softmax(o, dim=1)
+        E = torch.tensor([1.0, -1.0], dtype=o.dtype, device=o.device).reshape(1, *shape)
+        D = (p[:, :1] - (y.reshape(b, 1) == 0).to(o.dtype))
+        R = (p[:, 0] * p[:, 1]).sqrt().reshape(b, 1, 1)
+    elif loss is cross_entropy:
+        p = torch.softmax(o, dim=1)
+        E = torch.eye(K, dtype=o.dtype, device=o.device).reshape(K, *shape)
+        D = p - nn.functional.one_hot(y.long().reshape(b), K).to(o.dtype)
+        R = p.sqrt()[:, :, None] * (torch.eye(K, dtype=o.dtype, device=o.device) - p[:, None, :])
+    elif loss is bce and K == 1:
+        s = torch.sigmoid(o)
+        E = torch.ones((1, *shape), dtype=o.dtype, device=o.device)
+        D = s - y.reshape(b, 1).to(o.dtype)
+        R = (s * (1 - s)).sqrt().reshape(b, 1, 1)
+    elif loss is mse:
+        E = torch.eye(K, dtype=o.dtype, device=o.device).reshape(K, *shape)
+        D = (2.0 / K) * (o - y.reshape(b, K).to(o.dtype))
+        R = (2.0 / K) ** 0.5 * torch.eye(K, dtype=o.dtype, device=o.device).expand(b, K, K)
+    else:
+        E = torch.eye(K, dtype=o.dtype, device=o.device).reshape(K, *shape)
 
-    def loss_of_output(oi, yi):
-        return fn.loss_fn(oi.reshape(1, *shape), yi.unsqueeze(0)).sum()
+        def loss_of_output(oi, yi):
+            return loss(oi.reshape(1, *shape), yi.unsqueeze(0)).sum()
 
-    lam = vmap(hessian(loss_of_output))(outputs.reshape(outputs.shape[0], -1), y)
-    values, vectors = torch.linalg.eigh((lam + lam.transpose(1, 2)) / 2)
-    return (vectors * values.clamp_min(0).sqrt().unsqueeze(1)).transpose(1, 2)
+        with torch.enable_grad():
+            oo = o.clone().requires_grad_(True)
+            (D,) = torch.autograd.grad(loss(oo.reshape(b, *shape), y).sum(), oo)
+        lam = vmap(hessian(loss_of_output))(o, y)
+        values, vectors = torch.linalg.eigh((lam + lam.transpose(1, 2)) / 2)
+        R = (vectors * values.clamp_min(0).sqrt().unsqueeze(1)).transpose(1, 2)
+    if empirical:
+        R = D[:, None, :]
+    return E, R, D
 
 
 @dataclass
 class EKFACSolver(Solver):
     """Eigenvalue-corrected Kronecker-factored curvature of the Linear layers (float64).
 
-    Options: ``curvature`` (``"gauss_newton"``: expectation over the model's predictive distribution, one
-    backward pass per output; ``"empirical"``: true-label gradients, one backward pass).
+    Options: ``curvature`` (``"gauss_newton"``: expectation over the model's predictive distribution;
+    ``"empirical"``: true-label gradients); ``basis`` (``"weighted"`` or ``"kfac"``, EK-FAC only: which
+    factors' eigenvectors form the basis, see the module docstring); ``cache_mb`` (memory allowed for the
+    training records' per-layer factors kept from the first pass; 0 recomputes them in further passes).
     """
 
     curvature: str = "gauss_newton"
+    basis: str = "weighted"
+    cache_mb: float = 256.0
     name = "ekfac"
     correct_eigenvalues = True
 
@@ -127,11 +187,15 @@ class EKFACSolver(Solver):
         if self.curvature not in CURVATURES:
             raise InputError(f"curvature={self.curvature!r} is not allowed: use one of "
                              f"{', '.join(repr(c) for c in CURVATURES)}")
+        if self.basis not in BASES:
+            raise InputError(f"basis={self.basis!r} is not allowed: use one of {', '.join(repr(c) for c in BASES)}")
+        if isinstance(self.cache_mb, bool) or not isinstance(self.cache_mb, (int, float)) or not self.cache_mb >= 0:
+            raise InputError(f"cache_mb={self.cache_mb!r} is not allowed: it must be a number ≥ 0 (megabytes)")
 
     # ------------------------------------------------------------------------------- capture by hooks
-    def _capture(self, x: torch.Tensor, y: torch.Tensor, *, true_labels: bool):
-        """Per Linear layer: its inputs a (b, in) and output-gradients g (b, K, out) — K = 1 with the true
-        labels' loss, K = C with the rows of Λ's root as cotangents of the outputs."""
+    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Tensor, ...]]:
+        """Per Linear layer, float64: its inputs a (b, in), the Gauss–Newton output-gradients gn (b, r, out)
+        and the true-label output-gradient g (b, out), from one forward and K backward passes."""
         fn, store = self.fn_, {}
 
         def hook_for(name):
@@ -145,7 +209,10 @@ class EKFACSolver(Solver):
         handles = [m.register_forward_hook(hook_for(n)) for n, m in self.modules_.items()]
         try:
             with torch.enable_grad():
-                outputs = fn.outputs(fn.theta.detach().requires_grad_(True), x)
+                if self.direct_:                        # the module itself: its parameters are θ̂ already
+                    outputs = fn.model(x)
+                else:
+                    outputs = fn.outputs(fn.theta.detach().requires_grad_(True), x)
         finally:
             for h in handles:
                 h.remove()
@@ -159,55 +226,103 @@ class EKFACSolver(Solver):
                                  f"but {n!r} receives inputs of shape {tuple(store[n][0].shape)}: use "
                                  "method='cg' or method='arnoldi'")
         pre = [store[n][1] for n in names]
+        E, R, D = output_directions(fn, outputs, y, empirical=self.curvature == "empirical")
+        K = E.shape[0]
         with torch.enable_grad():
-            if true_labels:
-                cotangents = [None]
-                loss = fn.loss_fn(outputs, y).sum()
-            else:
-                roots = _loss_curvature_roots(fn, outputs.detach(), y)
-                cotangents = [roots[:, c].reshape(outputs.shape) for c in range(roots.shape[1])]
-            per_c = []
-            for k, cot in enumerate(cotangents):
-                target, grad_out = (loss, None) if cot is None else (outputs, cot)
-                grads = torch.autograd.grad(target, pre, grad_outputs=grad_out, allow_unused=True,
-                                            retain_graph=k + 1 < len(cotangents))
-                per_c.append([torch.zeros_like(p) if g is None else g for g, p in zip(grads, pre, strict=True)])
-        acts = {n: store[n][0].detach().double() for n in names}
-        grads = {n: torch.stack([c[i] for c in per_c], dim=1).detach().double() for i, n in enumerate(names)}
-        return acts, grads
+            per_k = [torch.autograd.grad(outputs, pre, grad_outputs=E[k].expand_as(outputs), allow_unused=True,
+                                         retain_graph=k + 1 < K) for k in range(K)]
+        R, D = R.double(), D.double()
+        out = {}
+        for i, n in enumerate(names):
+            J = torch.stack([pre[i].new_zeros(pre[i].shape) if g[i] is None else g[i] for g in per_k],
+                            dim=1).double()                                   # (b, K, out)
+            out[n] = (store[n][0].detach().double(), R @ J, (D[:, None, :] @ J)[:, 0])
+        return out
 
-    def _passes(self, hessian: HessianOperator, *, true_labels: bool):
-        for x, y in hessian.records.chunks(hessian.chunk_size, dtype=hessian.dtype, device=hessian.device):
-            yield self._capture(x, y, true_labels=true_labels)
+    def _chunk_statistics(self, x: torch.Tensor, y: torch.Tensor, *, keep: bool):
+        """Additive sums of one chunk, per block: A = Σ ããᵀ, S = Σ_c g gᵀ and the weighted A_w, S_w; and the
+        chunk's per-layer factors when ``keep``."""
+        captured = self._capture(x, y)
+        sums = []
+        weighted = self.correct_eigenvalues and self.basis == "weighted"
+        for b in self.blocks_:
+            a_raw, gn, _ = captured[b.module_name]
+            a = b.inputs(a_raw)
+            g = gn.flatten(0, 1)
+            if weighted:
+                wa = (gn * gn).sum((1, 2))                                    # ‖g_i‖² (b,)
+                wg = (a * a).sum(1).repeat_interleave(gn.shape[1])            # ‖ã_i‖² per row of g
+                sums.append((a.T @ (a * wa[:, None]), g.T @ (g * wg[:, None])))
+            else:
+                sums.append((a.T @ a, g.T @ g))
+        return sums, (captured if keep else None)
+
+    def _chunk_correction(self, x: torch.Tensor, y: torch.Tensor):
+        """Additive sums of one chunk, per block: ``Σ_ic (Q_Sᵀ g_ic)² (Q_Aᵀ ã_i)²ᵀ``."""
+        captured = self._capture(x, y)
+        return [self._projected(b, f, captured[b.module_name])[2]
+                for b, f in zip(self.blocks_, self.factors_, strict=True)]
+
+    def _projected(self, block, factors, layer) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """A layer's factors in the block's eigenbasis: ``v² = (Q_Aᵀ ã)²`` (b, cols), ``u² = (Q_Sᵀ g)²`` of the
+        true-label gradient (b, out), and (EK-FAC) the chunk's correction sum ``Σ_ic (Q_Sᵀ g_ic)² v²ᵀ``."""
+        QS, QA = factors[0], factors[1]
+        a, gn, g = layer
+        v2 = (block.inputs(a) @ QA) ** 2
+        u2 = (g @ QS) ** 2
+        if not self.correct_eigenvalues:
+            return v2, u2, None
+        return v2, u2, ((gn @ QS) ** 2).sum(1).T @ v2
+
+    def _quad_forms_of(self, captured) -> torch.Tensor:
+        """``Σ_blocks Σ_oi u_o² v_i² / D_oi`` per record, from captured layer factors (true-label g)."""
+        out = None
+        for b, (QS, QA, D) in zip(self.blocks_, self.factors_, strict=True):
+            a, _, g = captured[b.module_name]
+            u2 = (g @ QS) ** 2
+            v2 = (b.inputs(a) @ QA) ** 2
+            term = ((u2 @ (1.0 / D)) * v2).sum(1)
+            out = term if out is None else out + term
+        return out
+
+    def _record_bytes(self, n_outputs: int) -> int:
+        """Bytes of the per-layer factors kept per training record (float64; at most one root row per output)."""
+        return 8 * sum(m.in_features + (n_outputs + 1) * m.out_features for m in self.modules_.values())
 
     # ------------------------------------------------------------------------------------------ fit
     def fit(self, hessian: HessianOperator) -> EKFACSolver:
-        self.fn_ = hessian.fn
-        self.blocks_, self.modules_ = _blocks(hessian.fn, hessian.shift.double().cpu(), self.name)
+        fn = self.fn_ = hessian.fn
+        self.blocks_, self.modules_ = _blocks(fn, hessian.shift.double().cpu(), self.name)
+        tensors = [*fn.model.parameters(), *(b for b in fn.model.buffers() if b.is_floating_point())]
+        self.direct_ = all(t.dtype == fn.dtype and t.device == fn.device for t in tensors)
         n = hessian.n
-        true_labels = self.curvature == "empirical"
-        A = [0.0] * len(self.blocks_)
-        S = [0.0] * len(self.blocks_)
-        for acts, grads in self._passes(hessian, true_labels=true_labels):
-            for i, b in enumerate(self.blocks_):
-                a, g = b.inputs(acts[b.module_name]), grads[b.module_name].flatten(0, 1)
-                A[i] = A[i] + a.T @ a / n
-                S[i] = S[i] + g.T @ g / n
+        x0, _ = hessian.records.head(1, dtype=hessian.dtype, device=hessian.device)
+        with torch.no_grad():
+            n_outputs = fn.outputs(fn.theta, x0)[0].numel()
+        keep = self.cache_mb * 2 ** 20 >= n * self._record_bytes(n_outputs)
+        sums = None
+        kept = []
+        for part, captured in hessian.map_chunks(lambda x, y: self._chunk_statistics(x, y, keep=keep)):
+            sums = part if sums is None else [(A + a, S + s) for (A, S), (a, s) in zip(sums, part, strict=True)]
+            if keep:
+                kept.append(captured)
         self.factors_ = []
-        for i in range(len(self.blocks_)):
-            ea, QA = torch.linalg.eigh((A[i] + A[i].T) / 2)
-            es, QS = torch.linalg.eigh((S[i] + S[i].T) / 2)
+        for A, S in sums:
+            ea, QA = torch.linalg.eigh((A + A.T) / (2 * n))
+            es, QS = torch.linalg.eigh((S + S.T) / (2 * n))
             self.factors_.append([QS, QA, torch.outer(es.clamp_min(0), ea.clamp_min(0))])
+        if keep:                            # project the kept factors once: (v², u_true²) per chunk and block
+            kept = [[self._projected(b, f, c[b.module_name]) for b, f in zip(self.blocks_, self.factors_, strict=True)]
+                    for c in kept]
         if self.correct_eigenvalues:
-            diag = [torch.zeros_like(f[2]) for f in self.factors_]
-            for acts, grads in self._passes(hessian, true_labels=true_labels):
-                for i, b in enumerate(self.blocks_):
-                    QS, QA, _ = self.factors_[i]
-                    u2 = ((grads[b.module_name] @ QS) ** 2).sum(1)           # (b, out): Σ_c (Q_Sᵀ g_c)²
-                    v2 = (b.inputs(acts[b.module_name]) @ QA) ** 2           # (b, cols)
-                    diag[i] += u2.T @ v2 / n
+            if keep:
+                diag = [sum(chunk[i][2] for chunk in kept) for i in range(len(self.blocks_))]
+            else:
+                diag = None
+                for part in hessian.map_chunks(self._chunk_correction):
+                    diag = part if diag is None else [d + p for d, p in zip(diag, part, strict=True)]
             for f, d in zip(self.factors_, diag, strict=True):
-                f[2] = d
+                f[2] = d / n
         for f, b in zip(self.factors_, self.blocks_, strict=True):
             f[2] = f[2] + b.shift
             lo, hi = float(f[2].min()), float(f[2].max())
@@ -219,6 +334,11 @@ class EKFACSolver(Solver):
                     f"damping={fix:.2g} (about 1e-3 of the largest eigenvalue)", suggested_damping=fix)
         self.device_ = hessian.device
         self.factors_ = [[t.to(hessian.device) for t in f] for f in self.factors_]
+        self.train_quad_forms_ = None
+        if keep:
+            self.train_quad_forms_ = torch.cat([sum(((u2 @ (1.0 / f[2])) * v2).sum(1)
+                                                    for (v2, u2, _), f in zip(chunk, self.factors_, strict=True))
+                                                for chunk in kept])
         return self
 
     # ---------------------------------------------------------------------------------- apply H⁻¹
@@ -242,13 +362,11 @@ class EKFACSolver(Solver):
     def quad_forms_of_records(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``g_iᵀ H⁻¹ g_i`` for the true-label gradients of a batch, from the rank-1 factors ``g ãᵀ`` of each
         layer (no per-record gradient is formed): ``Σ_oi u_o² v_i² / D_oi`` with u = Q_Sᵀ g, v = Q_Aᵀ ã."""
-        acts, grads = self._capture(x, y, true_labels=True)
-        out = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
-        for b, (QS, QA, D) in zip(self.blocks_, self.factors_, strict=True):
-            u2 = (grads[b.module_name][:, 0] @ QS) ** 2
-            v2 = (b.inputs(acts[b.module_name]) @ QA) ** 2
-            out += ((u2 @ (1.0 / D)) * v2).sum(1)
-        return out.to(self.fn_.dtype)
+        return self._quad_forms_of(self._capture(x, y)).to(self.fn_.dtype)
+
+    def train_quad_forms(self) -> torch.Tensor | None:
+        """``g_jᵀ H⁻¹ g_j`` of every training record, in order, when ``fit`` kept their factors (else None)."""
+        return self.train_quad_forms_
 
     def summary(self) -> dict:
         out = super().summary()
