@@ -6,7 +6,9 @@ What it measures (all on real data, every model trained with ``auditkit.fit_mode
 1. **Mislabels** (data-quality audit). UCI heart disease (CSV of the examples, loaded as the tests load
    it; 560 train / 180 test / 180 holdout, permutation seed 0; sensitive: sex, age band <55 / 55+) and
    Statlog German credit (``examples.datasets.load_german_credit``; 600 / 200 / 200, permutation seed 0;
-   sensitive: sex). 10% of the training labels flipped at random (``default_rng(seed)``, seeds 0..4).
+   sensitive: sex). 10% of the training labels flipped at random (``default_rng(seed)``): evidence seeds
+   5..14, pre-registered (``PREREGISTRATION``, committed before they were first run); seeds 0..4, seen while
+   studying the rule, are rerun and reported apart, never in a verdict.
    Models: logistic regression ``Linear(d, 2)`` at l2 = 0.01; MLP ``Linear(d, 32)-Tanh-Linear(32, 2)``
    at l2 = 0.01 and at l2 = 0.001 (over-fit); ``torch.manual_seed(seed)`` before building a model.
    Rankings of the training records: (a) the default data-quality ranking (``run_plugin("data_quality")``;
@@ -16,9 +18,10 @@ What it measures (all on real data, every model trained with ``auditkit.fit_mode
    logistic regression, (f) the loss of the noisy label under a model trained on the *clean* labels (an
    oracle that never saw the flips: how separable the flips are at all on this data).
    For each: flipped records found in the top 10% and top 20% (count, and share of all flipped records)
-   and the AUC. Acceptance (fixed before the run): on the mean over seeds, per data set and model, the
-   default ranking finds at least as many flipped records in the top 10% as the best of loss, plain
-   self-influence and leverage-corrected self-influence; also how many single seeds satisfy it.
+   and the AUC. Acceptance (pre-registered): on the mean over the evidence seeds, per data set and model,
+   the default ranking finds at least as many flipped records in the top 10% as the best of loss, plain
+   self-influence and leverage-corrected self-influence; also how many single seeds satisfy it and the
+   paired difference default − rival with a 95% t-interval over seeds (reported, not deciding).
 2. **Canaries** (privacy audit). Heart disease, 10 canaries planted exactly as
    ``tests/audits/test_privacy_plugin.py::splits_with_canaries`` does (copied below; canary seeds 0 and 1).
    Logistic regression (l2 = 0.01) and MLP hidden 32 (l2 = 1e-3), each audited by
@@ -43,9 +46,13 @@ How to run
 ----------
 ::
 
-    .venv/bin/python benchmarks/privacy_detection.py            # full run, about ten minutes on 2 cores
+    .venv/bin/python benchmarks/privacy_detection.py            # full run, about fifteen minutes on 2 cores
     .venv/bin/python benchmarks/privacy_detection.py --quick    # 1 seed, fewer configurations
     .venv/bin/python benchmarks/privacy_detection.py --out DIR  # write results elsewhere
+    # only the mislabel part (evidence seeds 5-14 and development seeds 0-4); canaries, membership and
+    # calibration carried over, labelled as such, from the results JSON already in --out (or --carry-from)
+    .venv/bin/python benchmarks/privacy_detection.py --parts mislabels --carry-note "why not rerun"
+    .venv/bin/python benchmarks/privacy_detection.py --parts mislabels --seeds 5,6 --dev-seeds none --out /tmp/x
 
 It writes ``privacy_detection.json`` (every number, the settings, seeds, versions and timings) and
 ``privacy_detection.md`` (tables, the PASS/FAIL lines and interpretation) to ``--out`` (default
@@ -94,7 +101,9 @@ from examples.datasets import GERMAN_CATEGORICAL, GERMAN_NUMERIC, load_german_cr
 
 LOSS = "cross_entropy"
 SPLIT_SEED = 0
-FLIP_SEEDS = [0, 1, 2, 3, 4]
+FLIP_SEEDS = list(range(5, 15))     # evidence: fresh seeds, run only after the pre-registration was committed
+DEV_FLIP_SEEDS = [0, 1, 2, 3, 4]     # seen while studying the rule: reported, never evidence
+PARTS = ("mislabels", "canaries", "membership", "calibration")
 FLIP_FRACTION = 0.10
 CANARY_SEEDS = [0, 1]
 N_CANARIES = 10
@@ -110,6 +119,43 @@ MIA_MODELS = {"mlp64 l2=1e-5 (over-fit)": (64, 1e-5), "logreg l2=0.1 (regularise
 CALIBRATION_MODELS = {"logreg l2=0.01, engine only": (0, 0.01, False),
                       "logreg l2=0.01, with training function": (0, 0.01, True),
                       "mlp32 l2=0.001, with training function": (32, 1e-3, True)}
+#: Written and committed before any of FLIP_SEEDS was run (see the git history of this file and of
+#: benchmarks/results/privacy_detection.md); the markdown prints it verbatim. Not to be edited after the run.
+PREREGISTRATION = {
+    "registered": "2026-11-29, before the first run of flip seeds 5-14",
+    "rule": "Default data-quality ranking, unchanged: auditkit.audits.quality.suspicion_order(ℓ, s̃): the "
+            "records the model misfits (ℓ > log 2) first, by training loss ℓ, highest first; then the others by "
+            "the estimated held-out loss ℓ + s̃ (s̃ the leverage-corrected self-influence), highest first.",
+    "why": "Study of the seen seeds 0-4 (reported below as development seeds, not evidence): (1) the failing "
+           "configuration (german_credit / mlp32 l2=0.01) is not explained by the non-converged fit: at seed 0 "
+           "the model misfits 59 records, so the default equals the loss ranking in 59 of the 60 places of the top "
+           "10%, and without seed 0 the default still trails the loss (19.0 vs 19.75); restarting L-BFGS five more "
+           "times does not converge it either (‖∇R‖∞ stays near 2.4e-8, smallest Hessian eigenvalue -4.5e-6 of "
+           "8.66: a flat, slightly non-convex valley). (2) The default differs from the loss ranking only in the "
+           "places of the top 10% left after the misfit records (1-25 per seed there); among the records the model "
+           "fits, loss and ℓ + s̃ separate the flips about equally (AUC over those records 0.670-0.745 vs "
+           "0.673-0.751) and pick up 16 vs 12 flipped records in those 79 places over five seeds; the per-seed "
+           "differences default - loss (-1, -1, -1, -3, +2) put a 95% interval of about -3.0 to +1.4 around "
+           "the mean -0.8. (3) None of the principled alternatives tried on seeds 0-4 did better across the "
+           "configurations: the approximate leave-one-out loss in the label's log-odds (softplus(s̃/(1-p) - m), "
+           "Rad & Maleki 2020), ℓ + s̃ everywhere, the misfit block followed by that estimate, rank averages of "
+           "ℓ and ℓ + s̃ or s̃, max(ℓ, s̃), ℓ + s. Changing the rule on that evidence would be fitting noise in "
+           "five seeds, so the rule is kept and put to the test on fresh seeds.",
+    "evidence": "Flip seeds 5-14 (ten, never run before this registration), the six configurations heart_disease "
+                "and german_credit × logreg l2=0.01, mlp32 l2=0.01, mlp32 l2=0.001; splits, flips, models, "
+                "training (auditkit.fit_model) and engine (exact) exactly as for seeds 0-4.",
+    "criterion": "Per configuration: the mean over the ten seeds of flipped records found in the top 10% by the "
+                 "default ranking ≥ the largest of the same means for the training loss, plain self-influence and "
+                 "leverage-corrected self-influence (the strictest reading of “the better of loss and "
+                 "self-influence”); ties pass. PASS or FAIL per configuration; the issue's point is met only if all "
+                 "six pass.",
+    "handling": "Every seed counts. A fit that stops short of ‖∇R‖∞ ≤ 1e-9 is kept as it is and reported; when "
+                "the exact engine finds the Hessian not positive definite, the engine is refitted once with the "
+                "damping its error message suggests (as for seeds 0-4), and that is reported too.",
+    "reported_not_deciding": "Top 20%, AUC, per-seed hits, and the paired difference default - rival (mean and a "
+                             "95% t-interval over the ten seeds) for each rival.",
+    "after": "The rule and the criterion are not changed after the run; the outcome is reported as it is.",
+}
 ANCHORS = {"dattri_logreg_mnist_auc": 0.98, "dattri_mlp_mnist_auc": [0.84, 0.87],
            "kronfluence_cifar10_top10": 0.80, "kronfluence_cifar10_top20": 0.97}
 
@@ -386,6 +432,8 @@ def summarise_mislabels(runs: list[dict]) -> list[dict]:
         passed = mean["default"]["top10_hits"] >= mean[best_rival]["top10_hits"]
         seeds_ok = sum(r["detection"]["default"]["top10"]["hits"]
                        >= max(r["detection"][s]["top10"]["hits"] for s in rivals) for r in rs)
+        paired = {s: paired_difference([r["detection"]["default"]["top10"]["hits"] - r["detection"][s]["top10"]["hits"]
+                                        for r in rs]) for s in rivals}
         out.append({"dataset": dataset, "model": model, "seeds": [r["seed"] for r in rs], "mean": mean,
                     "n_flipped": rs[0]["n_flipped"], "n_train": rs[0]["n_train"],
                     "test_accuracy_mean": float(np.mean([r["test_accuracy"] for r in rs])),
@@ -393,6 +441,10 @@ def summarise_mislabels(runs: list[dict]) -> list[dict]:
                     "misfit_mean": float(np.mean([r["n_misfit"] for r in rs])),
                     "plugin_agreement_all": all(r["plugin_agreement"]["identical"] for r in rs),
                     "all_converged": all(r["fit"]["converged"] for r in rs),
+                    "not_converged_seeds": [r["seed"] for r in rs if not r["fit"]["converged"]],
+                    "misfit_per_seed": [r["n_misfit"] for r in rs],
+                    "n_top10": rs[0]["detection"]["default"]["top10"]["n_top"],
+                    "paired_top10_default_minus": paired,
                     "damped_seeds": [r["seed"] for r in rs if r["fit"]["damping"] > 0],
                     "check": {"name": f"{dataset} / {model}: default finds ≥ flipped records in the top 10% than "
                                       "the best of loss, self-influence, leverage-corrected self-influence "
@@ -400,6 +452,18 @@ def summarise_mislabels(runs: list[dict]) -> list[dict]:
                               "default_top10_hits": mean["default"]["top10_hits"], "best_rival": best_rival,
                               "best_rival_top10_hits": mean[best_rival]["top10_hits"], "passed": bool(passed),
                               "seeds_satisfying": int(seeds_ok), "n_seeds": len(rs)}})
+    return out
+
+
+def paired_difference(diffs: list[int]) -> dict:
+    """Mean of per-seed differences and a 95% Student-t interval over seeds (None with one seed)."""
+    from scipy.stats import t as student_t
+    d = np.asarray(diffs, dtype=float)
+    out = {"per_seed": [int(x) for x in d], "mean": float(d.mean()), "ci95": None,
+           "wins": int((d > 0).sum()), "ties": int((d == 0).sum()), "losses": int((d < 0).sum())}
+    if len(d) > 1:
+        half = float(student_t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)))
+        out["ci95"] = [float(d.mean() - half), float(d.mean() + half)]
     return out
 
 
@@ -623,108 +687,161 @@ def environment() -> dict:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                                 timeout=10).stdout.strip() or None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                               text=True, timeout=10).stdout.splitlines()
     except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        commit, dirty = None, []
+    return {"uncommitted_changes": [line[3:] for line in dirty],
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
             "scipy": scipy.__version__, "scikit-learn": sklearn.__version__, "fairlearn": fairlearn.__version__,
             "auditkit": ak.__version__, "git_commit": commit, "platform": platform.platform(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
 
 
-def run(args) -> dict:
-    quick = args.quick
-    flip_seeds = FLIP_SEEDS[:1] if quick else FLIP_SEEDS
-    canary_seeds = CANARY_SEEDS[:1] if quick else CANARY_SEEDS
-    halvings = 1 if quick else CALIBRATION_HALVINGS
-    calib_models = list(CALIBRATION_MODELS)[:2] if quick else list(CALIBRATION_MODELS)
-    timings = {}
-
-    print("== 1. mislabels", flush=True)
-    t = time.perf_counter()
+def mislabel_runs(seeds: list[int], label: str) -> list[dict]:
     runs = []
     for dataset, loader in DATASETS.items():
         base = loader()
         for model_name in MISLABEL_MODELS:
-            for seed in flip_seeds:
+            for seed in seeds:
                 r = mislabel_run(dataset, base, model_name, seed)
                 d = r["detection"]
                 damping = f", damping {r['fit']['damping']:.2g}" if r["fit"]["damping"] else ""
-                print(f"  {dataset:14s} {model_name:15s} seed {seed}: top10 default {d['default']['top10']['hits']:3d} "
-                      f"loss {d['loss']['top10']['hits']:3d} si {d['self_influence']['top10']['hits']:3d} "
+                print(f"  [{label}] {dataset:14s} {model_name:15s} seed {seed}: top10 default "
+                      f"{d['default']['top10']['hits']:3d} loss {d['loss']['top10']['hits']:3d} "
+                      f"si {d['self_influence']['top10']['hits']:3d} "
                       f"si~ {d['self_influence_leverage']['top10']['hits']:3d} / {r['n_flipped']}; AUC default "
-                      f"{d['default']['auc']:.3f} loss {d['loss']['auc']:.3f} si {d['self_influence']['auc']:.3f} "
-                      f"si~ {d['self_influence_leverage']['auc']:.3f}  ({r['seconds']['total']:.1f}s"
-                      f"{damping})", flush=True)
+                      f"{d['default']['auc']:.3f} loss {d['loss']['auc']:.3f} si "
+                      f"{d['self_influence']['auc']:.3f} si~ {d['self_influence_leverage']['auc']:.3f}; misfit "
+                      f"{r['n_misfit']}; converged {r['fit']['converged']}  ({r['seconds']['total']:.1f}s{damping})",
+                      flush=True)
                 runs.append(r)
-    summary = summarise_mislabels(runs)
-    timings["mislabels"] = time.perf_counter() - t
+    return runs
 
-    print("== 2. canaries", flush=True)
-    t = time.perf_counter()
-    canary = []
-    for seed in canary_seeds:
-        for model_name in CANARY_MODELS:
-            r = canary_run(seed, model_name)
-            for mode, a in r["audits"].items():
-                print(f"  seed {seed} {model_name:15s} {mode:22s}: {a['n_canaries_flagged']}/10 flagged, "
-                      f"{a['canaries_in_top5pct']}/10 in top 5%, worst rank {a['max_canary_rank_default']}, "
-                      f"{a['n_flagged']} flags, matches plugin {a['recomputation_matches_plugin']}", flush=True)
-            print(f"    leave-one-out: median change of own loss {r['leave_one_out']['median_actual_change']:.2f} "
-                  f"({r['seconds']:.0f}s)", flush=True)
-            canary.append(r)
-    timings["canaries"] = time.perf_counter() - t
 
-    print("== 3. membership inference", flush=True)
-    t = time.perf_counter()
-    mia = []
-    for model_name in MIA_MODELS:
-        r = mia_run(model_name)
-        print(f"  {model_name}: " + ", ".join(f"{k} AUC {v['auc']:.3f}" for k, v in r["attacks"].items())
-              + f" ({r['seconds']:.0f}s)", flush=True)
-        mia.append(r)
-    timings["membership"] = time.perf_counter() - t
-
-    print("== 4. flag calibration", flush=True)
-    t = time.perf_counter()
-    calibration = []
-    for model_name in calib_models:
-        r = calibration_run(model_name, halvings, CALIBRATION_BUDGETS)
-        for s in r["summary"]:
-            print(f"  {model_name}: budget {s['budget']:.2f}: realised on the other half "
-                  f"{s['mean_realised_fpr_other_half']:.4f} "
-                  f"(expected {s['expected_rate']:.4f}; range {s['min_rate']:.3f}-{s['max_rate']:.3f})", flush=True)
-        calibration.append(r)
-    timings["calibration"] = time.perf_counter() - t
-
-    checks = []
-    for s in summary:
-        checks.append({"part": "mislabels", **s["check"]})
+def build_checks(summary: list[dict], canary: list[dict], mia: list[dict], carried: dict) -> list[dict]:
+    checks = [{"part": "mislabels", "carried_over": "mislabels" in carried, **s["check"]} for s in summary]
     for r in canary:
         mode = "engine only" if r["hidden"] == 0 else "with training function"
         a = r["audits"][mode]
-        checks.append({"part": "canaries",
+        checks.append({"part": "canaries", "carried_over": "canaries" in carried,
                        "name": f"canary seed {r['canary_seed']} / {r['model']} ({mode}): all {N_CANARIES} canaries "
                                "flagged and in the top 5% of the default risk",
                        "passed": a["passed_all_flagged_top5"], "flagged": a["n_canaries_flagged"],
                        "in_top5pct": a["canaries_in_top5pct"], "worst_rank": a["max_canary_rank_default"]})
-    auc = {r["model"]: r["attacks"]["loss"]["auc"] for r in mia}
-    over, reg = list(MIA_MODELS)
-    checks.append({"part": "membership", "name": "over-fit MLP has a higher LOSS-attack AUC than the regularised "
-                                                 "logistic regression", "passed": bool(auc[over] > auc[reg]),
-                   "over_fit_auc": auc[over], "regularised_auc": auc[reg]})
-    return {"benchmark": "privacy_detection", "quick": quick,
-            "settings": {"split_seed": SPLIT_SEED, "flip_seeds": flip_seeds, "flip_fraction": FLIP_FRACTION,
-                         "canary_seeds": canary_seeds, "n_canaries": N_CANARIES,
-                         "reference_models": REFERENCE_MODELS, "budget": BUDGET,
-                         "canary_top_share": TOP_SHARE_CANARY, "calibration_budgets": CALIBRATION_BUDGETS,
-                         "calibration_halvings": halvings, "mislabel_models": MISLABEL_MODELS,
+    if mia:
+        auc = {r["model"]: r["attacks"]["loss"]["auc"] for r in mia}
+        over, reg = list(MIA_MODELS)
+        checks.append({"part": "membership", "carried_over": "membership" in carried,
+                       "name": "over-fit MLP has a higher LOSS-attack AUC than the regularised logistic regression",
+                       "passed": bool(auc[over] > auc[reg]), "over_fit_auc": auc[over], "regularised_auc": auc[reg]})
+    return checks
+
+
+def run(args) -> dict:
+    """Run the parts named in ``args.parts``; the others are carried over from ``args.carry_from`` (a
+    previous results JSON), labelled as such, so the results file stays complete."""
+    quick = args.quick
+    parts = list(args.parts)
+    flip_seeds = args.seeds[:1] if quick else list(args.seeds)
+    dev_seeds = [] if quick else list(args.dev_seeds)
+    canary_seeds = CANARY_SEEDS[:1] if quick else CANARY_SEEDS
+    halvings = 1 if quick else CALIBRATION_HALVINGS
+    calib_models = list(CALIBRATION_MODELS)[:2] if quick else list(CALIBRATION_MODELS)
+    timings: dict[str, float] = {}
+    previous, carried = None, {}
+    if set(PARTS) - set(parts):
+        if args.carry_from is None or not Path(args.carry_from).exists():
+            raise SystemExit(f"--parts {','.join(parts)} leaves out "
+                             f"{', '.join(sorted(set(PARTS) - set(parts)))}: give --carry-from RESULTS.json to "
+                             "carry those over")
+        previous = json.loads(Path(args.carry_from).read_text())
+        for part in PARTS:
+            if part not in parts:
+                carried[part] = {"from_date": previous["environment"]["date"],
+                                 "from_commit": previous["environment"]["git_commit"],
+                                 "note": args.carry_note or "not rerun in this run"}
+    mislabels = {"runs": [], "summary": [], "dev_runs": [], "dev_summary": []}
+    if "mislabels" in parts:
+        print("== 1. mislabels", flush=True)
+        t = time.perf_counter()
+        runs = mislabel_runs(flip_seeds, "evidence")
+        dev_runs = mislabel_runs(dev_seeds, "development") if dev_seeds else []
+        mislabels = {"runs": runs, "summary": summarise_mislabels(runs), "dev_runs": dev_runs,
+                     "dev_summary": summarise_mislabels(dev_runs) if dev_runs else []}
+        timings["mislabels"] = time.perf_counter() - t
+    else:
+        mislabels.update(previous["mislabels"])
+
+    canary = []
+    if "canaries" in parts:
+        print("== 2. canaries", flush=True)
+        t = time.perf_counter()
+        for seed in canary_seeds:
+            for model_name in CANARY_MODELS:
+                r = canary_run(seed, model_name)
+                for mode, a in r["audits"].items():
+                    print(f"  seed {seed} {model_name:15s} {mode:22s}: {a['n_canaries_flagged']}/10 flagged, "
+                          f"{a['canaries_in_top5pct']}/10 in top 5%, worst rank {a['max_canary_rank_default']}, "
+                          f"{a['n_flagged']} flags, matches plugin {a['recomputation_matches_plugin']}", flush=True)
+                print(f"    leave-one-out: median change of own loss {r['leave_one_out']['median_actual_change']:.2f} "
+                      f"({r['seconds']:.0f}s)", flush=True)
+                canary.append(r)
+        timings["canaries"] = time.perf_counter() - t
+    else:
+        canary = previous["canaries"]
+
+    mia = []
+    if "membership" in parts:
+        print("== 3. membership inference", flush=True)
+        t = time.perf_counter()
+        for model_name in MIA_MODELS:
+            r = mia_run(model_name)
+            print(f"  {model_name}: " + ", ".join(f"{k} AUC {v['auc']:.3f}" for k, v in r["attacks"].items())
+                  + f" ({r['seconds']:.0f}s)", flush=True)
+            mia.append(r)
+        timings["membership"] = time.perf_counter() - t
+    else:
+        mia = previous["membership"]
+
+    calibration = []
+    if "calibration" in parts:
+        print("== 4. flag calibration", flush=True)
+        t = time.perf_counter()
+        for model_name in calib_models:
+            r = calibration_run(model_name, halvings, CALIBRATION_BUDGETS)
+            for s in r["summary"]:
+                print(f"  {model_name}: budget {s['budget']:.2f}: realised on the other half "
+                      f"{s['mean_realised_fpr_other_half']:.4f} (expected {s['expected_rate']:.4f}; range "
+                      f"{s['min_rate']:.3f}-{s['max_rate']:.3f})", flush=True)
+            calibration.append(r)
+        timings["calibration"] = time.perf_counter() - t
+    else:
+        calibration = previous["calibration"]
+
+    checks = build_checks(mislabels["summary"], canary, mia, carried)
+    settings = {"split_seed": SPLIT_SEED, "flip_seeds": flip_seeds, "dev_flip_seeds": dev_seeds,
+                "flip_fraction": FLIP_FRACTION, "parts_run": parts, "mislabel_models": MISLABEL_MODELS,
+                "method": "exact", "dtype": "float64", "fit": "auditkit.fit_model (tol 1e-9)",
+                "datasets": DATASET_NOTES, "anchors": ANCHORS, "preregistration": PREREGISTRATION}
+    if previous is not None:      # settings of the carried-over parts are those of the run they come from
+        settings.update({k: previous["settings"][k] for k in
+                         ("canary_seeds", "n_canaries", "reference_models", "budget", "canary_top_share",
+                          "calibration_budgets", "calibration_halvings", "canary_models", "mia_models",
+                          "calibration_models") if k in previous["settings"]})
+    if parts != ["mislabels"]:
+        settings.update({"canary_seeds": canary_seeds, "n_canaries": N_CANARIES, "reference_models": REFERENCE_MODELS,
+                         "budget": BUDGET, "canary_top_share": TOP_SHARE_CANARY,
+                         "calibration_budgets": CALIBRATION_BUDGETS, "calibration_halvings": halvings,
                          "canary_models": CANARY_MODELS, "mia_models": MIA_MODELS,
-                         "calibration_models": {k: CALIBRATION_MODELS[k] for k in calib_models},
-                         "method": "exact", "dtype": "float64", "fit": "auditkit.fit_model (tol 1e-9)",
-                         "datasets": DATASET_NOTES, "anchors": ANCHORS},
-            "environment": environment(),
-            "mislabels": {"runs": runs, "summary": summary}, "canaries": canary, "membership": mia,
+                         "calibration_models": {k: CALIBRATION_MODELS[k] for k in calib_models}})
+    if previous is not None:
+        for part in carried:
+            if part in previous.get("timings_seconds", {}):
+                timings[f"{part} (carried over)"] = previous["timings_seconds"][part]
+    return {"benchmark": "privacy_detection", "quick": quick, "settings": settings, "environment": environment(),
+            "carried_over": carried, "mislabels": mislabels, "canaries": canary, "membership": mia,
             "calibration": calibration, "checks": checks, "all_passed": all(c["passed"] for c in checks),
             "timings_seconds": timings}
 
@@ -741,6 +858,88 @@ SCORE_LABELS = {"default": "(a) default (misfit by loss, then ℓ + s̃)", "loss
                 "estimated_held_out_loss": "(e) ℓ + s̃ alone", "oracle_clean_model_loss": "(f) oracle: clean-model loss"}
 
 
+def _seed_range(seeds: list[int]) -> str:
+    if seeds and list(seeds) == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2:
+        return f"{seeds[0]}–{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
+def preregistration_markdown() -> list[str]:
+    """The pre-registration (``PREREGISTRATION``), printed verbatim."""
+    pr = PREREGISTRATION
+    return ["## Pre-registration (data-quality default ranking, mislabels)", "",
+            f"Registered {pr['registered']}; the commit that registered it is in the git history of "
+            "`benchmarks/privacy_detection.py` (constant `PREREGISTRATION`).", "",
+            f"- **Rule.** {pr['rule']}", f"- **Why.** {pr['why']}", f"- **Evidence.** {pr['evidence']}",
+            f"- **Criterion.** {pr['criterion']}", f"- **Handling.** {pr['handling']}",
+            f"- **Reported, not deciding.** {pr['reported_not_deciding']}", f"- **After.** {pr['after']}", ""]
+
+
+def carried_markdown(report: dict, part: str) -> list[str]:
+    c = report.get("carried_over", {}).get(part)
+    if not c:
+        return []
+    return [f"*Not rerun in this run: carried over unchanged from the run of {c['from_date']} (commit "
+            f"{str(c['from_commit'])[:10]}). {c['note']}*", ""]
+
+
+def mislabel_markdown(summary: list[dict], runs: list[dict], *, detailed: bool) -> list[str]:
+    L: list[str] = []
+    if not detailed:
+        L += ["| data set | model | misfit records per seed (top 10% = n/10) | top 10%: default / loss / s / s̃ / ℓ + s̃ "
+              "| default ≥ best rival? | AUC default / loss / s / s̃ |", "|---|---|---|---|---|---|"]
+        for s in summary:
+            m = s["mean"]
+            keys = ("default", "loss", "self_influence", "self_influence_leverage", "estimated_held_out_loss")
+            L.append(f"| {s['dataset']} | {s['model']} | {', '.join(map(str, s['misfit_per_seed']))} "
+                     f"({s['n_top10']}) | " + " / ".join(f"{m[k]['top10_hits']:.1f}" for k in keys)
+                     + f" | {'yes' if s['check']['passed'] else 'no'} ({s['check']['seeds_satisfying']}/"
+                     f"{s['check']['n_seeds']} seeds) | " + " / ".join(f"{m[k]['auc']:.3f}" for k in keys[:4]) + " |")
+        L.append("")
+    for s in summary if detailed else []:
+        L += [f"#### {s['dataset']} — {s['model']}", "",
+              f"n_train {s['n_train']}, {s['n_flipped']} flipped; train accuracy on the noisy labels "
+              f"{s['train_accuracy_mean']:.3f}, test accuracy {s['test_accuracy_mean']:.3f}; records the model "
+              f"misfits (ℓ > log 2) per seed {', '.join(map(str, s['misfit_per_seed']))} (top 10% = {s['n_top10']} "
+              f"places). All fits converged: {s['all_converged']}"
+              + (f" (not converged: seeds {s['not_converged_seeds']})" if s["not_converged_seeds"] else "")
+              + f"; damping needed (seeds): {s['damped_seeds'] or 'none'}; plugin's top 20% identical to "
+              f"suspicion_order: {s['plugin_agreement_all']}.", "",
+              "| ranking | top 10%: found (share) | top 20%: found (share) | AUC (sd over seeds) |",
+              "|---|---|---|---|"]
+        for key, m in s["mean"].items():
+            L.append(f"| {SCORE_LABELS[key]} | {m['top10_hits']:.1f} ({m['top10_recall']:.1%}) | "
+                     f"{m['top20_hits']:.1f} ({m['top20_recall']:.1%}) | {_f(m['auc'])} ({_f(m['auc_sd'])}) |")
+        L += ["", "Paired, top 10%, default minus rival over seeds: "
+              + "; ".join(f"{RIVAL_NAMES[k]} {v['mean']:+.1f} (95% {_ci(v['ci95'])}; default ahead / tied / behind "
+                          f"in {v['wins']} / {v['ties']} / {v['losses']} seeds)"
+                          for k, v in s["paired_top10_default_minus"].items()) + ".", ""]
+    L += ["Per seed (top-10% hits default / loss / s / s̃; AUC default / loss / s / s̃; misfit records):", "",
+          "| data set | model | seed | top 10% hits | AUC | misfit | converged (‖∇R‖∞) | damping |",
+          "|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        d = r["detection"]
+        keys = ("default", "loss", "self_influence", "self_influence_leverage")
+        L.append(f"| {r['dataset']} | {r['model']} | {r['seed']} | "
+                 + " / ".join(str(d[k]["top10"]["hits"]) for k in keys) + f" of {r['n_flipped']} | "
+                 + " / ".join(f"{d[k]['auc']:.3f}" for k in keys) + f" | {r['n_misfit']} | "
+                 f"{'yes' if r['fit']['converged'] else 'no'} ({r['fit']['grad_norm']:.0e}) | "
+                 f"{r['fit']['damping']:g} |")
+    L.append("")
+    return L
+
+
+def _best_pair(s: dict) -> dict:
+    return s["paired_top10_default_minus"][s["check"]["best_rival"]]
+
+
+def _ci(ci) -> str:
+    return "n/a" if ci is None else f"{ci[0]:+.1f} to {ci[1]:+.1f}"
+
+
+RIVAL_NAMES = {"loss": "loss", "self_influence": "s", "self_influence_leverage": "s̃"}
+
+
 def write_markdown(report: dict, path: Path) -> None:
     env = report["environment"]
     L = ["# Privacy and data-quality detection on real data",
@@ -754,10 +953,16 @@ def write_markdown(report: dict, path: Path) -> None:
          "influence with the exact solver. Self-influence `s` = (1/n) gᵀH⁻¹g ≈ rise of a record's own loss if it "
          "were removed and the model retrained; `s̃` the same with the record's own curvature taken out of H "
          "(leverage-corrected). Data: " + "; ".join(f"**{k}**: {v}" for k, v in DATASET_NOTES.items()) + ".",
-         "", "## Acceptance", "",
-         "Fixed before the run, not tuned after it. Mislabels: the rivals are the loss, plain self-influence and "
-         "leverage-corrected self-influence (the strictest reading of “the better of loss and self-influence”), "
-         "compared on the mean over seeds of the flipped records in the top 10%; ties pass.", ""]
+         ""]
+    if env.get("uncommitted_changes"):
+        L += ["Uncommitted changes in the working tree when it ran (shared tree; other work in progress): "
+              + ", ".join(f"`{f}`" for f in env["uncommitted_changes"]) + ".", ""]
+    L += preregistration_markdown()
+    L += ["## Acceptance", "",
+          "Mislabels: as pre-registered above, on the seeds "
+          + _seed_range(report["settings"]["flip_seeds"]) + " only; the rivals are the loss, plain self-influence "
+          "and leverage-corrected self-influence, compared on the mean over seeds of the flipped records in the top "
+          "10%; ties pass. Canaries and membership: fixed before their run, not tuned after it.", ""]
     for c in report["checks"]:
         extra = ""
         if c["part"] == "mislabels":
@@ -767,37 +972,31 @@ def write_markdown(report: dict, path: Path) -> None:
             extra = f" — {c['flagged']}/10 flagged, {c['in_top5pct']}/10 in the top 5%, worst rank {c['worst_rank']}"
         else:
             extra = f" — {c['over_fit_auc']:.3f} vs {c['regularised_auc']:.3f}"
+        if c.get("carried_over"):
+            extra += " (carried over, not rerun: see the section)"
         L.append(f"- **{'PASS' if c['passed'] else 'FAIL'}**: {c['name']}{extra}")
+    ml = report["mislabels"]
     L += ["", "## 1. Mislabel detection (10% of training labels flipped)", "",
           "Flipped records found in the top 10% / top 20% of each ranking (share of all flipped records found; at "
           "10% flipped the top 10% holds as many records as were flipped, so the share is also the precision), "
-          "and the AUC. Mean over seeds " + ", ".join(map(str, report["settings"]["flip_seeds"])) + ".", ""]
-    for s in report["mislabels"]["summary"]:
-        L += [f"### {s['dataset']} — {s['model']}", "",
-              f"n_train {s['n_train']}, {s['n_flipped']} flipped; train accuracy on the noisy labels "
-              f"{s['train_accuracy_mean']:.3f}, test accuracy {s['test_accuracy_mean']:.3f}; records the model "
-              f"misfits (ℓ > log 2) {s['misfit_mean']:.1f}. All fits converged: {s['all_converged']}; damping needed "
-              f"(seeds): {s['damped_seeds'] or 'none'}; plugin's top 20% identical to suspicion_order: "
-              f"{s['plugin_agreement_all']}.", "",
-              "| ranking | top 10%: found (share) | top 20%: found (share) | AUC (sd over seeds) |",
-              "|---|---|---|---|"]
-        for key, m in s["mean"].items():
-            L.append(f"| {SCORE_LABELS[key]} | {m['top10_hits']:.1f} ({m['top10_recall']:.1%}) | "
-                     f"{m['top20_hits']:.1f} ({m['top20_recall']:.1%}) | {_f(m['auc'])} ({_f(m['auc_sd'])}) |")
-        L.append("")
-    L += ["Per seed (top-10% hits default / loss / s / s̃; AUC default / loss / s / s̃):", "",
-          "| data set | model | seed | top 10% hits | AUC | damping |", "|---|---|---|---|---|---|"]
-    for r in report["mislabels"]["runs"]:
-        d = r["detection"]
-        keys = ("default", "loss", "self_influence", "self_influence_leverage")
-        L.append(f"| {r['dataset']} | {r['model']} | {r['seed']} | "
-                 + " / ".join(str(d[k]["top10"]["hits"]) for k in keys) + f" of {r['n_flipped']} | "
-                 + " / ".join(f"{d[k]['auc']:.3f}" for k in keys) + f" | {r['fit']['damping']:g} |")
+          "and the AUC.", ""]
+    L += carried_markdown(report, "mislabels")
+    registered = report["settings"]["flip_seeds"] == FLIP_SEEDS
+    L += [f"### 1a. Evidence: seeds {_seed_range(report['settings']['flip_seeds'])}"
+          + (" (fresh, pre-registered)" if registered else " (NOT the pre-registered seeds: no evidence)"), ""]
+    L += mislabel_markdown(ml["summary"], ml["runs"], detailed=True)
+    if ml.get("dev_runs"):
+        L += [f"### 1b. Development seeds {_seed_range(report['settings']['dev_flip_seeds'])} (seen while studying "
+              "the rule; not evidence, no verdict)", "",
+              "Rerun with the code of this run (so they can differ slightly from the earlier results file: the "
+              "MLP fits are not bit-identical across code versions).", ""]
+        L += mislabel_markdown(ml["dev_summary"], ml["dev_runs"], detailed=False)
     L += ["", "## 2. Canaries", "",
           f"{N_CANARIES} canaries per seed (design of `tests/audits/test_privacy_plugin.py`); privacy plugin with "
           f"budget {BUDGET}, {REFERENCE_MODELS} reference models when a training function is given. Ranks: 0 = "
           "riskiest of the training records; top 5% = rank < "
           f"{TOP_SHARE_CANARY * 560:.0f}.", ""]
+    L += carried_markdown(report, "canaries")
     for r in report["canaries"]:
         L += [f"### canary seed {r['canary_seed']} — {r['model']}", ""]
         for mode, a in r["audits"].items():
@@ -832,8 +1031,9 @@ def write_markdown(report: dict, path: Path) -> None:
               f"for comparison the median s̃ of the other training records is "
               f"{lo['median_self_influence_leverage_non_canaries']:.4f} (99th percentile "
               f"{lo['p99_self_influence_leverage_non_canaries']:.4f}).", ""]
-    L += ["## 3. Membership inference: over-fit vs regularised (heart disease, clean labels)", "",
-          "| model | train / test acc. | mean loss members / non-members | attack | AUC | TPR@1% | TPR@0.1% | "
+    L += ["## 3. Membership inference: over-fit vs regularised (heart disease, clean labels)", ""]
+    L += carried_markdown(report, "membership")
+    L += ["| model | train / test acc. | mean loss members / non-members | attack | AUC | TPR@1% | TPR@0.1% | "
           "advantage |", "|---|---|---|---|---|---|---|---|"]
     for r in report["membership"]:
         for k, a in r["attacks"].items():
@@ -848,8 +1048,9 @@ def write_markdown(report: dict, path: Path) -> None:
           "", "## 4. Flag calibration on a second half of non-members (heart disease, 460 / 100 / 360)", "",
           "The plugin calibrates on one half of the holdout (180 records); the realised false-positive rate of its "
           "threshold is measured on the other 180, whose risk is recomputed on the calibration scale. Each "
-          "halving is used in both directions (the two directions are not independent).", "",
-          "| model | budget | expected rate | mean realised (other half) | sd over evaluations (expected ≈) | "
+          "halving is used in both directions (the two directions are not independent).", ""]
+    L += carried_markdown(report, "calibration")
+    L += ["| model | budget | expected rate | mean realised (other half) | sd over evaluations (expected ≈) | "
           "range | pooled false flags | pooled CP 95% (not independent) | member flag rate |",
           "|---|---|---|---|---|---|---|---|---|"]
     for r in report["calibration"]:
@@ -941,13 +1142,27 @@ def interpretation(report: dict) -> str:
     for s in failed:
         rs = [r for r in runs if r["dataset"] == s["dataset"] and r["model"] == s["model"]]
         slots = rs[0]["detection"]["default"]["top10"]["n_top"]
+        best = s["check"]["best_rival"]
+        pair = s["paired_top10_default_minus"][best]
         text += (f"**It fails for {s['dataset']} / {s['model']}**: default {s['check']['default_top10_hits']:.1f} "
                  f"against {s['check']['best_rival']} {s['check']['best_rival_top10_hits']:.1f} flipped records in "
-                 f"the top 10% ({s['check']['seeds_satisfying']}/{s['check']['n_seeds']} seeds satisfy it). There "
-                 f"the model misfits {min(r['n_misfit'] for r in rs)}–{max(r['n_misfit'] for r in rs)} records, fewer "
-                 f"than the {slots} places of the top 10%; the misfit block is identical to the loss ranking, and "
-                 "the remaining places, filled by ℓ + s̃ among records the model fits, catch fewer flips than the "
-                 "loss does among the same records. ")
+                 f"the top 10% ({s['check']['seeds_satisfying']}/{s['check']['n_seeds']} seeds satisfy it; paired "
+                 f"difference {pair['mean']:+.1f}, 95% interval {_ci(pair['ci95'])}"
+                 + ("" if pair["ci95"] is None else ", which includes zero" if pair["ci95"][0] <= 0 <= pair["ci95"][1]
+                    else ", which excludes zero") + "). ")
+        lo, hi = min(r["n_misfit"] for r in rs), max(r["n_misfit"] for r in rs)
+        if best == "loss" and hi < slots:
+            text += (f"There the model misfits {lo}–{hi} records, fewer than the {slots} places of the top 10%; the "
+                     "misfit block is identical to the loss ranking, and the remaining places, filled by ℓ + s̃ among "
+                     "records the model fits, catch fewer flips than the loss does among the same records. ")
+        else:
+            text += (f"There the model misfits {lo}–{hi} records per seed (top 10%: {slots} places). ")
+    passed_close = [s for s in summ if s["check"]["passed"]]
+    if summ:
+        text += ("Paired differences default − best rival in the top 10% (mean, 95% interval over seeds): "
+                 + "; ".join(f"{s['dataset']} / {s['model']} {_best_pair(s)['mean']:+.1f} "
+                             f"({_ci(_best_pair(s)['ci95'])})" for s in summ)
+                 + f" ({len(passed_close)} of {len(summ)} pass). ")
     damped = [r for r in runs if r["fit"]["damping"] > 0]
     for r in damped:
         text += (f"{r['dataset']} / {r['model']} seed {r['seed']}: training stopped at ‖∇R‖∞ "
@@ -1041,7 +1256,22 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, fewer configurations")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results",
                         help="folder for privacy_detection.json and .md (default: benchmarks/results)")
+    parser.add_argument("--parts", type=_parts, default=list(PARTS),
+                        help=f"comma-separated parts to run, of {','.join(PARTS)} (default: all); the others are "
+                             "carried over from --carry-from")
+    parser.add_argument("--seeds", type=_seeds, default=FLIP_SEEDS,
+                        help="flip seeds of the mislabel evidence, e.g. 5-14 or 5,6 (default: the pre-registered "
+                             f"{FLIP_SEEDS[0]}-{FLIP_SEEDS[-1]})")
+    parser.add_argument("--dev-seeds", type=_seeds, default=DEV_FLIP_SEEDS,
+                        help="flip seeds seen while designing the rule, reported apart and never in a verdict "
+                             "(default 0-4; 'none' to skip)")
+    parser.add_argument("--carry-from", type=Path, default=None,
+                        help="results JSON whose parts not run are carried over (default: OUT/privacy_detection.json)")
+    parser.add_argument("--carry-note", default=None,
+                        help="why the carried-over parts were not rerun (printed in the results file)")
     args = parser.parse_args(argv)
+    if args.carry_from is None:
+        args.carry_from = args.out / "privacy_detection.json"
     torch.set_num_threads(1)
     start = time.perf_counter()
     report = run(args)
@@ -1057,6 +1287,25 @@ def main(argv=None) -> int:
           f"{args.out / 'privacy_detection.json'} and {args.out / 'privacy_detection.md'} "
           f"in {report['total_seconds']:.0f}s")
     return 0
+
+
+def _seeds(text: str) -> list[int]:
+    """'5-14' → [5, ..., 14]; '5,7' → [5, 7]; 'none' → []."""
+    if text.strip().lower() == "none":
+        return []
+    seeds: list[int] = []
+    for piece in text.split(","):
+        a, _, b = piece.strip().partition("-")
+        seeds += list(range(int(a), int(b) + 1)) if b else [int(a)]
+    return seeds
+
+
+def _parts(text: str) -> list[str]:
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown or not parts:
+        raise argparse.ArgumentTypeError(f"parts={text!r}: use a comma-separated list of {', '.join(PARTS)}")
+    return [p for p in PARTS if p in parts]
 
 
 def _clean(value):
