@@ -17,6 +17,11 @@ leave-one-out retraining. Training gradients are streamed in chunks; the n × p 
 never held in memory. ``batch`` answers many of these questions at once from ONE streamed pass over the
 training gradients: every right-hand side (measurement gradients, test gradients) is solved first, stacked
 into V (k, p), then each chunk G of training gradients gives ``(1/n) V Gᵀ`` and the self-influence quad forms.
+
+Where the chunks are computed is the ``backend``'s business (``auditkit.influence.records``): in this process
+by default, or on the workers of a Dask cluster (``auditkit.backends.DaskBackend``), which read their own
+shards of the training records (``auditkit.backends.ParquetRecords``) and receive the fitted solver once.
+The results are the same either way (up to round-off in the order of sums).
 """
 
 from __future__ import annotations
@@ -32,9 +37,9 @@ from ..errors import InputError, NotFittedError
 from .gradients import ModelFunction, _select
 from .hessian import HessianOperator
 from .losses import check_targets, resolve_loss
-from .passes import InfluenceBatch, RecomputedGradients
+from .passes import ChunkKernel, InfluenceBatch, RecomputedGradients, pass_chunk, quad_forms_chunk
 from .penalty import L2, check_l2, l2_of_parameters
-from .records import Records
+from .records import InProcess, Records, as_records
 from .solvers import make_solver
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, torch.float32: torch.float32,
@@ -79,12 +84,17 @@ class InfluenceEngine:
     progress : callable, optional
         ``progress(done, total)`` called after each chunk of a streamed pass over records (records done so
         far, records in the pass); ``auditkit.progress.ProgressReporter`` prints rate and time left.
+    backend : optional
+        Where chunk-level work runs (default: in this process, ``auditkit.influence.records.InProcess``);
+        e.g. ``auditkit.backends.DaskBackend(scheduler="tcp://host:8786")``. With a distributed backend, fit on
+        a record source its workers can read (``auditkit.backends.ParquetRecords``) so that the training
+        records never pass through this process; in-memory records are sent to the workers once, in shards.
     """
 
     def __init__(self, model: nn.Module, loss: str | Callable = "cross_entropy", *, l2: L2 = 0.0,
                  method: str = "exact", damping: float = 0.0, params=None, dtype=None, device=None,
                  chunk_size: int = 256, gradients=None, progress: Callable[[int, int], None] | None = None,
-                 **solver_options):
+                 backend=None, **solver_options):
         if not isinstance(model, nn.Module):
             raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}: wrap the model "
                              "in an nn.Module first")
@@ -117,6 +127,15 @@ class InfluenceEngine:
             raise InputError(f"progress must be a callable progress(done, total) or None, got "
                              f"{type(progress).__name__}")
         self.progress = progress
+        if backend is not None and not (callable(getattr(backend, "map_chunks", None))
+                                        and callable(getattr(backend, "sum_chunks", None))):
+            raise InputError(f"backend={type(backend).__name__} is not a backend: it needs the methods "
+                             "map_chunks(func, records, *args, size, dtype, device) and sum_chunks(...) (see "
+                             "auditkit.influence.records)")
+        self.backend = backend if backend is not None else InProcess()
+        if gradients is not None and not getattr(self.backend, "in_process", False):
+            raise InputError(f"gradients={type(gradients).__name__} reads gradients in this process and cannot be "
+                             f"combined with backend={type(self.backend).__name__}: drop one of them")
 
     # ----------------------------------------------------------------------------------- plumbing
     @contextmanager
@@ -134,7 +153,7 @@ class InfluenceEngine:
 
     def _records(self, X, y, name: str, *, check_labels: bool = True) -> Records:
         """Wrap and validate records: the model must accept them and the targets must suit the loss."""
-        records = Records(X, y, name=name)
+        records = as_records(X, y, name=name)
         x, _ = records.head(4, dtype=self.dtype, device=self.device)
         try:
             with torch.no_grad():
@@ -163,8 +182,21 @@ class InfluenceEngine:
         own = None if curvature is None else np.empty(n, dtype=np.float64)
         if cross is None and own is None:
             return cross, own
-        factors = curvature == 0 and hasattr(self.solver_, "quad_forms_of_records")
         source = self.gradients
+        if type(source) is RecomputedGradients:            # the chunks' work, wherever the backend runs it
+            start = 0
+            for part, own_part in self.backend.map_chunks(pass_chunk, self.train_, self.kernel_, V, curvature,
+                                                          size=self.chunk_size, dtype=self.dtype,
+                                                          device=self.device):
+                b = own_part.shape[0] if own_part is not None else part.shape[1]
+                if cross is not None:
+                    cross[:, start:start + b] = part
+                if own is not None:
+                    own[start:start + b] = own_part
+                start += b
+                self._report(start, n)
+            return cross, own
+        factors = curvature == 0 and hasattr(self.solver_, "quad_forms_of_records")
         # the source serves the cross terms, and self-influence too unless it only has projected gradients
         use_source = V is not None or (own is not None and not factors and not source.projected)
         chunks = self._chunks(self.train_)
@@ -195,8 +227,9 @@ class InfluenceEngine:
             self.n_train_ = self.train_.n
             self.n_params_ = self.fn_.n_params
             self.hessian_ = HessianOperator(self.fn_, self.train_, l2=self.l2, damping=self.damping,
-                                            chunk_size=self.chunk_size)
+                                            chunk_size=self.chunk_size, backend=self.backend)
             self.solver_ = self.solver.fit(self.hessian_)
+            self.kernel_ = ChunkKernel(self.fn_, self.solver_, self.n_train_)
         return self
 
     def influence(self, X, y=None) -> np.ndarray:
@@ -233,7 +266,14 @@ class InfluenceEngine:
         self._check_fitted()
         with self._eval_mode():
             records = self._records(X, y, "X")
-        return self._quad_forms(self._chunks(records), records.n, 1 if leverage else 0)
+            out = np.empty(records.n, dtype=np.float64)
+            start = 0
+            for part in self.backend.map_chunks(quad_forms_chunk, records, self.kernel_, 1 if leverage else 0,
+                                                size=self.chunk_size, dtype=self.dtype, device=self.device):
+                out[start:start + part.shape[0]] = part
+                start += part.shape[0]
+                self._report(start, records.n)
+        return out
 
     def _quad_forms(self, batches, n: int, curvature: int = 0) -> np.ndarray:
         """``(1/n) gᵀ (H + c·AᵀA/n)⁻¹ g`` per record of the ``(x, y)`` batches, with c = ``curvature``
@@ -249,28 +289,9 @@ class InfluenceEngine:
 
     def _quad_forms_chunk(self, x: torch.Tensor, y: torch.Tensor, curvature: int,
                           G: torch.Tensor | None = None) -> np.ndarray:
-        """``(1/n) gᵀ (H + c·AᵀA/n)⁻¹ g`` for one chunk (G: its per-record gradients, if already at hand), by
-        Woodbury: ``gᵀ(H + cAᵀA/n)⁻¹g = gᵀH⁻¹g − c·aᵀ(n + c·M)⁻¹a`` with ``a = A H⁻¹ g``, ``M = A H⁻¹ Aᵀ``."""
-        if curvature == 0 and hasattr(self.solver_, "quad_forms_of_records"):
-            values = self.solver_.quad_forms_of_records(x, y)  # from layer factors, no per-record grads
-        elif curvature == 0:
-            values = self.solver_.quad_forms(G if G is not None else self.fn_.per_record_grads(x, y))
-        else:
-            G = G if G is not None else self.fn_.per_record_grads(x, y)
-            A = self.fn_.curvature_factors(x, y)                              # (b, C, p)
-            b, C, p = A.shape
-            U = self.solver_.solve(torch.cat([G[:, None], A], dim=1).reshape(b * (C + 1), p))
-            U = U.reshape(b, C + 1, p)
-            plain = (G * U[:, 0]).sum(1)
-            a = (A @ U[:, 0, :, None])[..., 0]                                # (b, C)
-            M = A @ U[:, 1:].transpose(1, 2)                                  # (b, C, C)
-            eye = torch.eye(C, dtype=M.dtype, device=M.device)
-            inner = self.n_train_ * eye + curvature * M
-            if curvature < 0:                                  # keep H − AᵀA/n positive definite
-                inner = inner + eye * (1e-6 * self.n_train_ - torch.linalg.eigvalsh(inner)[:, :1, None]
-                                       ).clamp_min(0)
-            values = plain - curvature * (a[:, None, :] @ torch.linalg.solve(inner, a[..., None]))[:, 0, 0]
-        return (values / self.n_train_).double().cpu().numpy()
+        """``(1/n) gᵀ (H + c·AᵀA/n)⁻¹ g`` for one chunk (G: its per-record gradients, if already at hand); see
+        ``ChunkKernel.quad_forms`` (Woodbury)."""
+        return self.kernel_.quad_forms(x, y, curvature, G)
 
     def _indices(self, indices) -> torch.Tensor:
         """Training positions as a long tensor, checked against n."""

@@ -5,6 +5,11 @@ every parameter tensor θ_k when l2 is a number; see ``penalty``). The operator 
 ``H = ∇²R(θ) + damping·I = (1/n) Σ_i ∇²ℓ(z_i; θ) + diag(λ + damping)`` to row vectors, over all
 training records (``matvec``) or over a random minibatch (``sample_matvec``, for stochastic solvers),
 and can form H densely (``dense``) for small models. Vectors are rows: ``V`` has shape (k, p).
+
+Every pass over the training records goes through the operator's backend (``map_chunks``, ``sum_chunks``;
+see ``auditkit.influence.records``): in this process by default, or on the workers of a cluster. ``matvec``
+is such a sum, so the dense Hessian of the exact solver and the products of the iterative solvers are
+computed where the records are.
 """
 
 from __future__ import annotations
@@ -13,7 +18,15 @@ import torch
 
 from .gradients import ModelFunction
 from .penalty import L2, check_l2, l2_vector
-from .records import Records
+from .records import InProcess, Records
+
+
+def _hvp_chunk(x: torch.Tensor, y: torch.Tensor, fn: ModelFunction, V: torch.Tensor, step: int) -> torch.Tensor:
+    """``(Σ_i ∇²ℓ(z_i; θ)) v`` for each row v of V over one chunk, V taken ``step`` rows at a time; (k, p)."""
+    out = torch.empty_like(V)
+    for s in range(0, V.shape[0], step):
+        out[s:s + step] = fn.hvp_sum(x, y, V[s:s + step])
+    return out
 
 
 class HessianOperator:
@@ -23,8 +36,10 @@ class HessianOperator:
     as given in ``l2``, and as the per-coordinate vector λ (p,) in ``l2_vector``.
     """
 
-    def __init__(self, fn: ModelFunction, records: Records, *, l2: L2, damping: float, chunk_size: int):
+    def __init__(self, fn: ModelFunction, records: Records, *, l2: L2, damping: float, chunk_size: int,
+                 backend=None):
         self.fn = fn
+        self.backend = backend if backend is not None else InProcess()
         self.records = records
         self.l2 = check_l2(l2)
         known = [n for n, p in fn.model.named_parameters() if p.requires_grad]
@@ -41,12 +56,29 @@ class HessianOperator:
         """``λ + damping`` (p,), the diagonal added to the data term (used as ``shift * V``)."""
         return self.l2_vector + self.damping
 
+    def __getstate__(self) -> dict:
+        # a copy sent to a worker (inside a solver that keeps its operator) computes where it is
+        return {**self.__dict__, "backend": InProcess()}
+
+    @property
+    def in_process(self) -> bool:
+        """Whether the chunk functions run in this process (False: on workers; results travel back)."""
+        return bool(getattr(self.backend, "in_process", False))
+
     def map_chunks(self, func, *, size: int | None = None):
         """``func(x, y)`` for each chunk of the training records (``size`` records, default ``chunk_size``),
         yielded in record order. Solvers make every streamed pass over the training records through this
-        one hook, so where the chunks are computed (in process, or on workers) is not their concern."""
-        for x, y in self.records.chunks(size or self.chunk_size, dtype=self.dtype, device=self.device):
-            yield func(x, y)
+        one hook, so where the chunks are computed (in process, or on workers) is not their concern. On a
+        distributed backend ``func`` is pickled (cloudpickle) and sent once per call."""
+        yield from self.backend.map_chunks(func, self.records, size=size or self.chunk_size, dtype=self.dtype,
+                                           device=self.device)
+
+    def sum_chunks(self, func, *, size: int | None = None):
+        """``Σ_chunks func(x, y)`` over the training records (tensors, or lists/tuples/dicts of tensors): the
+        additive statistics of curvature fitting. A distributed backend sums each worker's shard there and
+        the shards' sums here, in record order (round-off may differ from ``map_chunks`` + a sum here)."""
+        return self.backend.sum_chunks(func, self.records, size=size or self.chunk_size, dtype=self.dtype,
+                                       device=self.device)
 
     #: records × vectors pushed through one Hessian-vector call; bounds its memory, amortises its overhead
     BUDGET = 1 << 18
@@ -60,10 +92,8 @@ class HessianOperator:
         k = V.shape[0]
         step = max(1, min(k, self.BUDGET // self.chunk_size))
         records = max(self.chunk_size, self.BUDGET // max(k, 1))
-        out = torch.zeros_like(V)
-        for x, y in self.records.chunks(records, dtype=self.dtype, device=self.device):
-            for s in range(0, k, step):
-                out[s:s + step] += self.fn.hvp_sum(x, y, V[s:s + step])
+        out = self.backend.sum_chunks(_hvp_chunk, self.records, self.fn, V, step, size=records, dtype=self.dtype,
+                                      device=self.device)
         return out / self.n + self.shift * V
 
     def sample_matvec(self, V: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,10 @@ A source implements ``stream(engine, chunks)``: for every ``(x, y)`` chunk of th
 ``(x, y, G_cross, G_full)`` where ``G_cross`` (b, p or d) multiplies the right-hand sides and ``G_full``
 (b, p) is the unprojected gradient when the source has it at hand (else ``None``; the engine then computes
 it only if self-influence needs it).
+
+The per-chunk work of a pass is :func:`pass_chunk` on a :class:`ChunkKernel` (the fitted model function and
+solver): module-level and picklable, so that a backend can run it on workers (the kernel sent once, the
+right-hand sides once per pass) and reassemble the chunks' results by record position.
 """
 
 from __future__ import annotations
@@ -20,6 +24,63 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+
+
+class ChunkKernel:
+    """The fitted state a chunk of influence work needs: the model function, the fitted solver and n.
+
+    ``quad_forms(x, y, c)`` is ``(1/n) gᵀ (H + c·AᵀA/n)⁻¹ g`` for each record of a chunk, with g its gradient
+    and ``A`` the root of its Gauss–Newton curvature (c = 0: plain self-influence; −1: the record's own
+    curvature removed, leave-one-out leverage; +1: added, a non-member as if it were one), by Woodbury:
+    ``gᵀ(H + cAᵀA/n)⁻¹g = gᵀH⁻¹g − c·aᵀ(n + c·M)⁻¹a`` with ``a = A H⁻¹ g``, ``M = A H⁻¹ Aᵀ``.
+    """
+
+    def __init__(self, fn, solver, n: int):
+        self.fn, self.solver, self.n = fn, solver, n
+
+    @property
+    def factors(self) -> bool:
+        """Whether the solver forms plain quad forms from layer factors, without per-record gradients."""
+        return hasattr(self.solver, "quad_forms_of_records")
+
+    def quad_forms(self, x: torch.Tensor, y: torch.Tensor, curvature: int,
+                   G: torch.Tensor | None = None) -> np.ndarray:
+        """See the class docstring; G: the chunk's per-record gradients, if already at hand."""
+        if curvature == 0 and self.factors:
+            values = self.solver.quad_forms_of_records(x, y)  # from layer factors, no per-record grads
+        elif curvature == 0:
+            values = self.solver.quad_forms(G if G is not None else self.fn.per_record_grads(x, y))
+        else:
+            G = G if G is not None else self.fn.per_record_grads(x, y)
+            A = self.fn.curvature_factors(x, y)                               # (b, C, p)
+            b, C, p = A.shape
+            U = self.solver.solve(torch.cat([G[:, None], A], dim=1).reshape(b * (C + 1), p))
+            U = U.reshape(b, C + 1, p)
+            plain = (G * U[:, 0]).sum(1)
+            a = (A @ U[:, 0, :, None])[..., 0]                                # (b, C)
+            M = A @ U[:, 1:].transpose(1, 2)                                  # (b, C, C)
+            eye = torch.eye(C, dtype=M.dtype, device=M.device)
+            inner = self.n * eye + curvature * M
+            if curvature < 0:                                  # keep H − AᵀA/n positive definite
+                inner = inner + eye * (1e-6 * self.n - torch.linalg.eigvalsh(inner)[:, :1, None]).clamp_min(0)
+            values = plain - curvature * (a[:, None, :] @ torch.linalg.solve(inner, a[..., None]))[:, 0, 0]
+        return (values / self.n).double().cpu().numpy()
+
+
+def pass_chunk(x: torch.Tensor, y: torch.Tensor, kernel: ChunkKernel, V: torch.Tensor | None,
+               curvature: int | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """One chunk of a streamed pass: ``(1/n) V Gᵀ`` (k, b) for the chunk's per-record gradients G (None when
+    V is None) and its records' quad forms with ``curvature`` (None: not wanted; see ``ChunkKernel``)."""
+    need_grads = V is not None or (curvature is not None and not (curvature == 0 and kernel.factors))
+    G = kernel.fn.per_record_grads(x, y) if need_grads else None
+    cross = None if V is None else (V @ G.T / kernel.n).double().cpu().numpy()
+    own = None if curvature is None else kernel.quad_forms(x, y, curvature, G)
+    return cross, own
+
+
+def quad_forms_chunk(x: torch.Tensor, y: torch.Tensor, kernel: ChunkKernel, curvature: int) -> np.ndarray:
+    """``kernel.quad_forms`` of one chunk (for records that need not be the training records)."""
+    return kernel.quad_forms(x, y, curvature)
 
 
 class RecomputedGradients:

@@ -183,27 +183,28 @@ class Twice(torch.nn.Module):
 def test_ekfac_refuses_other_layer_types(heart):
     X, y = heart["X"][:50], heart["y"][:50]
     model = WithBatchNorm().double()
-    with raises(InputError, "method='ekfac' supports parameters of nn.Linear layers only, not 'scale' (a bare "
-                            "parameter of WithBatchNorm), 'bn.weight' (BatchNorm1d), 'bn.bias' (BatchNorm1d): "
-                            "restrict influence to the Linear layers with params=[...] (e.g. params=['fc', 'out']), "
+    with raises(InputError, "method='ekfac' supports parameters of nn.Linear and nn.Conv2d layers only, not 'scale' "
+                            "(a bare parameter of WithBatchNorm), 'bn.weight' (BatchNorm1d), 'bn.bias' (BatchNorm1d): "
+                            "restrict influence to those layers with params=[...] (e.g. params=['fc', 'out']), "
                             "or use method='cg' or method='arnoldi'"):
         ak.InfluenceEngine(model, "cross_entropy", l2=0.1, method="ekfac").fit(X, y)
     e = ak.InfluenceEngine(model, "cross_entropy", l2=0.1, method="kfac", params=["fc", "out"]).fit(X, y)
     assert e.self_influence().shape == (50,)
 
 
-def test_ekfac_refuses_conv2d():
-    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(), torch.nn.Linear(8, 2)).double()
-    X, y = torch.randn(20, 1, 4, 4, dtype=torch.float64), torch.arange(20) % 2
-    with raises(InputError, "method='kfac' supports parameters of nn.Linear layers only, not '0.weight' (Conv2d), "
-                            "'0.bias' (Conv2d): restrict influence to the Linear layers with params=[...] "
-                            "(e.g. params=['2']), or use method='cg' or method='arnoldi'"):
+def test_ekfac_refuses_conv2d_settings_it_cannot_factorise():
+    model = torch.nn.Sequential(torch.nn.Conv2d(2, 2, 3, groups=2, padding_mode="circular", padding=1),
+                                torch.nn.Flatten(), torch.nn.Linear(32, 2)).double()
+    X, y = torch.randn(20, 2, 4, 4, dtype=torch.float64), torch.arange(20) % 2
+    with raises(InputError, "method='kfac' cannot factorise the Conv2d layer '0' (groups=2, padding_mode='circular'): "
+                            "restrict influence to other layers with params=[...], or use method='cg' or "
+                            "method='arnoldi'"):
         ak.InfluenceEngine(model, "cross_entropy", l2=0.1, method="kfac").fit(X, y)
 
 
 def test_ekfac_refuses_a_layer_applied_twice():
     X, y = torch.randn(20, 2, dtype=torch.float64), torch.arange(20) % 2
-    with raises(InputError, "method='ekfac' needs each Linear layer applied once per record, but 'fc' is applied "
+    with raises(InputError, "method='ekfac' needs each layer applied once per record, but 'fc' is applied "
                             "several times: use method='cg' or method='arnoldi'"):
         ak.InfluenceEngine(Twice().double(), "cross_entropy", l2=0.1, method="ekfac").fit(X, y)
 
@@ -234,21 +235,45 @@ def _hand_cross_entropy(outputs, targets):
     return torch.logsumexp(outputs, dim=1) - outputs.gather(1, targets.long()[:, None])[:, 0]
 
 
-@pytest.mark.parametrize("loss, classes", [("cross_entropy", 2), ("cross_entropy", 3), ("bce", 1), ("mse", 2),
-                                           (_hand_cross_entropy, 3)])
+class Positions(torch.nn.Module):
+    """A Linear layer applied at 3 positions of each record (input (b, 3, 4)), then averaged."""
+
+    def __init__(self, classes):
+        super().__init__()
+        self.fc, self.out = torch.nn.Linear(4, 3), torch.nn.Linear(3, classes)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.fc(x.reshape(-1, 3, 4))).mean(1))
+
+
+def _model(arch: str, classes: int) -> tuple[torch.nn.Module, tuple[int, ...]]:
+    torch.manual_seed(0)
+    if arch == "conv":                     # Conv2d with stride, padding and dilation, then a Linear layer
+        return torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, stride=2, padding=1), torch.nn.Tanh(),
+                                   torch.nn.Conv2d(3, 2, 2, dilation=(1, 2), padding="valid", bias=False),
+                                   torch.nn.Flatten(), torch.nn.Linear(2 * 2 * 1, classes)).double(), (2, 5, 5)
+    if arch == "positions":
+        return Positions(classes).double(), (12,)
+    return torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, classes)).double(), (5,)
+
+
+@pytest.mark.parametrize("arch, loss, classes", [
+    ("mlp", "cross_entropy", 2), ("mlp", "cross_entropy", 3), ("mlp", "bce", 1), ("mlp", "mse", 2),
+    ("mlp", _hand_cross_entropy, 3), ("conv", "cross_entropy", 2), ("conv", "cross_entropy", 3),
+    ("positions", "cross_entropy", 3)])
 @pytest.mark.parametrize("cache_mb", [256.0, 0])
-def test_ekfac_factors_match_the_gauss_newton_blocks_for_every_loss(loss, classes, cache_mb):
+def test_ekfac_factors_match_the_gauss_newton_blocks_for_every_loss(arch, loss, classes, cache_mb):
     """Against an independent computation (per-record Jacobians by ``jacrev``, Λ by autograd): the re-fitted
     eigenvalues of every block are diag(Qᵀ GN_block Q), GN = (1/n) Σ_i J_iᵀ Λ_i J_i, and self-influence from the
-    layer factors equals g_iᵀ H⁻¹ g_i of the per-record gradients; kept factors or a second pass alike."""
+    layer factors equals g_iᵀ H⁻¹ g_i of the per-record gradients; for Linear and Conv2d layers (patches,
+    several output positions), kept factors or a second pass alike."""
     gen = torch.Generator().manual_seed(classes)
-    X = torch.randn(120, 5, generator=gen, dtype=torch.float64)
+    model, shape = _model(arch, classes)
+    X = torch.randn(120, *shape, generator=gen, dtype=torch.float64)
     y = (torch.randint(0, max(classes, 2), (120,), generator=gen) if loss != "mse"
          else torch.randn(120, classes, generator=gen, dtype=torch.float64))
     if loss == "bce":
         y = y.double()
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, classes)).double()
     e = ak.InfluenceEngine(model, loss, l2=0.05, method="ekfac", cache_mb=cache_mb, chunk_size=50).fit(X, y)
     A = e.fn_.curvature_factors(X, y)                                               # (n, C, p)
     for block, (QS, QA, D) in zip(e.solver_.blocks_, e.solver_.factors_, strict=True):

@@ -1,4 +1,5 @@
-"""K-FAC and EK-FAC (Martens & Grosse 2015; George et al. 2018; Grosse et al. 2023) for ``nn.Linear`` layers.
+"""K-FAC and EK-FAC (Martens & Grosse 2015; George et al. 2018; Grosse et al. 2023) for ``nn.Linear`` and
+``nn.Conv2d`` layers.
 
 H is approximated block-diagonally, one block per Linear layer (weight W (out × in) and bias b together,
 flattened row-major as in θ). A record's gradient for the block is rank-1: ``∇_W ℓ = g ãᵀ`` with ã the
@@ -24,11 +25,19 @@ Hessian of the data term itself). ``curvature="empirical"`` uses the true-label 
 
 λ is the engine's shift (l2 + damping) on the block. When the weight and the bias have different
 coefficients (e.g. an unpenalised intercept), the bias is its own block ``S ⊗ [1]`` and the weight–bias
-cross-curvature is dropped. Other parameter types (Conv2d, BatchNorm, Embedding, bare parameters) are
-refused: restrict influence to the Linear layers with ``params=[...]``.
+cross-curvature is dropped.
+
+**Conv2d** (Grosse & Martens 2016, KFC): the weight (out × C·kh·kw, as flattened in θ) multiplies the input
+patches ã_it (``unfold``) at every output position t, so a record's gradient is ``G_i = Σ_t g_it ã_itᵀ``
+(not rank-1). ``A = (1/n) Σ_it ã ãᵀ``, ``S = (1/(nT)) Σ_it g gᵀ``; EK-FAC's diagonal is
+``(1/n) Σ_ic (Q_Sᵀ G_ic Q_A)²`` and quadratic forms use ``Q_Sᵀ G_i Q_A``. A Linear layer applied at several
+positions of a record (inputs (b, T, in)) is handled the same way. Grouped convolutions and padding modes
+other than zeros are refused, as are other parameter types (BatchNorm, Embedding, bare parameters):
+restrict influence to the supported layers with ``params=[...]``.
 
 In the eigenbasis a record's quadratic form needs only ``u = Q_Sᵀ g`` and ``v = Q_Aᵀ ã``:
-``gᵀ H⁻¹ g = Σ_oi u_o² v_i² / (Λ_oi + λ)``, so self-influence of n records needs no per-record gradient.
+``gᵀ H⁻¹ g = Σ_oi u_o² v_i² / (Λ_oi + λ)``, so self-influence of n records needs no per-record gradient of
+the whole model (for Conv2d, one out × C·kh·kw block per layer and record).
 
 **Cost.** One forward and K backward passes per chunk of records, K = the number of independent output
 cotangents (1 for binary cross-entropy or ``bce``, C for C classes): the true-label gradient and every row
@@ -65,8 +74,33 @@ class _Block:
         """ã: the layer input (if the weight is in the block) with a 1 appended (if the bias is)."""
         if self.weight and not self.bias:
             return a
-        ones = torch.ones_like(a[:, :1])
-        return torch.cat([a, ones], dim=1) if self.weight else ones
+        ones = torch.ones_like(a[..., :1])
+        return torch.cat([a, ones], dim=-1) if self.weight else ones
+
+
+def _check_conv(name: str, conv: nn.Conv2d, method: str) -> None:
+    """Refuse the Conv2d settings the patch factorisation does not cover, naming them."""
+    bad = []
+    if conv.groups != 1:
+        bad.append(f"groups={conv.groups}")
+    if conv.padding_mode != "zeros":
+        bad.append(f"padding_mode={conv.padding_mode!r}")
+    if isinstance(conv.padding, str) and conv.padding == "same" and any(
+            (d * (k - 1)) % 2 for d, k in zip(conv.dilation, conv.kernel_size, strict=True)):
+        bad.append("padding='same' with an even kernel")
+    if bad:
+        raise InputError(f"method={method!r} cannot factorise the Conv2d layer {name!r} ({', '.join(bad)}): "
+                         "restrict influence to other layers with params=[...], or use method='cg' or "
+                         "method='arnoldi'")
+
+
+def _patches(conv: nn.Conv2d, a: torch.Tensor) -> torch.Tensor:
+    """The input patches a Conv2d layer multiplies by its weight: (b, C·kh·kw, T), T output positions."""
+    padding = conv.padding
+    if isinstance(padding, str):
+        padding = (0, 0) if padding == "valid" else tuple(d * (k - 1) // 2 for d, k in
+                                                          zip(conv.dilation, conv.kernel_size, strict=True))
+    return nn.functional.unfold(a, conv.kernel_size, dilation=conv.dilation, padding=padding, stride=conv.stride)
 
 
 def _label(module_name: str) -> str:
@@ -81,22 +115,27 @@ def _blocks(fn, shift: torch.Tensor, method: str) -> tuple[list[_Block], dict[st
     for name, offset in zip(fn.names, offsets, strict=False):
         module_name, _, attr = name.rpartition(".")
         module = fn.model.get_submodule(module_name) if module_name else fn.model
-        if isinstance(module, nn.Linear) and attr in ("weight", "bias"):
+        if isinstance(module, (nn.Linear, nn.Conv2d)) and attr in ("weight", "bias"):
+            if isinstance(module, nn.Conv2d):
+                _check_conv(module_name, module, method)
             layers.setdefault(module_name, {})[attr] = offset
         else:
             bare = any(True for _ in module.children())                  # a container's own nn.Parameter
             unsupported.append(f"{name!r} ({'a bare parameter of ' if bare else ''}{type(module).__name__})")
     if unsupported:
-        linear = [n for n, m in fn.model.named_modules() if isinstance(m, nn.Linear)]
+        linear = [n for n, m in fn.model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
         hint = f" (e.g. params={linear!r})" if linear else ""
-        raise InputError(f"method={method!r} supports parameters of nn.Linear layers only, not "
-                         f"{', '.join(unsupported)}: restrict influence to the Linear layers with params=[...]"
+        raise InputError(f"method={method!r} supports parameters of nn.Linear and nn.Conv2d layers only, not "
+                         f"{', '.join(unsupported)}: restrict influence to those layers with params=[...]"
                          f"{hint}, or use method='cg' or method='arnoldi'")
     blocks, modules = [], {}
     for module_name, parts in layers.items():
         module = fn.model.get_submodule(module_name) if module_name else fn.model
         modules[module_name] = module
-        out, cols = module.out_features, module.in_features
+        if isinstance(module, nn.Conv2d):
+            out, cols = module.out_channels, module.weight[0].numel()
+        else:
+            out, cols = module.out_features, module.in_features
         index, values = {}, {}
         for attr, offset in parts.items():
             size = out * cols if attr == "weight" else out
@@ -169,7 +208,7 @@ def output_directions(fn, outputs: torch.Tensor, y: torch.Tensor, *, empirical: 
 
 @dataclass
 class EKFACSolver(Solver):
-    """Eigenvalue-corrected Kronecker-factored curvature of the Linear layers (float64).
+    """Eigenvalue-corrected Kronecker-factored curvature of the Linear and Conv2d layers (float64).
 
     Options: ``curvature`` (``"gauss_newton"``: expectation over the model's predictive distribution;
     ``"empirical"``: true-label gradients); ``basis`` (``"weighted"`` or ``"kfac"``, EK-FAC only: which
@@ -194,14 +233,17 @@ class EKFACSolver(Solver):
 
     # ------------------------------------------------------------------------------- capture by hooks
     def _capture(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Tensor, ...]]:
-        """Per Linear layer, float64: its inputs a (b, in), the Gauss–Newton output-gradients gn (b, r, out)
-        and the true-label output-gradient g (b, out), from one forward and K backward passes."""
+        """Per layer, float64, from one forward and K backward passes: its inputs a, the Gauss–Newton
+        output-gradients gn (one per row of Λ's root) and the true-label output-gradient g. A Linear layer
+        with one input vector per record gives a (b, in), gn (b, r, out), g (b, out); a Conv2d layer (or a
+        Linear layer applied at T positions of a record) gives a (b, T, in) (image patches: ``unfold``),
+        gn (b, r, T, out), g (b, T, out)."""
         fn, store = self.fn_, {}
 
         def hook_for(name):
             def hook(module, inputs, output):
                 if name in store:
-                    raise InputError(f"method={self.name!r} needs each Linear layer applied once per record, but "
+                    raise InputError(f"method={self.name!r} needs each layer applied once per record, but "
                                      f"{name!r} is applied several times: use method='cg' or method='arnoldi'")
                 store[name] = (inputs[0], output)
             return hook
@@ -219,12 +261,8 @@ class EKFACSolver(Solver):
         names = list(self.modules_)
         for n in names:
             if n not in store:
-                raise InputError(f"the Linear layer {n!r} is not used by the model's forward pass: leave it out "
+                raise InputError(f"the layer {n!r} is not used by the model's forward pass: leave it out "
                                  "with params=[...]")
-            if store[n][0].ndim != 2:
-                raise InputError(f"method={self.name!r} needs one input vector per record for each Linear layer, "
-                                 f"but {n!r} receives inputs of shape {tuple(store[n][0].shape)}: use "
-                                 "method='cg' or method='arnoldi'")
         pre = [store[n][1] for n in names]
         E, R, D = output_directions(fn, outputs, y, empirical=self.curvature == "empirical")
         K = E.shape[0]
@@ -235,59 +273,80 @@ class EKFACSolver(Solver):
         out = {}
         for i, n in enumerate(names):
             J = torch.stack([pre[i].new_zeros(pre[i].shape) if g[i] is None else g[i] for g in per_k],
-                            dim=1).double()                                   # (b, K, out)
-            out[n] = (store[n][0].detach().double(), R @ J, (D[:, None, :] @ J)[:, 0])
+                            dim=1).double()                                   # (b, K, *layer output)
+            a, b = store[n][0].detach().double(), J.shape[0]
+            module = self.modules_[n]
+            if isinstance(module, nn.Conv2d):
+                a = _patches(module, a).transpose(1, 2)                        # (b, T, C·kh·kw)
+                J = J.flatten(3).transpose(2, 3)                               # (b, K, T, out)
+            elif a.ndim > 2:                                                   # Linear at several positions
+                a, J = a.reshape(b, -1, a.shape[-1]), J.reshape(b, K, -1, J.shape[-1])
+            if a.ndim == 2:
+                out[n] = (a, R @ J, (D[:, None, :] @ J)[:, 0])
+            else:
+                out[n] = (a, torch.einsum("brk,bkto->brto", R, J), torch.einsum("bk,bkto->bto", D, J))
         return out
 
     def _chunk_statistics(self, x: torch.Tensor, y: torch.Tensor, *, keep: bool):
-        """Additive sums of one chunk, per block: A = Σ ããᵀ, S = Σ_c g gᵀ and the weighted A_w, S_w; and the
-        chunk's per-layer factors when ``keep``."""
+        """Additive sums of one chunk, per block: A = Σ ããᵀ, S = Σ_c g gᵀ (Σ over positions, S divided by their
+        number T), or the weighted A_w = Σ_ic G_icᵀG_ic, S_w = Σ_ic G_ic G_icᵀ of the per-record gradient blocks
+        G_ic = Σ_t g_itc ã_itᵀ; and the chunk's per-layer factors when ``keep``."""
         captured = self._capture(x, y)
         sums = []
         weighted = self.correct_eigenvalues and self.basis == "weighted"
         for b in self.blocks_:
             a_raw, gn, _ = captured[b.module_name]
             a = b.inputs(a_raw)
-            g = gn.flatten(0, 1)
-            if weighted:
+            if a.ndim == 2 and weighted:                                      # rank-1: G_ic = g_ic ã_iᵀ
+                g = gn.flatten(0, 1)
                 wa = (gn * gn).sum((1, 2))                                    # ‖g_i‖² (b,)
                 wg = (a * a).sum(1).repeat_interleave(gn.shape[1])            # ‖ã_i‖² per row of g
                 sums.append((a.T @ (a * wa[:, None]), g.T @ (g * wg[:, None])))
-            else:
+            elif a.ndim == 2:
+                g = gn.flatten(0, 1)
                 sums.append((a.T @ a, g.T @ g))
+            elif weighted:
+                G = torch.einsum("brto,btc->broc", gn, a)
+                sums.append((torch.einsum("broc,brod->cd", G, G), torch.einsum("broc,brpc->op", G, G)))
+            else:
+                af, g = a.flatten(0, 1), gn.flatten(0, 2)
+                sums.append((af.T @ af, g.T @ g / a.shape[1]))
         return sums, (captured if keep else None)
 
     def _chunk_correction(self, x: torch.Tensor, y: torch.Tensor):
-        """Additive sums of one chunk, per block: ``Σ_ic (Q_Sᵀ g_ic)² (Q_Aᵀ ã_i)²ᵀ``."""
+        """Additive sums of one chunk, per block: ``Σ_ic (Q_Sᵀ G_ic Q_A)²`` (``(Q_Sᵀ g_ic)² (Q_Aᵀ ã_i)²ᵀ`` when
+        the gradient is rank-1)."""
         captured = self._capture(x, y)
         return [self._projected(b, f, captured[b.module_name])[2]
                 for b, f in zip(self.blocks_, self.factors_, strict=True)]
 
-    def _projected(self, block, factors, layer) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """A layer's factors in the block's eigenbasis: ``v² = (Q_Aᵀ ã)²`` (b, cols), ``u² = (Q_Sᵀ g)²`` of the
-        true-label gradient (b, out), and (EK-FAC) the chunk's correction sum ``Σ_ic (Q_Sᵀ g_ic)² v²ᵀ``."""
+    def _projected(self, block, factors, layer) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """A layer's gradients in the block's eigenbasis: ``(v², u², correction)`` with ``v² = (Q_Aᵀ ã)²``
+        (b, cols) and ``u² = (Q_Sᵀ g)²`` (b, out) of the true-label gradient when it is rank-1, else
+        ``((Q_Sᵀ G Q_A)², None, ·)`` (b, out, cols); and (EK-FAC) the chunk's correction sum."""
         QS, QA = factors[0], factors[1]
         a, gn, g = layer
-        v2 = (block.inputs(a) @ QA) ** 2
-        u2 = (g @ QS) ** 2
-        if not self.correct_eigenvalues:
-            return v2, u2, None
-        return v2, u2, ((gn @ QS) ** 2).sum(1).T @ v2
+        a = block.inputs(a)
+        if a.ndim == 2:
+            v2 = (a @ QA) ** 2
+            correction = ((gn @ QS) ** 2).sum(1).T @ v2 if self.correct_eigenvalues else None
+            return v2, (g @ QS) ** 2, correction
+        P = QS.T @ torch.einsum("bto,btc->boc", g, a) @ QA
+        correction = None
+        if self.correct_eigenvalues:
+            correction = ((QS.T @ torch.einsum("brto,btc->broc", gn, a) @ QA) ** 2).sum((0, 1))
+        return P * P, None, correction
+
+    @staticmethod
+    def _quad_form(projected, D: torch.Tensor) -> torch.Tensor:
+        """``Σ_oi P_oi² / D_oi`` per record from ``_projected`` (``Σ_oi u_o² v_i² / D_oi`` when rank-1)."""
+        v2, u2, _ = projected
+        return ((u2 @ (1.0 / D)) * v2).sum(1) if u2 is not None else (v2 / D).sum((1, 2))
 
     def _quad_forms_of(self, captured) -> torch.Tensor:
-        """``Σ_blocks Σ_oi u_o² v_i² / D_oi`` per record, from captured layer factors (true-label g)."""
-        out = None
-        for b, (QS, QA, D) in zip(self.blocks_, self.factors_, strict=True):
-            a, _, g = captured[b.module_name]
-            u2 = (g @ QS) ** 2
-            v2 = (b.inputs(a) @ QA) ** 2
-            term = ((u2 @ (1.0 / D)) * v2).sum(1)
-            out = term if out is None else out + term
-        return out
-
-    def _record_bytes(self, n_outputs: int) -> int:
-        """Bytes of the per-layer factors kept per training record (float64; at most one root row per output)."""
-        return 8 * sum(m.in_features + (n_outputs + 1) * m.out_features for m in self.modules_.values())
+        """``g_iᵀ H⁻¹ g_i`` per record (true-label gradients), summed over the blocks, from captured factors."""
+        return sum(self._quad_form(self._projected(b, f, captured[b.module_name]), f[2])
+                   for b, f in zip(self.blocks_, self.factors_, strict=True))
 
     # ------------------------------------------------------------------------------------------ fit
     def fit(self, hessian: HessianOperator) -> EKFACSolver:
@@ -296,10 +355,9 @@ class EKFACSolver(Solver):
         tensors = [*fn.model.parameters(), *(b for b in fn.model.buffers() if b.is_floating_point())]
         self.direct_ = all(t.dtype == fn.dtype and t.device == fn.device for t in tensors)
         n = hessian.n
-        x0, _ = hessian.records.head(1, dtype=hessian.dtype, device=hessian.device)
-        with torch.no_grad():
-            n_outputs = fn.outputs(fn.theta, x0)[0].numel()
-        keep = self.cache_mb * 2 ** 20 >= n * self._record_bytes(n_outputs)
+        probe = self._capture(*hessian.records.head(2, dtype=hessian.dtype, device=hessian.device))
+        per_record = 8 * sum(t[:1].numel() for layer in probe.values() for t in layer)
+        keep = self.cache_mb * 2 ** 20 >= n * per_record           # the training records' factors fit the cache
         sums = None
         kept = []
         for part, captured in hessian.map_chunks(lambda x, y: self._chunk_statistics(x, y, keep=keep)):
@@ -336,9 +394,8 @@ class EKFACSolver(Solver):
         self.factors_ = [[t.to(hessian.device) for t in f] for f in self.factors_]
         self.train_quad_forms_ = None
         if keep:
-            self.train_quad_forms_ = torch.cat([sum(((u2 @ (1.0 / f[2])) * v2).sum(1)
-                                                    for (v2, u2, _), f in zip(chunk, self.factors_, strict=True))
-                                                for chunk in kept])
+            self.train_quad_forms_ = torch.cat([sum(self._quad_form(p, f[2]) for p, f in
+                                                    zip(chunk, self.factors_, strict=True)) for chunk in kept])
         return self
 
     # ---------------------------------------------------------------------------------- apply H⁻¹
@@ -381,7 +438,8 @@ class EKFACSolver(Solver):
 
 @dataclass
 class KFACSolver(EKFACSolver):
-    """Kronecker-factored curvature of the Linear layers, eigenvalues ``s aᵀ`` of the factors (no re-fit)."""
+    """Kronecker-factored curvature of the Linear and Conv2d layers, eigenvalues ``s aᵀ`` of the factors (no
+    re-fit)."""
 
     name = "kfac"
     correct_eigenvalues = False

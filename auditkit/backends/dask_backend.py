@@ -1,0 +1,214 @@
+"""The Dask backend: chunk-level influence work on the workers of a Dask cluster.
+
+A pass over n records with chunks of ``size`` records is cut into shards, each a whole number of chunks
+(about ``tasks_per_worker`` per worker), and each shard is one task: the worker reads its own records
+(``records.read(start, stop)``: a :class:`~auditkit.backends.ParquetRecords` reads its row groups from the
+files; in-memory records travel inside their shard's task), runs ``func(x, y, *args)`` on each chunk in
+order, and returns the list of results (``map_chunks``) or their sum (``sum_chunks``: additive statistics
+such as EK-FAC's covariances and the Hessian's products are summed on the worker). The client collects the
+shards in record order and yields or sums them in that order, so results do not depend on which worker ran
+what, nor on a worker lost mid-run: Dask reruns a lost worker's tasks elsewhere, and every task computes
+the same numbers wherever it runs.
+
+``func`` and every non-scalar argument (the engine's fitted model function and solver, the right-hand sides
+of a pass) are scattered to all workers once (``Client.scatter(broadcast=True)``) and remembered while the
+object lives, so the fitted solver is sent once per engine, not once per task or per pass.
+
+Import cost: this module imports ``distributed`` only when a backend connects.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import uuid
+import weakref
+
+import torch
+
+from ..errors import InputError
+from ..influence.records import Records, _add, prepare_chunk
+
+SCHEDULER = re.compile(r"^[a-z][a-z0-9+]*://\S+$")
+
+
+def shard_bounds(n: int, *, chunk: int, shards: int) -> list[tuple[int, int]]:
+    """About ``shards`` ranges ``[start, stop)`` covering records ``0..n-1``, each a whole number of chunks (so
+    every record is computed in the same chunk as in process); the last one may be shorter."""
+    if n <= 0:
+        return []
+    per = max(1, math.ceil(math.ceil(n / chunk) / max(1, shards))) * chunk
+    return [(s, min(n, s + per)) for s in range(0, n, per)]
+
+
+def run_shard(func, source, start: int, stop: int, size: int, dtype, device, args: tuple, reduce: bool):
+    """On a worker: ``func(x, y, *args)`` for each chunk of ``size`` records of ``start..stop-1``; the list of
+    results, or their sum when ``reduce``. ``source`` is a record source (read here) or the shard's own
+    ``(X, y)`` tensors."""
+    X, y = source if isinstance(source, tuple) else source.read(start, stop)
+    out = None if reduce else []
+    for s in range(0, X.shape[0], size):
+        x, t = prepare_chunk(X[s:s + size], y[s:s + size], dtype=dtype, device=device)
+        result = func(x, t, *args)
+        if reduce:
+            out = _add(out, result)
+        else:
+            out.append(result)
+    return out
+
+
+class DaskBackend:
+    """Runs the engine's chunk functions on a Dask cluster (see the module docstring).
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        Address of a running scheduler, e.g. ``"tcp://10.0.0.5:8786"`` (started with ``dask scheduler``, by
+        dask-kubernetes, dask-jobqueue, ...). Without it, a local cluster is started.
+    workers : int, optional
+        Worker processes of the local cluster (one thread each; default: the number of CPU cores).
+    client : distributed.Client, optional
+        An existing client to use instead (neither ``scheduler`` nor ``workers`` then).
+    tasks_per_worker : int
+        Shards per worker thread in a pass (default 4: load balance, and little lost with a worker).
+    connect_timeout : float, optional
+        Seconds to wait for the scheduler, and for at least one worker to join it (default: Dask's
+        ``distributed.comm.timeouts.connect``, 30 s unless configured, e.g. by
+        ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=5s``).
+    """
+
+    in_process = False
+
+    def __init__(self, scheduler: str | None = None, *, workers: int | None = None, client=None,
+                 tasks_per_worker: int = 4, connect_timeout: float | None = None):
+        if scheduler is not None and (not isinstance(scheduler, str) or not SCHEDULER.match(scheduler)):
+            raise InputError(f"scheduler={scheduler!r} is not a scheduler address: give one like "
+                             "'tcp://host:8786'")
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise InputError(f"workers={workers!r} is not allowed: give a positive number of worker processes")
+        if sum(v is not None for v in (scheduler, workers, client)) > 1:
+            raise InputError("give one of scheduler (an existing cluster), workers (a local cluster) or client, "
+                             f"not several (got scheduler={scheduler!r}, workers={workers!r})")
+        if isinstance(tasks_per_worker, bool) or not isinstance(tasks_per_worker, int) or tasks_per_worker < 1:
+            raise InputError(f"tasks_per_worker={tasks_per_worker!r} is not allowed: give a positive integer")
+        self.scheduler, self.workers, self.tasks_per_worker = scheduler, workers, tasks_per_worker
+        self.connect_timeout = connect_timeout
+        self._client, self._cluster, self._own_client = client, None, client is None
+        self._cache: dict[int, tuple[weakref.ref, object]] = {}
+
+    # ------------------------------------------------------------------------------------ connection
+    @property
+    def client(self):
+        """The ``distributed.Client`` (connected, or the local cluster started, on first use)."""
+        if self._client is None:
+            self._connect()
+        return self._client
+
+    def _connect(self) -> None:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise InputError("the Dask backend needs dask.distributed: pip install 'auditkit[dask]'") from None
+        if self.scheduler is None:
+            n = self.workers or os.cpu_count() or 1
+            self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                                         silence_logs=logging.ERROR)
+            self._client = Client(self._cluster)
+            return
+        import dask
+        from dask.utils import parse_timedelta
+        timeout = self.connect_timeout
+        if timeout is None:
+            timeout = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), default="s")
+        try:
+            self._client = Client(self.scheduler, timeout=timeout)
+        except (OSError, TimeoutError) as exc:
+            why = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise InputError(f"cannot reach the Dask scheduler at {self.scheduler} ({why}): start it with "
+                             f"`dask scheduler` and workers with `dask worker {self.scheduler}`, or fix the address "
+                             "(backend.scheduler or --scheduler)") from None
+        try:
+            self._client.wait_for_workers(1, timeout=timeout)
+        except (OSError, TimeoutError):
+            self.close()
+            raise InputError(f"the Dask scheduler at {self.scheduler} has no workers (waited "
+                             f"{timeout:g} s): start some with `dask worker {self.scheduler}`") from None
+
+    def close(self) -> None:
+        """Disconnect (and stop the local cluster, if this backend started one)."""
+        self._cache.clear()
+        if self._client is not None and self._own_client:
+            self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+        self._client = self._cluster = None
+
+    def __enter__(self) -> DaskBackend:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = self.scheduler or (f"local cluster of {self.workers or os.cpu_count()} worker(s)")
+        return f"DaskBackend({where})"
+
+    @property
+    def n_workers(self) -> int:
+        """Worker threads of the cluster now."""
+        return sum(self.client.nthreads().values())
+
+    # ------------------------------------------------------------------------------------ shipping
+    def _put(self, obj):
+        """``obj`` scattered to every worker once while it lives (scalars and None go as they are)."""
+        if obj is None or isinstance(obj, (bool, int, float, str, torch.dtype, torch.device)):
+            return obj
+        key = id(obj)
+        hit = self._cache.get(key)
+        if hit is not None and hit[0]() is obj:
+            return hit[1]
+        [future] = self.client.scatter([obj], broadcast=True, hash=False)
+        try:
+            ref = weakref.ref(obj, lambda _r, key=key, cache=self._cache: cache.pop(key, None))
+        except TypeError:                       # not weak-referenceable: sent again next time
+            return future
+        self._cache[key] = (ref, future)
+        return future
+
+    def _submit(self, func, records, args: tuple, *, size: int, dtype, device, reduce: bool) -> list:
+        """One task per shard of ``records``; the futures, in record order."""
+        client = self.client
+        bounds = shard_bounds(records.n, chunk=size, shards=self.tasks_per_worker * max(1, self.n_workers))
+        in_memory = isinstance(records, Records) and records.X is not None
+        source = None if in_memory else self._put(records)
+        remote_func, remote_args = self._put(func), tuple(self._put(a) for a in args)
+        tag = f"auditkit-{getattr(func, '__name__', 'chunks')}-{uuid.uuid4().hex[:8]}"
+        return [client.submit(run_shard, remote_func, records.read(a, b) if in_memory else source, a, b, size,
+                              dtype, device, remote_args, reduce, key=f"{tag}-{i}", pure=False)
+                for i, (a, b) in enumerate(bounds)]
+
+    # ------------------------------------------------------------------------------------ the API
+    def map_chunks(self, func, records, *args, size: int, dtype, device):
+        """``func(x, y, *args)`` for each chunk of ``size`` records, computed on the workers, yielded here in
+        record order (a shard's results as soon as it and every shard before it are done)."""
+        futures = self._submit(func, records, args, size=size, dtype=dtype, device=device, reduce=False)
+        try:
+            for i in range(len(futures)):
+                results = futures[i].result()
+                futures[i] = None
+                yield from results
+        finally:
+            pending = [f for f in futures if f is not None]
+            if pending:
+                self.client.cancel(pending)
+
+    def sum_chunks(self, func, records, *args, size: int, dtype, device):
+        """``Σ_chunks func(x, y, *args)``: each shard summed on its worker, the shards' sums here in record
+        order; None when there are no records."""
+        total = None
+        for part in self.client.gather(self._submit(func, records, args, size=size, dtype=dtype, device=device,
+                                                    reduce=True)):
+            total = _add(total, part)
+        return total
