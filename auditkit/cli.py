@@ -3,6 +3,7 @@
 ::
 
     auditkit run audit.yaml --out reports/2026-11-28   run the audit, write the report and outputs
+    auditkit run audit.yaml --out DIR --scheduler tcp://host:8786   ... with the influence work on a Dask cluster
     auditkit validate audit.yaml                        check the configuration without running it
     auditkit schema                                     print the JSON Schema of audit.yaml
     auditkit render reports/2026-11-28                  re-render a saved run (no recomputation)
@@ -46,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, default=1, metavar="N",
                      help="torch threads (default 1: fastest for tabular models, whose many small operations "
                           "spend more time synchronising threads than computing; raise it for large models)")
+    run.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                     help="run the influence engine's chunk work on the Dask cluster whose scheduler is at ADDRESS "
+                          "(e.g. tcp://10.0.0.5:8786; overrides backend in audit.yaml; needs auditkit[dask])")
     validate = sub.add_parser("validate", help="check a configuration without running it")
     validate.add_argument("config")
     sub.add_parser("schema", help="print the JSON Schema of audit.yaml")
@@ -90,7 +94,8 @@ def _run(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = audit(args.config, args.out, trigger=args.trigger or ("ci" if os.environ.get("CI") else "manual"),
-                       templates=args.templates, command=command, progress=say, threads=args.threads)
+                       templates=args.templates, command=command, progress=say, threads=args.threads,
+                       scheduler=args.scheduler)
     for w in caught:
         if issubclass(w.category, UserWarning) and say is not None:
             say(f"warning: {str(w.message).splitlines()[0]}")

@@ -9,6 +9,7 @@
     audits:    plugin name → its options (validated by the plugin itself)
     policy:    a policy file or a built-in policy name
     history:   where past runs are recorded (SQLite), or false
+    backend:   where the influence engine's chunk work runs: in process (local) or on a Dask cluster
 
 Unknown keys are refused everywhere; ``auditkit schema`` prints the JSON Schema and ``auditkit validate``
 checks a file without running it. Relative paths are read relative to the configuration file.
@@ -187,6 +188,34 @@ class InfluenceConfig(Strict):
         return value
 
 
+class BackendConfig(Strict):
+    """Where the influence engine's chunk-level work runs: in this process, or on the workers of a Dask cluster
+    (an existing one at ``scheduler``, or a local one of ``workers`` processes)."""
+
+    kind: Literal["local", "dask"] = "local"
+    scheduler: str | None = Field(None, description="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    workers: int | None = Field(None, ge=1, description="worker processes of a local Dask cluster (when no scheduler "
+                                                        "is given; default: one per CPU core)")
+    staging: str | None = Field(None, description="folder where the training records are written as Parquet for the "
+                                                  "workers to read; every worker must see it under the same path "
+                                                  "(default: the system's temporary folder, enough on one machine)")
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, value):
+        if value is not None and not re.match(r"^[a-z][a-z0-9+]*://\S+$", value):
+            raise ValueError("must be a scheduler address like tcp://host:8786")
+        return value
+
+    @model_validator(mode="after")
+    def _kind(self):
+        if self.kind == "local" and (self.scheduler or self.workers or self.staging):
+            raise ValueError("scheduler, workers and staging need kind 'dask': set kind: dask, or remove them")
+        if self.scheduler is not None and self.workers is not None:
+            raise ValueError("give scheduler (an existing cluster) or workers (a local cluster), not both")
+        return self
+
+
 class AuditConfig(Strict):
     """The whole audit.yaml."""
 
@@ -202,6 +231,7 @@ class AuditConfig(Strict):
     history: str | bool = Field(True, description="SQLite file of past runs (true: history.sqlite beside the "
                                                   "output directory; false: no history)")
     seed: int = 0
+    backend: BackendConfig = BackendConfig()
 
     # Set by load_config, not by the file.
     base_dir: Path = Field(default=Path("."), exclude=True)

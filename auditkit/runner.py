@@ -11,8 +11,11 @@ from __future__ import annotations
 import hashlib
 import platform
 import secrets
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -20,13 +23,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 
 from . import __version__
 from .audits.base import AuditContext
 from .audits.jsonsafe import json_safe
 from .audits.registry import load_plugin, prefetch, run_plugin, validate_options
 from .audits.stability import stability
-from .config import AuditConfig, load_config
+from .config import AuditConfig, BackendConfig, load_config
 from .errors import HessianError, InputError, SingularHessianError
 from .history import HistoryStore
 from .influence import InfluenceEngine
@@ -88,6 +92,9 @@ def check_config(config: AuditConfig):
     if config.model.weights is not None and not config.path(config.model.weights).is_file():
         raise InputError(f"model.weights: file {str(config.path(config.model.weights))!r} does not exist: fix the "
                          "path (relative paths are read from the configuration file's folder)")
+    if config.backend.kind != "local" and config.influence.cache is not None:
+        raise InputError("influence.cache reads gradients on this machine and cannot be combined with backend kind "
+                         f"{config.backend.kind!r}: remove influence.cache or the backend")
     if config.policy is None:
         return None
     sources = [config.policy] if isinstance(config.policy, str) else list(config.policy)
@@ -135,17 +142,48 @@ def gradient_source(config: AuditConfig):
     return GradientCache(config.path(config.influence.cache))
 
 
+@contextmanager
+def influence_backend(config: AuditConfig):
+    """``(backend, staging folder)`` for the configured ``backend``: ``(None, None)`` in process; for Dask, the
+    backend (connected on first use) and a fresh folder under ``backend.staging`` (default: the system's temporary
+    folder) where the training records are written as Parquet for the workers; both released at the end."""
+    b = config.backend
+    if b.kind == "local":
+        yield None, None
+        return
+    from .backends import make_backend
+    backend = make_backend("dask", scheduler=b.scheduler, workers=b.workers)
+    parent = config.path(b.staging) if b.staging is not None else None
+    if parent is not None and not parent.is_dir():
+        raise InputError(f"backend.staging: folder {str(parent)!r} does not exist: create it (on a file system "
+                         "every worker can read under the same path) or remove backend.staging")
+    folder = Path(tempfile.mkdtemp(prefix="auditkit-staging-", dir=parent))
+    try:
+        yield backend, folder
+    finally:
+        backend.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def stage_training(X: torch.Tensor, y: torch.Tensor, folder: Path, chunk_size: int):
+    """The training records written to ``folder/train.parquet`` (row groups of whole chunks), read back by the
+    workers shard by shard: a ``ParquetRecords``."""
+    from .backends import write_parquet
+    return write_parquet(X, y, folder / "train.parquet", row_group_size=chunk_size * max(1, 4096 // chunk_size))
+
+
 def fit_engine(model, config: AuditConfig, X, y, say: Progress, *,
-               progress=None) -> tuple[InfluenceEngine, str | None]:
+               progress=None, backend=None) -> tuple[InfluenceEngine, str | None]:
     """Fit the engine; with ``damping: auto`` a singular Hessian gets the suggested damping (and a note).
-    ``progress(done, total)`` is called per chunk of the engine's passes over the training records."""
+    ``progress(done, total)`` is called per chunk of the engine's passes over the training records; ``backend``:
+    where those chunks are computed (None: in process); ``X`` may then be a record source its workers read."""
     inf, m = config.influence, config.model
 
     def make(damping: float) -> InfluenceEngine:
         try:
             return InfluenceEngine(model, m.loss, l2=m.l2, method=inf.method, damping=damping,
                                    dtype=DTYPES[m.dtype], chunk_size=inf.chunk_size, gradients=gradient_source(config),
-                                   progress=progress, **inf.options)
+                                   progress=progress, backend=backend, **inf.options)
         except InputError as exc:
             raise InputError(f"influence: {exc}") from None
 
@@ -186,7 +224,8 @@ def alternative_engines(model, config: AuditConfig, engine: InfluenceEngine, X, 
             options = inf.options if method == inf.method else {}
             engines[label] = InfluenceEngine(model, m.loss, l2=l2, method=method, damping=damping,
                                              dtype=DTYPES[m.dtype], chunk_size=inf.chunk_size,
-                                             gradients=gradient_source(config), **options).fit(X, y)
+                                             gradients=gradient_source(config), backend=engine.backend,
+                                             **options).fit(X, y)
         except HessianError as exc:
             engines[label] = exc
 
@@ -252,7 +291,15 @@ def _flagged_rows(context: AuditContext, findings: dict) -> list[dict]:
 
 def run_audit(config: AuditConfig, *, trigger: str = "manual", command: str = "", history: HistoryStore | None = None,
               progress: Progress | None = None) -> AuditRun:
-    """Run the configured audit; nothing is written here (see :mod:`auditkit.writer`)."""
+    """Run the configured audit; nothing is written here (see :mod:`auditkit.writer`). The influence engine's
+    chunk work runs where ``config.backend`` says (in process, or on a Dask cluster)."""
+    with influence_backend(config) as (backend, staging):
+        return _run_audit(config, trigger=trigger, command=command, history=history, progress=progress,
+                          backend=backend, staging=staging)
+
+
+def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: HistoryStore | None,
+               progress: Progress | None, backend, staging: Path | None) -> AuditRun:
     say = progress or (lambda _msg: None)
     started, steps = time.perf_counter(), []
 
@@ -264,6 +311,10 @@ def run_audit(config: AuditConfig, *, trigger: str = "manual", command: str = ""
         steps[-1]["seconds"] = round(time.perf_counter() - steps[-1].pop("_t"), 3)
 
     policy = check_config(config)
+    where = "in process"
+    if backend is not None:                     # connects now: an unreachable scheduler fails before any work
+        where = f"{backend!r}, {backend.n_workers} worker thread(s)"
+        say(f"influence backend: {where}")
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % 2**32)
     step("load data and model")
@@ -278,7 +329,9 @@ def run_audit(config: AuditConfig, *, trigger: str = "manual", command: str = ""
     if progress is not None:
         from .progress import ProgressReporter
         reporter = ProgressReporter("influence")
-    engine, damping_note = fit_engine(model, config, X, y, say, progress=reporter)
+    if backend is not None:                     # the workers read the training records from Parquet
+        X, y = stage_training(X, y, staging, config.influence.chunk_size), None
+    engine, damping_note = fit_engine(model, config, X, y, say, progress=reporter, backend=backend)
     done()
     context = AuditContext(model, engine, splits, loss=config.model.loss, l2=config.model.l2,
                            train_fn=training_function(config), seed=config.seed)
@@ -347,7 +400,7 @@ def run_audit(config: AuditConfig, *, trigger: str = "manual", command: str = ""
                                     "policy": run["policy"]["sha256"] if policy else None, "data": loaded.hashes},
                          "versions": versions(), "seed": config.seed, "command": command,
                          "config_text": config.redacted_text}
-    run["runtime"] = {"seconds": round(time.perf_counter() - started, 2), "steps": steps}
+    run["runtime"] = {"seconds": round(time.perf_counter() - started, 2), "steps": steps, "backend": where}
     return AuditRun(json_safe(run), _flagged_rows(context, findings), obs)
 
 
@@ -373,15 +426,26 @@ def history_store(config: AuditConfig, out: Path | None) -> HistoryStore | None:
     return HistoryStore(target)
 
 
+def with_scheduler(config: AuditConfig, scheduler: str) -> AuditConfig:
+    """The configuration with its influence work sent to the Dask scheduler at ``scheduler`` (staging kept)."""
+    try:
+        backend = BackendConfig(kind="dask", scheduler=scheduler, staging=config.backend.staging)
+    except ValidationError as exc:
+        raise InputError(f"--scheduler {scheduler!r}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") \
+            from None
+    return config.model_copy(update={"backend": backend})
+
+
 def audit(config: AuditConfig | str | Path, out: str | Path | None = None, *, trigger: str = "manual",
           templates: str | Path | None = None, command: str = "", progress: Progress | None = None,
-          threads: int | None = None) -> AuditRun:
+          threads: int | None = None, scheduler: str | None = None) -> AuditRun:
     """Run an audit from a configuration (a loaded one, or the path of audit.yaml) and, when ``out`` is
     given, write its report and outputs there and record it in the history store.
 
     ``auditkit run audit.yaml --out DIR`` is ``audit("audit.yaml", "DIR")`` plus the exit code of its
     ``status``: pass / pass_with_warnings → 0, fail / incomplete → 1. ``threads`` sets torch's thread count
-    for the run (None: leave it as it is).
+    for the run (None: leave it as it is). ``scheduler`` (``--scheduler``): the address of a Dask scheduler whose
+    workers do the influence engine's chunk work, instead of the configuration's ``backend``.
     """
     from .writer import write_run
 
@@ -391,6 +455,8 @@ def audit(config: AuditConfig | str | Path, out: str | Path | None = None, *, tr
         torch.set_num_threads(threads)
     if not isinstance(config, AuditConfig):
         config = load_config(config)
+    if scheduler is not None:
+        config = with_scheduler(config, scheduler)
     history = history_store(config, Path(out) if out is not None else None)
     result = run_audit(config, trigger=trigger, command=command, history=history, progress=progress)
     if out is not None:

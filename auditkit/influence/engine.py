@@ -182,6 +182,11 @@ class InfluenceEngine:
         own = None if curvature is None else np.empty(n, dtype=np.float64)
         if cross is None and own is None:
             return cross, own
+        if cross is None and curvature == 0:                # kept by the solver from its fitting pass
+            kept = getattr(self.solver_, "train_quad_forms", lambda: None)()
+            if kept is not None:
+                self._report(n, n)
+                return None, (kept / n).double().cpu().numpy()
         source = self.gradients
         if type(source) is RecomputedGradients:            # the chunks' work, wherever the backend runs it
             start = 0
