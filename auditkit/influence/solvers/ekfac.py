@@ -50,6 +50,7 @@ from them without another pass over the data (``train_quad_forms``); otherwise e
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -62,6 +63,36 @@ from .base import Solver, suggest_damping
 
 CURVATURES = ("gauss_newton", "empirical")
 BASES = ("weighted", "kfac")
+
+
+class _Layer(NamedTuple):
+    """What one chunk's forward/backward passes leave of a layer: inputs a (b, in) or patches (b, T, in), the
+    back-propagated cotangents J (b, K, out) or (b, K, T, out), and the chunk's R (b, r, K), D (b, K) of
+    ``output_directions`` (shared by the layers): ``g_c = Σ_k R_ck J_k`` (Gauss–Newton rows), ``g = Σ_k D_k J_k``."""
+
+    a: torch.Tensor
+    J: torch.Tensor
+    R: torch.Tensor
+    D: torch.Tensor
+
+    def gn(self) -> torch.Tensor:
+        """The Gauss–Newton rows of the output-gradient: (b, r, out) or (b, r, T, out)."""
+        return _combine(self.R, self.J)
+
+
+def _combine(C: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
+    """``Σ_k C[:, m, k] U[:, k]`` per record: C (b, m, K), U (b, K, ...) → (b, m, ...). Few K (the usual case:
+    K = 1 for two classes) by broadcasting, which is far cheaper than b tiny batched matrix products."""
+    b, m, K = C.shape
+    if K > 8:
+        return (C @ U.reshape(b, K, -1)).reshape(b, m, *U.shape[2:])
+    Cx = C.reshape(b, m, K, *([1] * (U.ndim - 2)))
+    return (Cx * U.unsqueeze(1)).sum(2) if K > 1 else Cx[:, :, 0] * U
+
+
+def _times(T: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
+    """``T @ Q`` for T (..., n) and one matrix Q (n, m), as a single 2-D product."""
+    return (T.reshape(-1, T.shape[-1]) @ Q).reshape(*T.shape[:-1], Q.shape[1])
 
 
 class _Block:
@@ -233,11 +264,10 @@ class EKFACSolver(Solver):
 
     # ------------------------------------------------------------------------------- capture by hooks
     def _capture(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Tensor, ...]]:
-        """Per layer, float64, from one forward and K backward passes: its inputs a, the Gauss–Newton
-        output-gradients gn (one per row of Λ's root) and the true-label output-gradient g. A Linear layer
-        with one input vector per record gives a (b, in), gn (b, r, out), g (b, out); a Conv2d layer (or a
-        Linear layer applied at T positions of a record) gives a (b, T, in) (image patches: ``unfold``),
-        gn (b, r, T, out), g (b, T, out)."""
+        """Per layer, float64, from one forward and K backward passes, a ``_Layer``: its inputs a and the
+        back-propagated output cotangents J, with the chunk's R and D (``output_directions``). A Linear layer
+        with one input vector per record gives a (b, in), J (b, K, out); a Conv2d layer (or a Linear layer
+        applied at T positions of a record) gives a (b, T, in) (image patches: ``unfold``), J (b, K, T, out)."""
         fn, store = self.fn_, {}
 
         def hook_for(name):
@@ -281,10 +311,7 @@ class EKFACSolver(Solver):
                 J = J.flatten(3).transpose(2, 3)                               # (b, K, T, out)
             elif a.ndim > 2:                                                   # Linear at several positions
                 a, J = a.reshape(b, -1, a.shape[-1]), J.reshape(b, K, -1, J.shape[-1])
-            if a.ndim == 2:
-                out[n] = (a, R @ J, (D[:, None, :] @ J)[:, 0])
-            else:
-                out[n] = (a, torch.einsum("brk,bkto->brto", R, J), torch.einsum("bk,bkto->bto", D, J))
+            out[n] = _Layer(a, J, R, D)
         return out
 
     def _chunk_statistics(self, x: torch.Tensor, y: torch.Tensor, *, keep: bool):
@@ -295,8 +322,8 @@ class EKFACSolver(Solver):
         sums = []
         weighted = self.correct_eigenvalues and self.basis == "weighted"
         for b in self.blocks_:
-            a_raw, gn, _ = captured[b.module_name]
-            a = b.inputs(a_raw)
+            layer = captured[b.module_name]
+            a, gn = b.inputs(layer.a), layer.gn()
             if a.ndim == 2 and weighted:                                      # rank-1: G_ic = g_ic ã_iᵀ
                 g = gn.flatten(0, 1)
                 wa = (gn * gn).sum((1, 2))                                    # ‖g_i‖² (b,)
@@ -323,18 +350,21 @@ class EKFACSolver(Solver):
     def _projected(self, block, factors, layer) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """A layer's gradients in the block's eigenbasis: ``(v², u², correction)`` with ``v² = (Q_Aᵀ ã)²``
         (b, cols) and ``u² = (Q_Sᵀ g)²`` (b, out) of the true-label gradient when it is rank-1, else
-        ``((Q_Sᵀ G Q_A)², None, ·)`` (b, out, cols); and (EK-FAC) the chunk's correction sum."""
+        ``((Q_Sᵀ G Q_A)², None, ·)`` (b, out, cols); and (EK-FAC) the chunk's correction sum. The K
+        back-propagated cotangents are projected once; g and every root row g_c are combinations of them."""
         QS, QA = factors[0], factors[1]
-        a, gn, g = layer
-        a = block.inputs(a)
+        a, J, R, D = block.inputs(layer.a), layer.J, layer.R, layer.D
         if a.ndim == 2:
             v2 = (a @ QA) ** 2
-            correction = ((gn @ QS) ** 2).sum(1).T @ v2 if self.correct_eigenvalues else None
-            return v2, (g @ QS) ** 2, correction
-        P = QS.T @ torch.einsum("bto,btc->boc", g, a) @ QA
+            uJ = _times(J, QS)                                                # (b, K, out)
+            u2 = _combine(D[:, None, :], uJ)[:, 0] ** 2
+            correction = (_combine(R, uJ) ** 2).sum(1).T @ v2 if self.correct_eigenvalues else None
+            return v2, u2, correction
+        PJ = QS.T @ torch.einsum("bkto,btc->bkoc", J, a) @ QA                # (b, K, out, cols)
+        P = torch.einsum("bk,bkoc->boc", D, PJ)
         correction = None
         if self.correct_eigenvalues:
-            correction = ((QS.T @ torch.einsum("brto,btc->broc", gn, a) @ QA) ** 2).sum((0, 1))
+            correction = (torch.einsum("brk,bkoc->broc", R, PJ) ** 2).sum((0, 1))
         return P * P, None, correction
 
     @staticmethod
@@ -356,7 +386,7 @@ class EKFACSolver(Solver):
         self.direct_ = all(t.dtype == fn.dtype and t.device == fn.device for t in tensors)
         n = hessian.n
         probe = self._capture(*hessian.records.head(2, dtype=hessian.dtype, device=hessian.device))
-        per_record = 8 * sum(t[:1].numel() for layer in probe.values() for t in layer)
+        per_record = 8 * sum(t[:1].numel() for layer in probe.values() for t in layer[:2])
         keep = self.cache_mb * 2 ** 20 >= n * per_record           # the training records' factors fit the cache
         sums = None
         kept = []
