@@ -387,13 +387,17 @@ class EKFACSolver(Solver):
         n = hessian.n
         probe = self._capture(*hessian.records.head(2, dtype=hessian.dtype, device=hessian.device))
         per_record = 8 * sum(t[:1].numel() for layer in probe.values() for t in layer[:2])
-        keep = self.cache_mb * 2 ** 20 >= n * per_record           # the training records' factors fit the cache
-        sums = None
+        # keep the training records' factors when they fit the cache and the chunks are computed here
+        # (on a cluster the factors stay on the workers: sums travel back, not per-record tensors)
+        keep = hessian.in_process and self.cache_mb * 2 ** 20 >= n * per_record
         kept = []
-        for part, captured in hessian.map_chunks(lambda x, y: self._chunk_statistics(x, y, keep=keep)):
-            sums = part if sums is None else [(A + a, S + s) for (A, S), (a, s) in zip(sums, part, strict=True)]
-            if keep:
+        if keep:
+            sums = None
+            for part, captured in hessian.map_chunks(lambda x, y: self._chunk_statistics(x, y, keep=True)):
+                sums = part if sums is None else [(A + a, S + s) for (A, S), (a, s) in zip(sums, part, strict=True)]
                 kept.append(captured)
+        else:
+            sums = hessian.sum_chunks(lambda x, y: self._chunk_statistics(x, y, keep=False)[0])
         self.factors_ = []
         for A, S in sums:
             ea, QA = torch.linalg.eigh((A + A.T) / (2 * n))
@@ -406,9 +410,7 @@ class EKFACSolver(Solver):
             if keep:
                 diag = [sum(chunk[i][2] for chunk in kept) for i in range(len(self.blocks_))]
             else:
-                diag = None
-                for part in hessian.map_chunks(self._chunk_correction):
-                    diag = part if diag is None else [d + p for d, p in zip(diag, part, strict=True)]
+                diag = hessian.sum_chunks(self._chunk_correction)
             for f, d in zip(self.factors_, diag, strict=True):
                 f[2] = d / n
         for f, b in zip(self.factors_, self.blocks_, strict=True):
