@@ -232,7 +232,8 @@ class InfluenceEngine:
             self.n_train_ = self.train_.n
             self.n_params_ = self.fn_.n_params
             self.hessian_ = HessianOperator(self.fn_, self.train_, l2=self.l2, damping=self.damping,
-                                            chunk_size=self.chunk_size, backend=self.backend)
+                                            chunk_size=self.chunk_size, backend=self.backend,
+                                            progress=self.progress)
             self.solver_ = self.solver.fit(self.hessian_)
             self.kernel_ = ChunkKernel(self.fn_, self.solver_, self.n_train_)
         return self

@@ -37,8 +37,9 @@ class HessianOperator:
     """
 
     def __init__(self, fn: ModelFunction, records: Records, *, l2: L2, damping: float, chunk_size: int,
-                 backend=None):
+                 backend=None, progress=None):
         self.fn = fn
+        self.progress = progress
         self.backend = backend if backend is not None else InProcess()
         self.records = records
         self.l2 = check_l2(l2)
@@ -58,7 +59,12 @@ class HessianOperator:
 
     def __getstate__(self) -> dict:
         # a copy sent to a worker (inside a solver that keeps its operator) computes where it is
-        return {**self.__dict__, "backend": InProcess()}
+        return {**self.__dict__, "backend": InProcess(), "progress": None}
+
+    def report(self, done: int) -> None:
+        """Tell the engine's ``progress(done, n)`` callback how many records a solver's fitting pass has done."""
+        if self.progress is not None:
+            self.progress(done, self.n)
 
     @property
     def in_process(self) -> bool:

@@ -126,3 +126,15 @@ def test_bad_batch_arguments_are_named(heart, heart_lr):
         ak.InfluenceEngine(heart_lr, "cross_entropy", progress=3)
     with pytest.raises(InputError, match=r"^gradients=int is not a gradient source: it needs the methods "):
         ak.InfluenceEngine(heart_lr, "cross_entropy", gradients=3)
+
+
+def test_ekfac_reports_progress_of_its_fitting_pass(heart, heart_mlp):
+    """EK-FAC's one pass over the data is its fit: progress per chunk there; self-influence then needs no pass."""
+    calls = []
+    e = ak.InfluenceEngine(heart_mlp, "cross_entropy", l2=L2_MLP, method="ekfac", chunk_size=200,
+                           progress=lambda done, total: calls.append((done, total))).fit(heart["X"], heart["y"])
+    n = e.n_train_
+    assert calls == [(min(k, n), n) for k in range(200, n + 200, 200)]
+    calls.clear()
+    e.self_influence()
+    assert calls == [(n, n)]

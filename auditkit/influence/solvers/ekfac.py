@@ -393,9 +393,12 @@ class EKFACSolver(Solver):
         kept = []
         if keep:
             sums = None
+            done = 0
             for part, captured in hessian.map_chunks(lambda x, y: self._chunk_statistics(x, y, keep=True)):
                 sums = part if sums is None else [(A + a, S + s) for (A, S), (a, s) in zip(sums, part, strict=True)]
                 kept.append(captured)
+                done += next(iter(captured.values())).a.shape[0]
+                hessian.report(done)
         else:
             sums = hessian.sum_chunks(lambda x, y: self._chunk_statistics(x, y, keep=False)[0])
         self.factors_ = []
