@@ -4,7 +4,7 @@
 
     auditkit run audit.yaml --out reports/2026-11-28   run the audit, write the report and outputs
     auditkit run audit.yaml --out DIR --scheduler tcp://host:8786   ... with the influence work on a Dask cluster
-    auditkit validate audit.yaml                        check the configuration without running it
+    auditkit validate audit.yaml                        check the configuration, data and model; compute nothing
     auditkit schema                                     print the JSON Schema of audit.yaml
     auditkit render reports/2026-11-28                  re-render a saved run (no recomputation)
     auditkit policies                                   list the built-in policies
@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--scheduler", default=None, metavar="ADDRESS",
                      help="run the influence engine's chunk work on the Dask cluster whose scheduler is at ADDRESS "
                           "(e.g. tcp://10.0.0.5:8786; overrides backend in audit.yaml; needs auditkit[dask])")
-    validate = sub.add_parser("validate", help="check a configuration without running it")
+    validate = sub.add_parser("validate", help="check a configuration, read its data and build its model, "
+                              "without auditing")
     validate.add_argument("config")
     sub.add_parser("schema", help="print the JSON Schema of audit.yaml")
     render = sub.add_parser("render", help="re-render the report of a saved run")
@@ -105,11 +106,16 @@ def _run(args) -> int:
 
 
 def _validate(args) -> int:
+    """Check the configuration, then read the data and build the model as a run would (nothing is computed)."""
     from .config import load_config
+    from .inputs import load_data, load_model
     from .runner import check_config
     config = load_config(args.config)
     policy = check_config(config)
-    print(f"{args.config}: valid (model {config.model.name} {config.model.version}; audits "
+    splits = load_data(config).splits
+    load_model(config, splits)
+    counts = ", ".join(f"{name} {split.n}" for name, split in splits.items())
+    print(f"{args.config}: valid (model {config.model.name} {config.model.version}; records {counts}; audits "
           f"{', '.join(config.audits) or 'none'}; policy {policy.name if policy else 'none'})")
     return EXIT_PASS
 

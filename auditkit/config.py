@@ -22,6 +22,7 @@ Policies never name code, and plugins are found by registered name only.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import InputError
+from .yamlload import safe_load
 
 CODE_REF = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 #: pydantic names the member of a union that failed in the error location ("model.l2.float"): not a key
@@ -113,6 +115,9 @@ class SensitiveConfig(Strict):
     def _bands(self):
         if (self.from_column is None) != (self.bands is None):
             raise ValueError("'from' and 'bands' go together: give both to derive bands, or neither")
+        edges = self.bands or []
+        if not all(math.isfinite(e) for e in edges) or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+            raise ValueError(f"bands {edges} must be finite and strictly increasing, e.g. [40, 60]: fix 'bands'")
         return self
 
 
@@ -283,13 +288,16 @@ def parse_config(data: Any, *, where: str = "configuration", base_dir: Path | No
 
 
 def load_config(path: str | Path) -> AuditConfig:
-    """Read and validate ``audit.yaml`` (YAML loaded with ``safe_load``: no Python tags)."""
+    """Read and validate ``audit.yaml`` (safe YAML: no Python tags, no key given twice)."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"configuration file {str(path)!r} is a directory, not a file: pass the path of your "
+                         "audit.yaml")
     if not path.is_file():
         raise InputError(f"configuration file {str(path)!r} does not exist: pass the path of your audit.yaml")
     try:
         text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
+        data = safe_load(text)
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"configuration file {str(path)!r} cannot be read ({type(exc).__name__}): check its "
                          "permissions and that it is UTF-8 text") from None
@@ -298,6 +306,9 @@ def load_config(path: str | Path) -> AuditConfig:
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise InputError(f"configuration file {str(path)!r} is not valid YAML{at}: {problem}") from None
+    if data is None:
+        raise InputError(f"configuration file {str(path)!r} is empty: write the model and data sections (see "
+                         "`auditkit schema` and examples/heart_disease/audit.yaml)")
     return parse_config(data, where=str(path), base_dir=path.resolve().parent, text=text)
 
 

@@ -146,6 +146,24 @@ def _require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str, whe
                              f"{[str(c) for c in frame.columns]}: {fix}")
 
 
+#: a text column whose values are numbers in at least this share of its rows is a numeric column with typos
+MOSTLY_NUMERIC = 0.9
+
+
+def _refuse_stray_text(series: pd.Series, col: str) -> None:
+    """Refuse a column of numbers with a few text values ("12.5", "n/a?", "two hundred"): read as text it
+    would silently become hundreds of one-hot levels. Columns listed as categorical are never checked."""
+    present = series.dropna()
+    if pd.api.types.is_bool_dtype(series) or len(present) == 0:
+        return
+    numeric = pd.to_numeric(present.astype(str).str.strip(), errors="coerce").notna()
+    bad = int((~numeric).sum())
+    if bad and numeric.mean() >= MOSTLY_NUMERIC:
+        raise InputError(f"feature column {col!r} holds numbers but {bad} value(s) that are not numbers: correct "
+                         "those values (or leave them empty), or add it to data.categorical (TabularFeaturizer "
+                         "categorical=) to treat it as categories")
+
+
 class TabularFeaturizer:
     """Numbers and categories → a float64 matrix; fitted on the training split only.
 
@@ -177,6 +195,9 @@ class TabularFeaturizer:
             if pd.api.types.is_datetime64_any_dtype(frame[col]) or pd.api.types.is_timedelta64_dtype(frame[col]):
                 raise InputError(f"feature column {col!r} has dtype {frame[col].dtype}: convert it to numbers or "
                                  f"categories, or leave it out of the features")
+        for col in features:
+            if col not in self.categorical and not pd.api.types.is_numeric_dtype(frame[col]):
+                _refuse_stray_text(frame[col], col)
         self.categorical_ = [c for c in features if c in self.categorical or _is_categorical(frame[c])]
         self.numeric_ = [c for c in features if c not in self.categorical_]
         self.medians_, self.means_, self.stds_ = {}, {}, {}
@@ -333,6 +354,19 @@ def _feature_names(featurizer: Any, out: Any, width: int) -> list[str]:
     return names if len(names) == width else [f"x{j}" for j in range(width)]
 
 
+def _user_call(fn: Callable, frame: pd.DataFrame, featurizer: Any, step: str, split: str):
+    """``fn(frame)`` of a featurizer; a failure of foreign code becomes one :class:`InputError` line."""
+    try:
+        return fn(frame)
+    except (InputError, NotFittedError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - user code: any failure is a problem of the input
+        detail = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise InputError(f"featurizer {type(featurizer).__name__}.{step} failed on the {split} split "
+                         f"({type(exc).__name__}: {detail}): check the featurizer against the feature columns and "
+                         "their types") from None
+
+
 def prepare_splits(splits: Mapping[str, pd.DataFrame | str | PathLike], spec: DataSpec, *,
                    featurizer: Any = None) -> dict[str, AuditData]:
     """Load, validate and featurize every split; the featurizer and the classes come from ``"train"``.
@@ -394,7 +428,7 @@ def prepare_splits(splits: Mapping[str, pd.DataFrame | str | PathLike], spec: Da
 
     fit = getattr(featurizer, "fit", None)
     if callable(fit) and hasattr(featurizer, "transform"):
-        fit(frames["train"][features].copy())
+        _user_call(fit, frames["train"][features].copy(), featurizer, "fit", "train")
         apply: Callable[[pd.DataFrame], Any] = featurizer.transform
     else:
         apply = featurizer
@@ -402,7 +436,7 @@ def prepare_splits(splits: Mapping[str, pd.DataFrame | str | PathLike], spec: Da
     width, feature_names = None, []
     for name in names:
         frame = frames[name]
-        out = apply(frame[features].copy())
+        out = _user_call(apply, frame[features].copy(), featurizer, "transform", name)
         X = _as_matrix(out, name, len(frame))
         if width is None:
             width, feature_names = X.shape[1], _feature_names(featurizer, out, X.shape[1])

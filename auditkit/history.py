@@ -23,19 +23,32 @@ def _is_url(target: str) -> bool:
 
 
 class HistoryStore:
-    """Past runs of every model line: ``HistoryStore("history.sqlite")`` or ``HistoryStore("postgresql://…")``."""
+    """Past runs of every model line: ``HistoryStore("history.sqlite")`` or ``HistoryStore("postgresql://…")``.
+
+    Opening the store checks the target (a database URL is connected to, an existing SQLite file read) but
+    creates no new SQLite file: that file and its table appear with the first recorded run, so a run refused
+    for bad input leaves no file behind.
+    """
 
     def __init__(self, target: str | Path):
         import sqlalchemy as sa  # imported here: importing auditkit stays light
 
         self.target = str(target)
         self._sa = sa
+        self._ready = False
         try:
             if _is_url(self.target):
                 url = self.target
             else:
-                Path(self.target).parent.mkdir(parents=True, exist_ok=True)
-                url = f"sqlite:///{Path(self.target).resolve()}"
+                path = Path(self.target)
+                if path.is_dir():
+                    raise IsADirectoryError(21, "is a directory", self.target)
+                existing = path.absolute().parent
+                while not existing.exists():
+                    existing = existing.parent
+                if not existing.is_dir():
+                    raise NotADirectoryError(20, f"{existing} is a file", str(existing))
+                url = f"sqlite:///{path.resolve()}"
             self.engine = sa.create_engine(url)
             meta = sa.MetaData()
             self.table = sa.Table(
@@ -48,15 +61,41 @@ class HistoryStore:
                 sa.Column("figures", sa.Text, nullable=False),
                 sa.Column("observations", sa.Text, nullable=False),
                 sa.Column("run_dir", sa.Text))
-            meta.create_all(self.engine)
+            self._meta = meta
+            if self._exists():
+                self._create()
+        except InputError:
+            raise
         except (OSError, sa.exc.SQLAlchemyError, ImportError, ValueError) as exc:
-            shown = self.target if not _is_url(self.target) else self.target.split("://")[0] + "://…"
-            detail = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
-            raise InputError(f"history: cannot open the history store {shown!r} ({detail}): give a writable "
-                             "SQLite path or a reachable database URL in 'history', or 'history: false'") from None
+            raise self._error(exc) from None
+
+    def _error(self, exc: Exception) -> InputError:
+        shown = self.target if not _is_url(self.target) else self.target.split("://")[0] + "://…"
+        detail = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        return InputError(f"history: cannot open the history store {shown!r} ({detail}): give a writable SQLite "
+                          "path or a reachable database URL in 'history', or 'history: false'")
+
+    def _exists(self) -> bool:
+        """Whether the store holds anything yet (a SQLite file that does not exist holds no runs)."""
+        return self._ready or _is_url(self.target) or Path(self.target).exists()
+
+    def _create(self) -> None:
+        """Create the SQLite folder, the database and the table when they do not exist yet."""
+        if self._ready:
+            return
+        try:
+            if not _is_url(self.target):
+                Path(self.target).parent.mkdir(parents=True, exist_ok=True)
+            self._meta.create_all(self.engine)
+        except (OSError, self._sa.exc.SQLAlchemyError) as exc:
+            raise self._error(exc) from None
+        self._ready = True
 
     def runs(self, model_name: str) -> list[dict]:
         """Every recorded run of ``model_name``, oldest first."""
+        if not self._exists():
+            return []
+        self._create()
         t = self.table
         query = (self._sa.select(t).where(t.c.model_name == model_name)
                  .order_by(t.c.created_utc, t.c.report_id))
@@ -76,6 +115,7 @@ class HistoryStore:
         row = {"report_id": run["report_id"], "created_utc": run["created_utc"], "model_name": run["model"]["name"],
                "model_version": run["model"]["version"], "status": run["status"], "figures": json.dumps(figures),
                "observations": json.dumps(observations), "run_dir": run_dir}
+        self._create()
         with self.engine.begin() as conn:
             conn.execute(self.table.delete().where(self.table.c.report_id == row["report_id"]))
             conn.execute(self.table.insert().values(**row))

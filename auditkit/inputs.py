@@ -20,6 +20,8 @@ from .errors import InputError
 from .models import build_model, import_object
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
+#: the fewest records a part of a split table may hold (one record cannot carry two classes or a group gap)
+MIN_SPLIT_RECORDS = 2
 ROLES = {"train": "training records (members)", "test": "fairness and accuracy evaluation",
          "holdout": "non-members (never trained on) for membership inference and flag calibration"}
 
@@ -51,9 +53,19 @@ def _frames(config: AuditConfig) -> tuple[dict[str, pd.DataFrame], dict[str, str
     if data.table is not None:
         path = config.path(data.table)
         table = load_table(path, id_column=data.id_column)
+        if len(table) == 0:
+            raise InputError(f"data.table: {str(path)!r} has no rows: give a table with at least one record per "
+                             "split")
+        _unique_ids(table, data.id_column, "data.table")
         order = np.random.default_rng(data.split.seed).permutation(len(table))
         n_test, n_hold = round(data.split.test * len(table)), round(data.split.holdout * len(table))
         parts = {"test": order[:n_test], "holdout": order[n_test:n_test + n_hold], "train": order[n_test + n_hold:]}
+        wanted = {"train": True, "test": True, "holdout": data.split.holdout > 0}
+        for name, rows in parts.items():
+            if wanted[name] and len(rows) < MIN_SPLIT_RECORDS:
+                raise InputError(f"data.split: the {name} part has {len(rows)} record(s) of the table's {len(table)}: "
+                                 f"change data.split.test/holdout so that every part has at least "
+                                 f"{MIN_SPLIT_RECORDS} records")
         frames = {k: table.iloc[np.sort(v)].reset_index(drop=True) for k, v in parts.items() if len(v)}
         return frames, {k: f"{path.name} ({k} part, split seed {data.split.seed})" for k in frames}
     frames, sources = {}, {}
@@ -64,6 +76,27 @@ def _frames(config: AuditConfig) -> tuple[dict[str, pd.DataFrame], dict[str, str
             frames[name] = load_table(path, id_column=data.id_column)
             sources[name] = path.name
     return frames, sources
+
+
+def _unique_ids(table: pd.DataFrame, id_column: str | None, where: str) -> None:
+    """Refuse a table whose id column repeats a value (positions are named, never the ids themselves)."""
+    if id_column is None or id_column not in table.columns:
+        return
+    dup = np.flatnonzero(table[id_column].dropna().astype(str).duplicated().to_numpy())
+    if dup.size:
+        rows = ", ".join(str(i) for i in dup[:3]) + (", ..." if dup.size > 3 else "")
+        raise InputError(f"{where}: {dup.size} duplicate values in id column {id_column!r} (0-based rows {rows}): "
+                         "record ids must be unique; remove the repeated records or fix their ids")
+
+
+def _disjoint(splits: dict[str, AuditData]) -> None:
+    """Refuse records that are both members (train) and non-members (holdout): membership would be undefined."""
+    if "holdout" not in splits:
+        return
+    both = len(set(splits["train"].ids) & set(splits["holdout"].ids))
+    if both:
+        raise InputError(f"data: {both} record id(s) are in both the train and the holdout split: non-members must "
+                         "never have been trained on; remove them from data.holdout")
 
 
 def load_data(config: AuditConfig) -> LoadedData:
@@ -81,10 +114,15 @@ def load_data(config: AuditConfig) -> LoadedData:
     featurizer = None
     if data.featurizer is not None:
         make = import_object(data.featurizer, "data.featurizer")
+        fix = "name a function or class that returns an object with fit(frame) and transform(frame)"
         if not callable(make):
-            raise InputError(f"data.featurizer: {data.featurizer!r} is not callable: name a function or class "
-                             "that returns an object with fit(frame) and transform(frame)")
-        featurizer = make()
+            raise InputError(f"data.featurizer: {data.featurizer!r} is not callable: {fix}")
+        try:
+            featurizer = make()
+        except Exception as exc:  # noqa: BLE001 - user code: any failure is a problem of the configuration
+            detail = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+            raise InputError(f"data.featurizer: calling {data.featurizer!r} failed ({type(exc).__name__}: {detail}): "
+                             f"{fix}") from None
     elif data.categorical:
         featurizer = TabularFeaturizer(categorical=data.categorical)
     derived = {s.column for s in data.sensitive if s.from_column is not None}
@@ -98,6 +136,7 @@ def load_data(config: AuditConfig) -> LoadedData:
     for name, split in splits.items():
         if split.n == 0:
             raise InputError(f"data: the {name} split has no records: give a table with at least one row")
+    _disjoint(splits)
     return LoadedData(splits, sources, hashes)
 
 
@@ -115,6 +154,7 @@ def load_model(config: AuditConfig, splits: dict[str, AuditData]) -> nn.Module:
         first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
         raise InputError(f"model: the model cannot take the featurized data ({train.X.shape[1]} features per "
                          f"record): {first}. Check data.features/categorical/featurizer against the model") from None
+    _finite_outputs(model, train.X, DTYPES[m.dtype], m.dtype)
     classes = len(train.classes)
     expected = (2, classes) if m.loss == "cross_entropy" else None
     if expected and tuple(out.shape) != expected:
@@ -123,6 +163,22 @@ def load_model(config: AuditConfig, splits: dict[str, AuditData]) -> nn.Module:
     if m.loss == "bce" and (classes != 2 or out.reshape(2, -1).shape[1] != 1):
         raise InputError("model: loss 'bce' needs a binary target and one output per record")
     return model
+
+
+def _finite_outputs(model: nn.Module, X: np.ndarray, dtype: torch.dtype, dtype_name: str,
+                    chunk: int = 4096) -> None:
+    """Refuse a model whose outputs on the training records are NaN or ±inf (an overflow in ``dtype``, or
+    weights that diverged): every influence estimate would be NaN. One forward pass, in chunks."""
+    bad = 0
+    with torch.no_grad():
+        for start in range(0, len(X), chunk):
+            out = model(torch.as_tensor(X[start:start + chunk], dtype=dtype))
+            bad += int((~torch.isfinite(out)).reshape(len(out), -1).any(dim=1).sum())
+    if bad:
+        fix = ("set model.dtype: float64 (the outputs overflow float32)" if dtype_name == "float32"
+               else "check the weights and the featurized data (standardised features, no extreme values)")
+        raise InputError(f"model: the outputs of {bad} of {len(X)} training records are not finite (NaN or ±inf): "
+                         f"{fix}")
 
 
 def training_function(config: AuditConfig) -> TrainFn | None:

@@ -36,7 +36,9 @@ from .history import HistoryStore
 from .influence import InfluenceEngine
 from .inputs import DTYPES, ROLES, file_sha256, load_data, load_model, training_function
 from .models.loading import parameters_sha256
+from .numerics import nonfinite_paths, numerical_limitations, saturation
 from .policy import Policy, check_metrics_available, evaluate, load_policy, observations, overall_status, parse_policy
+from .redaction import redact_record_ids
 
 Progress = Callable[[str], None]
 PACKAGES = ("torch", "numpy", "pandas", "scikit-learn", "fairlearn", "pydantic", "weasyprint", "matplotlib", "jinja2")
@@ -84,14 +86,14 @@ def check_config(config: AuditConfig):
         if holdout == "holdout" and not has:
             raise InputError("audits.privacy needs non-members: give data.holdout (records never trained on), or "
                              "data.split.holdout > 0, or remove the privacy audit")
-    for key in ("train", "test", "holdout", "table"):
-        value = getattr(config.data, key)
-        if value is not None and not config.path(value).is_file():
-            raise InputError(f"data.{key}: file {str(config.path(value))!r} does not exist: fix the path (relative "
-                             "paths are read from the configuration file's folder)")
-    if config.model.weights is not None and not config.path(config.model.weights).is_file():
-        raise InputError(f"model.weights: file {str(config.path(config.model.weights))!r} does not exist: fix the "
-                         "path (relative paths are read from the configuration file's folder)")
+    files = [(f"data.{k}", getattr(config.data, k), "a table file") for k in ("train", "test", "holdout", "table")]
+    for key, value, what in files + [("model.weights", config.model.weights, "the weights file")]:
+        path = config.path(value) if value is not None else None
+        if path is not None and path.is_dir():
+            raise InputError(f"{key}: {str(path)!r} is a directory: give the path of {what}")
+        if path is not None and not path.is_file():
+            raise InputError(f"{key}: file {str(path)!r} does not exist: fix the path (relative paths are read from "
+                             "the configuration file's folder)")
     if config.backend.kind != "local" and config.influence.cache is not None:
         raise InputError("influence.cache reads gradients on this machine and cannot be combined with backend kind "
                          f"{config.backend.kind!r}: remove influence.cache or the backend")
@@ -172,11 +174,13 @@ def stage_training(X: torch.Tensor, y: torch.Tensor, folder: Path, chunk_size: i
     return write_parquet(X, y, folder / "train.parquet", row_group_size=chunk_size * max(1, 4096 // chunk_size))
 
 
-def fit_engine(model, config: AuditConfig, X, y, say: Progress, *,
-               progress=None, backend=None) -> tuple[InfluenceEngine, str | None]:
+def fit_engine(model, config: AuditConfig, X, y, say: Progress, *, progress=None, backend=None,
+               failure: SingularHessianError | None = None) -> tuple[InfluenceEngine, str | None]:
     """Fit the engine; with ``damping: auto`` a singular Hessian gets the suggested damping (and a note).
     ``progress(done, total)`` is called per chunk of the engine's passes over the training records; ``backend``:
-    where those chunks are computed (None: in process); ``X`` may then be a record source its workers read."""
+    where those chunks are computed (None: in process); ``X`` may then be a record source its workers read.
+    ``failure``: the error an engine fitted without damping met when it first solved (an iterative solver such
+    as CG finds non-positive curvature only then): fit again with the automatic damping."""
     inf, m = config.influence, config.model
 
     def make(damping: float) -> InfluenceEngine:
@@ -194,7 +198,10 @@ def fit_engine(model, config: AuditConfig, X, y, say: Progress, *,
             raise InputError(f"influence.damping: {exc}; or set 'damping: auto'") from None
     engine = make(0.0)
     try:
-        return engine.fit(X, y), None
+        engine.fit(X, y)
+        if failure is not None:
+            raise failure
+        return engine, None
     except SingularHessianError as exc:
         damping = exc.suggested_damping or 1e-3 * engine.hessian_.top_eigenvalue()
         say(f"  the Hessian is not positive definite: damping {damping:.2g} applied")
@@ -293,13 +300,32 @@ def run_audit(config: AuditConfig, *, trigger: str = "manual", command: str = ""
               progress: Progress | None = None) -> AuditRun:
     """Run the configured audit; nothing is written here (see :mod:`auditkit.writer`). The influence engine's
     chunk work runs where ``config.backend`` says (in process, or on a Dask cluster)."""
-    with influence_backend(config) as (backend, staging):
-        return _run_audit(config, trigger=trigger, command=command, history=history, progress=progress,
-                          backend=backend, staging=staging)
+    try:
+        with influence_backend(config) as (backend, staging):
+            return _run_audit(config, trigger=trigger, command=command, history=history, progress=progress,
+                              backend=backend, staging=staging)
+    except Float32Overflow as exc:             # the whole audit again in float64, the report says why
+        (progress or (lambda _m: None))(f"  {exc.count} influence values overflowed float32: recomputing in float64")
+        wider = config.model_copy(update={"model": config.model.model_copy(update={"dtype": "float64"})})
+        with influence_backend(wider) as (backend, staging):
+            return _run_audit(wider, trigger=trigger, command=command, history=history, progress=progress,
+                              backend=backend, staging=staging, notes=(exc.note,))
+
+
+class Float32Overflow(ArithmeticError):
+    """Influence values computed in float32 overflowed (NaN or ±inf); ``run_audit`` recomputes in float64."""
+
+    def __init__(self, count: int):
+        super().__init__(f"{count} influence values overflowed float32")
+        self.count = count
+        self.note = (f"The audit was configured for float32 (model.dtype), but {count} influence values overflowed "
+                     "float32 (they were not finite: features or gradients of a magnitude whose squares exceed "
+                     "3.4e38). The whole audit was recomputed in float64; every figure in this report comes from "
+                     "that float64 run.")
 
 
 def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: HistoryStore | None,
-               progress: Progress | None, backend, staging: Path | None) -> AuditRun:
+               progress: Progress | None, backend, staging: Path | None, notes: tuple[str, ...] = ()) -> AuditRun:
     say = progress or (lambda _msg: None)
     started, steps = time.perf_counter(), []
 
@@ -323,6 +349,7 @@ def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: Hist
     model = load_model(config, splits)
     dtype = DTYPES[config.model.dtype]
     X, y = torch.tensor(splits["train"].X, dtype=dtype), torch.tensor(splits["train"].y)
+    saturated = saturation(model, X, y, loss=config.model.loss)
     done()
     step("fit the influence engine")
     reporter = None
@@ -336,18 +363,36 @@ def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: Hist
     context = AuditContext(model, engine, splits, loss=config.model.loss, l2=config.model.l2,
                            train_fn=training_function(config), seed=config.seed)
     findings = {"fairness": None, "privacy": None, "data_quality": None}
+    nonfinite: dict[str, list[str]] = {}
     options_by_plugin = plugin_options(config, policy)
     step("influence: one pass over the training gradients")
-    prefetch(context, options_by_plugin)
+    try:
+        prefetch(context, options_by_plugin)
+    except SingularHessianError as exc:         # an iterative solver meets non-positive curvature only now
+        if config.influence.damping != "auto" or engine.damping > 0:
+            raise InputError(f"influence.damping: {exc}; or set 'damping: auto'") from None
+        engine, damping_note = fit_engine(model, config, X, y, say, progress=reporter, backend=backend, failure=exc)
+        context = AuditContext(model, engine, splits, loss=config.model.loss, l2=config.model.l2,
+                               train_fn=training_function(config), seed=config.seed)
+        prefetch(context, options_by_plugin)
+    overflowed = context.nonfinite_answers()
+    if overflowed and config.model.dtype == "float32":
+        raise Float32Overflow(overflowed)
+    if overflowed:
+        raise InputError(f"influence: {overflowed} influence values are not finite (NaN or ±inf) even in float64: "
+                         "standardise the features (values of ordinary magnitude) or check the model's weights")
     done()
     for name, options in options_by_plugin.items():
         step(f"audit: {name}")
-        findings[name] = json_safe(run_plugin(name, context, options).to_dict())
+        raw = run_plugin(name, context, options).to_dict()
+        nonfinite[name] = nonfinite_paths(raw)
+        findings[name] = json_safe(raw)
         done()
     step("stability of the key findings")
     engines, settings = alternative_engines(model, config, engine, X, y)
     st = config.influence.stability
     stable = stability(context, findings, engines, k=st.top_k, robust_agreement=st.robust_agreement)
+    nonfinite["influence"] = nonfinite_paths(stable)
     done()
 
     created = datetime.now(timezone.utc).replace(microsecond=0)
@@ -388,7 +433,7 @@ def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: Hist
     run["status"] = overall_status(checks) if policy else "pass"
     run["policy"] = policy.to_dict() if policy else None
     run["key_figures"] = key_figures(obs)
-    run["limitations"] = _limitations(run, context)
+    run["limitations"] = _limitations(run, context) + numerical_limitations(nonfinite, saturated) + list(notes)
     if policy is None:
         run["limitations"].insert(0, "No policy was given: findings are reported without pass/fail checks.")
     run["history"] = [{k: r[k] for k in ("report_id", "created_utc", "model_version", "status", "figures")}
@@ -399,7 +444,7 @@ def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: Hist
                                     "config": config.sha256,
                                     "policy": run["policy"]["sha256"] if policy else None, "data": loaded.hashes},
                          "versions": versions(), "seed": config.seed, "command": command,
-                         "config_text": config.redacted_text}
+                         "config_text": redact_record_ids(config.redacted_text, splits, context.token)}
     run["runtime"] = {"seconds": round(time.perf_counter() - started, 2), "steps": steps, "backend": where}
     return AuditRun(json_safe(run), _flagged_rows(context, findings), obs)
 
@@ -447,7 +492,7 @@ def audit(config: AuditConfig | str | Path, out: str | Path | None = None, *, tr
     for the run (None: leave it as it is). ``scheduler`` (``--scheduler``): the address of a Dask scheduler whose
     workers do the influence engine's chunk work, instead of the configuration's ``backend``.
     """
-    from .writer import write_run
+    from .writer import check_output, write_run
 
     if threads is not None:
         if threads < 1:
@@ -457,6 +502,8 @@ def audit(config: AuditConfig | str | Path, out: str | Path | None = None, *, tr
         config = load_config(config)
     if scheduler is not None:
         config = with_scheduler(config, scheduler)
+    if out is not None:
+        check_output(Path(out))
     history = history_store(config, Path(out) if out is not None else None)
     result = run_audit(config, trigger=trigger, command=command, history=history, progress=progress)
     if out is not None:

@@ -2,7 +2,9 @@
 
 Everything goes to a hidden temporary folder beside the output folder first; only when every file is
 written is the temporary folder renamed into place (a rename is atomic within one file system). A run
-that fails or is killed leaves at most a hidden ``.NAME.tmp-…`` folder, never a half-written report.
+that fails is cleaned up; one that is killed (SIGKILL, power loss) leaves at most a hidden ``.NAME.tmp-PID-…``
+folder, never a half-written report, and the next run into the same place removes such folders of processes
+that no longer exist. :func:`check_output` refuses an unusable output folder before anything is computed.
 
 Files: ``report.html``, ``report.pdf`` (PDF/A-3b, ``findings.json`` attached), ``findings.json``,
 ``run.json`` (everything needed to re-render), ``flagged_records.csv`` (created with mode 0600: it maps
@@ -16,6 +18,7 @@ import json
 import os
 import secrets
 import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -63,15 +66,57 @@ def _dump(data: dict, path: Path) -> None:
     path.write_text(json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False), encoding="utf-8")
 
 
-def _prepare(out: Path) -> Path:
-    """Check the output folder can be (re)placed and create the temporary folder beside it."""
+def check_output(out: Path) -> None:
+    """Refuse, before anything is computed, an output folder that cannot be (re)placed: a file, a folder of
+    other files, or a place where nothing can be created. Creates nothing that outlives the check."""
+    out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {str(out)!r} is a file: give a folder for the report")
     if out.is_dir() and any(out.iterdir()) and not (out / "run.json").is_file():
         raise InputError(f"--out {str(out)!r} is not empty and holds no earlier auditkit run: choose a new or "
                          "empty folder (an earlier run's folder is replaced whole)")
+    existing = out.absolute().parent
+    while not existing.exists():
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(20, "a file is in the way", str(existing))
+        probe = tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=existing)
+        os.rmdir(probe)
+    except OSError as exc:
+        raise InputError(f"--out {str(out)!r} cannot be written ({exc.strerror or exc}): choose a folder you can "
+                         "write to") from None
+
+
+def _stale(parent: Path, name: str) -> list[Path]:
+    """Staging folders of ``name`` left by runs that were killed (their process no longer exists)."""
+    out = []
+    for p in parent.glob(f".{name}.*-*"):
+        kind, _, rest = p.name[len(name) + 2:].partition("-")
+        pid = rest.split("-")[0]
+        if kind in ("tmp", "old") and pid.isdigit() and p.is_dir() and not _alive(int(pid)):
+            out.append(p)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _prepare(out: Path) -> Path:
+    """Check the output folder can be (re)placed, remove what killed runs left beside it, and create the
+    temporary folder."""
+    check_output(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+        for stale in _stale(out.parent, out.name):
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
         tmp.mkdir()
     except OSError as exc:
@@ -83,7 +128,7 @@ def _prepare(out: Path) -> Path:
 def _swap(tmp: Path, out: Path) -> None:
     """Move the finished temporary folder into place, replacing an earlier run's folder."""
     if out.exists():
-        trash = out.parent / f".{out.name}.old-{secrets.token_hex(3)}"
+        trash = out.parent / f".{out.name}.old-{os.getpid()}-{secrets.token_hex(3)}"
         os.rename(out, trash)
         os.rename(tmp, out)
         shutil.rmtree(trash, ignore_errors=True)

@@ -230,6 +230,13 @@ class AuditContext:
         for other in wanted[:-1]:                              # both leverage settings asked: a second pass
             self.self_influence(leverage=other)
 
+    def nonfinite_answers(self) -> int:
+        """How many of the influence values answered so far (self-influence, measurements, explained test
+        records) are NaN or ±inf: a sign that the engine's arithmetic overflowed (e.g. in float32)."""
+        arrays = list(self._self_influence.values()) + list(self._measures.values())
+        arrays += [row for rows in self._explained.values() for row in rows.values()]
+        return int(sum(np.count_nonzero(~np.isfinite(np.asarray(a, dtype=np.float64))) for a in arrays))
+
     def retrain_without(self, remove) -> nn.Module:
         """The model retrained without training records at positions ``remove`` (needs ``train_fn``)."""
         if self.train_fn is None:

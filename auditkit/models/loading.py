@@ -66,12 +66,14 @@ def build_model(builder: str, weights: Path | None, *, kwargs: dict | None = Non
         raise InputError(f"model.builder: {builder!r} is not callable: name a function that returns an nn.Module")
     try:
         model = make(**(kwargs or {}))
-    except TypeError as exc:
-        raise InputError(f"model.builder: calling {builder!r} failed ({exc}): check model.builder_args") from None
+    except Exception as exc:  # noqa: BLE001 - user code: any failure is a problem of the configuration
+        detail = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        raise InputError(f"model.builder: calling {builder!r} failed ({type(exc).__name__}: {detail}): check "
+                         "model.builder_args and the builder") from None
     if not isinstance(model, nn.Module):
         raise InputError(f"model.builder: {builder!r} returned a {type(model).__name__}, not a torch nn.Module")
     if weights is None:
-        return model.to(dtype).eval()
+        return _cast_finite(model, dtype, "model.builder")
     state = load_state_dict(weights)
     try:
         model.load_state_dict(state, strict=True)
@@ -79,7 +81,26 @@ def build_model(builder: str, weights: Path | None, *, kwargs: dict | None = Non
         first = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc))[:200]
         raise InputError(f"model.weights: {str(weights)!r} does not fit the model built by {builder!r} "
                          f"({first}): the weights belong to another architecture") from None
-    return model.to(dtype).eval()
+    return _cast_finite(model, dtype, "model.weights")
+
+
+def _cast_finite(model: nn.Module, dtype: torch.dtype, key: str) -> nn.Module:
+    """``model`` in ``dtype`` and eval mode, if every floating-point parameter and buffer is finite; else an
+    :class:`InputError` naming the tensor: NaN/inf already in the weights (training diverged), or values that
+    overflow ``dtype`` (float64 weights beyond ±3.4e38 cast to float32)."""
+    finite_before = {name: bool(torch.isfinite(t).all()) for name, t in model.state_dict().items()
+                     if t.is_floating_point()}
+    model = model.to(dtype).eval()
+    for name, tensor in model.state_dict().items():
+        bad = int((~torch.isfinite(tensor)).sum()) if tensor.is_floating_point() else 0
+        if bad and finite_before.get(name):
+            raise InputError(f"{key}: {name!r} holds {bad} value(s) beyond the range of "
+                             f"{str(dtype).removeprefix('torch.')} (non-finite after conversion): set model.dtype: "
+                             "float64")
+        if bad:
+            raise InputError(f"{key}: {name!r} holds {bad} non-finite value(s) (NaN or ±inf): the weights are "
+                             "broken (did training diverge?); retrain the model or give other weights")
+    return model
 
 
 def parameters_sha256(model: nn.Module) -> str:

@@ -1,0 +1,63 @@
+"""Record identifiers kept out of the report's copy of the configuration.
+
+The report's provenance annex prints the configuration file as used. A configuration can name records: the
+fairness audit's ``explain.records`` lists test-record ids, and a comment or a free-text field may quote one.
+:func:`redact_record_ids` returns the text with every such id replaced by the record's random token (the one
+the report uses for it, so the annex still says which records were explained):
+
+- every scalar of a list under a key named ``records`` (whatever its YAML type: ``[17, 18]`` are ids too);
+- every occurrence, anywhere in the text (comments included), of an id that is not a plain number: a
+  number such as ``55`` also appears as a band edge or a feature count, where it identifies nobody.
+
+Only the report's copy changes: ``provenance.hashes.config`` is still the SHA-256 of the file as written.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+
+import yaml
+
+WITHHELD = "<record id>"
+NUMBER = re.compile(r"^[+-]?\d+(\.\d*)?$")
+
+
+def _records_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, value) of every scalar in a sequence under a mapping key ``records``."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return []
+    spans, stack = [], [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value == "records" and isinstance(value, yaml.SequenceNode):
+                    spans += [(v.start_mark.index, v.end_mark.index, v.value) for v in value.value
+                              if isinstance(v, yaml.ScalarNode)]
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return spans
+
+
+def redact_record_ids(text: str, splits: Mapping, token: Callable[[str, int], str]) -> str:
+    """``text`` with the record ids it names replaced by their tokens. ``splits`` maps split names to data with
+    an ``ids`` array (test first when an id is in several); ``token(split, position)`` is the run's token."""
+    where: dict[str, tuple[str, int]] = {}
+    for name in sorted(splits, key=lambda k: k != "test"):
+        for position, rid in enumerate(splits[name].ids):
+            where.setdefault(str(rid), (name, position))
+
+    def replacement(rid: str) -> str:
+        return token(*where[rid]) if rid in where else WITHHELD
+
+    out = text
+    for start, end, value in sorted(_records_spans(text), reverse=True):
+        if value in where:
+            out = out[:start] + replacement(value) + out[end:]
+    for rid in sorted((i for i in where if i and not NUMBER.match(i) and i in out), key=len, reverse=True):
+        out = out.replace(rid, replacement(rid))
+    return out
