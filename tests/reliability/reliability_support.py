@@ -21,13 +21,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples/heart_disease"
 
-#: what a test needs to look for the id of any record in an output: 12 random hex digits after a prefix that
-#: appears nowhere else (so a match is a leak, never a coincidence with a number of the report)
-ID_PREFIX = "MRN"
+#: record ids are this prefix and 12 random lowercase hex digits: text that appears nowhere else in a report
+#: (tokens are upper case, ``R-XXXXXXXX``), so finding an id, or even ``mrn`` and three hex digits, is a leak
+ID_PREFIX = "mrn"
 
 
 def record_ids(n: int, seed: int = 0) -> list[str]:
-    """``n`` distinct record ids such as ``MRN7f3a9c01d2e4`` (random but fixed by ``seed``)."""
+    """``n`` distinct record ids such as ``mrn7f3a9c01d2e4`` (random but fixed by ``seed``)."""
     import random
 
     rng = random.Random(seed)
@@ -48,7 +48,7 @@ def example_doc() -> dict:
 
 
 def make_case(folder: Path, *, edit=None, table=None) -> Path:
-    """Write an audit into ``folder`` (created): patients.csv with ``MRN…`` ids, weights.pt, audit.yaml.
+    """Write an audit into ``folder`` (created): patients.csv with ``mrn…`` ids, weights.pt, audit.yaml.
 
     ``edit(doc)`` changes the configuration, ``table(frame) -> frame`` the patients' table; both in place of
     the example's. Returns the configuration's path.
