@@ -11,8 +11,11 @@ what, nor on a worker lost mid-run: Dask reruns a lost worker's tasks elsewhere,
 the same numbers wherever it runs.
 
 ``func`` and every non-scalar argument (the engine's fitted model function and solver, the right-hand sides
-of a pass) are scattered to all workers once (``Client.scatter(broadcast=True)``) and remembered while the
-object lives, so the fitted solver is sent once per engine, not once per task or per pass.
+of a pass) are sent to the cluster once, as a task that holds the object (``hold``), and remembered while the
+object lives: the fitted solver is sent once per engine, not once per task or per pass; workers that need it
+fetch it from a peer. (Not ``Client.scatter``: scattered data has no lineage, and Dask's active memory manager
+drops broadcast replicas, so losing the one worker that holds it would fail the run. A held object's task
+stays on the scheduler and is rerun if its worker is lost.)
 
 Import cost: this module imports ``distributed`` only when a backend connects.
 """
@@ -24,6 +27,7 @@ import math
 import os
 import re
 import uuid
+import warnings
 import weakref
 
 import torch
@@ -41,6 +45,11 @@ def shard_bounds(n: int, *, chunk: int, shards: int) -> list[tuple[int, int]]:
         return []
     per = max(1, math.ceil(math.ceil(n / chunk) / max(1, shards))) * chunk
     return [(s, min(n, s + per)) for s in range(0, n, per)]
+
+
+def hold(obj):
+    """The object itself: a task whose result is ``obj``, so the scheduler can recompute it if it is lost."""
+    return obj
 
 
 def run_shard(func, source, start: int, stop: int, size: int, dtype, device, args: tuple, reduce: bool):
@@ -162,14 +171,17 @@ class DaskBackend:
 
     # ------------------------------------------------------------------------------------ shipping
     def _put(self, obj):
-        """``obj`` scattered to every worker once while it lives (scalars and None go as they are)."""
+        """``obj`` sent to the cluster once while it lives, as a held task (scalars and None go as they are)."""
         if obj is None or isinstance(obj, (bool, int, float, str, torch.dtype, torch.device)):
             return obj
         key = id(obj)
         hit = self._cache.get(key)
         if hit is not None and hit[0]() is obj:
             return hit[1]
-        [future] = self.client.scatter([obj], broadcast=True, hash=False)
+        with warnings.catch_warnings():      # a large fitted solver is meant to travel once, inside its task
+            warnings.filterwarnings("ignore", message=".*[Ll]arge graph.*")
+            future = self.client.submit(hold, obj, key=f"auditkit-{type(obj).__name__}-{uuid.uuid4().hex}",
+                                        pure=False)
         try:
             ref = weakref.ref(obj, lambda _r, key=key, cache=self._cache: cache.pop(key, None))
         except TypeError:                       # not weak-referenceable: sent again next time

@@ -2,7 +2,8 @@
 
 Self-influence, test × train influence and a measurement's influence, for the exact solver (dense Hessian
 summed on the workers) and EK-FAC (covariances and eigenvalue corrections summed on the workers), with the
-training records read by the workers from Parquet; the chunk tasks must really run on both workers.
+training records read by the workers from Parquet; the chunk tasks must really run on both workers. The
+cluster: a ``dask scheduler`` and 2 worker processes (1 thread each) on localhost (``backend_fixtures``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import auditkit as ak
 from auditkit.backends import LocalBackend
 
 TOL = 1e-10
-cluster, heart_parquet = backend_fixtures.cluster, backend_fixtures.heart_parquet   # fixtures of this module
+scheduler, cluster, heart_parquet = (backend_fixtures.scheduler, backend_fixtures.cluster,   # fixtures
+                                      backend_fixtures.heart_parquet)
 
 
 def answers(engine, heart):
