@@ -164,6 +164,14 @@ def _refuse_stray_text(series: pd.Series, col: str) -> None:
                          "categorical=) to treat it as categories")
 
 
+def _refuse_infinite(values: pd.Series, col: str) -> None:
+    """Refuse ±inf in a numeric column (a missing value is imputed; an infinity has no meaningful stand-in)."""
+    count = int(np.isinf(pd.to_numeric(values, errors="coerce").to_numpy(np.float64)).sum())
+    if count:
+        raise InputError(f"numeric feature column {col!r} has {count} infinite value(s): replace infinities with "
+                         "numbers, or leave them empty (missing values are imputed)")
+
+
 class TabularFeaturizer:
     """Numbers and categories → a float64 matrix; fitted on the training split only.
 
@@ -203,13 +211,18 @@ class TabularFeaturizer:
         self.medians_, self.means_, self.stds_ = {}, {}, {}
         for col in self.numeric_:
             values = frame[col]
+            _refuse_infinite(values, col)
             if values.isna().all():
                 raise InputError(f"numeric feature column {col!r} has no values in the training data: fill it or "
                                  f"leave it out of the features")
             self.medians_[col] = float(values.median())
             filled = values.fillna(self.medians_[col])
-            self.means_[col] = float(filled.mean())
-            std = float(filled.std())
+            with np.errstate(over="ignore", invalid="ignore"):     # absurd magnitudes are refused just below
+                self.means_[col] = float(filled.mean())
+                std = float(filled.std())
+            if not np.isfinite(self.means_[col]) or (np.isinf(std) and len(filled) > 1):
+                raise InputError(f"numeric feature column {col!r} has values too large to standardise (largest "
+                                 f"magnitude {float(filled.abs().max()):.3g}): rescale the column (e.g. other units)")
             self.stds_[col] = std if np.isfinite(std) and std > 0 else 1.0
         self.with_missing_ = [c for c in self.numeric_ if frame[c].isna().any()]
         self.levels_ = {c: sorted(self._as_text(frame[c]).unique()) for c in self.categorical_}
@@ -235,6 +248,7 @@ class TabularFeaturizer:
             if bad:
                 raise InputError(f"numeric feature column {col!r} has {bad} non-numeric values: convert them to "
                                  f"numbers or missing values")
+            _refuse_infinite(values, col)
             out[:, j] = ((values.fillna(self.medians_[col]) - self.means_[col]) / self.stds_[col]).to_numpy(np.float64)
             j += 1
         for col in self.with_missing_:

@@ -340,11 +340,13 @@ def test_multiclass_needs_favourable(train):
     assert prepare_splits({"train": frame}, DataSpec(target="y", favourable=2))["train"].favourable_index == 2
 
 
-def test_non_finite_after_featurization(train, test):
-    with pytest.raises(InputError, match=exact(
-            "split 'test' has 1 non-finite values after featurization (features 'income'): replace infinities in "
-            "the input or fix the featurizer")):
+def test_infinite_numbers_are_refused_in_every_split(train, test):
+    message = exact("numeric feature column 'income' has 1 infinite value(s): replace infinities with numbers, or "
+                    "leave them empty (missing values are imputed)")
+    with pytest.raises(InputError, match=message):
         prepare_splits({"train": train, "test": test.assign(income=[1.0, np.inf, 2.0])}, SPEC)
+    with pytest.raises(InputError, match=message):          # in training data too, before any statistic is taken
+        prepare_splits({"train": train.assign(income=[-np.inf] + list(train["income"][1:])), "test": test}, SPEC)
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

@@ -188,7 +188,7 @@ CASES = [
     ("nan-target", None, _nan_in("disease", [3, 10]), None, None,
      ["missing values in target column 'disease'", "drop or label those records"]),
     ("inf-feature", None, _set("chol", [5], np.inf), None, None,
-     ["non-finite values after featurization", "'chol'", "replace infinities"]),
+     ["numeric feature column 'chol' has 1 infinite value(s)", "replace infinities"]),
     ("non-numeric-in-numeric-column", None, _set("chol", [7], "two hundred"), None, None,
      ["feature column 'chol'", "1 value(s) that are not numbers", "add it to data.categorical"]),
     ("duplicate-record-ids", None, lambda f: f.assign(id=f["id"].where(f.index != 5, f["id"][4])), None, None,
