@@ -11,6 +11,11 @@ venv); this file imports only torch, numpy and the library measured. TASK:
 - ``epoch`` (LIB auditkit, METHOD -): forward + backward of the mean loss over all training records in
   batches of BATCH, three times.
 
+Before a timed ``self`` or ``test`` run, the same call is made once, untimed, on the first ``WARMUP`` records
+(``--no-warmup`` skips it), for every library alike. A ``self`` run also times one epoch (median of three) in
+the same process just before, so the ratio "self-influence / one epoch" compares two numbers measured in
+one process state.
+
 Every result is converted to auditkit's convention before it is written (OUT, .npz): units of the loss,
 ``(1/n) ∇ℓ_testᵀ H⁻¹ ∇ℓ_j`` ≈ change of the loss when record j is removed and the model retrained,
 positive = j helps. Timings (seconds of fit and of scoring) go in the same file.
@@ -34,6 +39,7 @@ sys.path.insert(0, str(HERE))
 from common import BATCH, L2, build_model  # noqa: E402
 
 torch.set_num_threads(1)
+WARMUP = 1024   # records of the untimed warm-up run before a timed self / test run
 
 
 def load(work: Path, kind: str, task: str):
@@ -261,6 +267,7 @@ def main() -> None:
     ap.add_argument("work", type=Path)
     ap.add_argument("out", type=Path)
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--no-warmup", action="store_true")
     a = ap.parse_args()
     model, X, y, Xt, yt, chosen = load(a.work, a.model, a.task)
     if a.task == "epoch":
@@ -269,8 +276,22 @@ def main() -> None:
         idx = targets(a.task, len(y), a.limit, chosen)
         fn = {"auditkit": run_auditkit, "pydvl": run_pydvl, "kronfluence": run_kronfluence,
               "dattri": run_dattri, "captum": run_captum}[a.lib]
+        epoch = {}
+        if a.task == "self":      # one epoch in this very process, just before: the ratio's denominator
+            _, epoch = run_epoch(model, X, y)
+        if a.task in ("self", "test") and not a.no_warmup:
+            # warm-up on the first WARMUP records, not timed: every library's one-off costs (lazy imports,
+            # first kernel dispatches) stay out of the timed run, as the epoch's median of three leaves them out
+            # (a subset's Hessian may be indefinite where the full one is not: a failed warm-up is ignored)
+            w = torch.arange(min(WARMUP, len(y)))
+            try:
+                fn(a.method, copy.deepcopy(model), X[w], y[w], Xt, yt, a.task, w)
+            except Exception:  # noqa: BLE001
+                pass
         out, t = fn(a.method, model, X, y, Xt, yt, a.task, idx)
         t["n_scored"] = int(len(idx))
+        if epoch:
+            t["epoch_same_process_s"] = epoch["epoch_s"]
     np.savez(a.out, **out, **{f"t_{k}": np.asarray(v) for k, v in t.items()})
 
 
