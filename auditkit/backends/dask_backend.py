@@ -126,7 +126,9 @@ class DaskBackend:
             # Dask's nannies set MALLOC_TRIM_THRESHOLD_=65536 in their workers, which also switches off glibc's
             # dynamic mmap threshold: every large temporary of torch is then a fresh mmap (page faults, system
             # time), which slows the chunk functions 1.5-2x. The local cluster's workers keep glibc's defaults.
-            with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+            with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
+                    warnings.catch_warnings():      # a second local cluster's health server takes another port
+                warnings.filterwarnings("ignore", message="Port .* is already in use")
                 self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                              dashboard_address=None, silence_logs=logging.ERROR)
             self._client = Client(self._cluster)

@@ -125,3 +125,13 @@ def test_the_gradient_cache_cannot_run_on_a_cluster(tmp_path):
     with pytest.raises(InputError, match=r"^influence.cache reads gradients on this machine and cannot be combined "
                                          r"with backend kind 'dask': remove influence.cache or the backend$"):
         check_config(config)
+
+
+def test_a_missing_staging_folder_is_refused_before_any_work(tmp_path):
+    config = load_config(CONFIG)
+    config = config.model_copy(update={"backend": BackendConfig(kind="dask", workers=1,
+                                                                staging=str(tmp_path / "absent"))})
+    with pytest.raises(InputError) as err:
+        run_audit(config)
+    assert str(err.value) == (f"backend.staging: folder {str(tmp_path / 'absent')!r} does not exist: create it (on a "
+                              "file system every worker can read under the same path) or remove backend.staging")

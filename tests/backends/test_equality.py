@@ -8,6 +8,8 @@ cluster: a ``dask scheduler`` and 2 worker processes (1 thread each) on localhos
 
 from __future__ import annotations
 
+import os
+
 import backend_fixtures
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ from conftest import L2_MLP
 from distributed import get_task_stream
 
 import auditkit as ak
-from auditkit.backends import LocalBackend
+from auditkit.backends import DaskBackend, LocalBackend, ParquetRecords
 
 TOL = 1e-10
 scheduler, cluster, heart_parquet = (backend_fixtures.scheduler, backend_fixtures.cluster,   # fixtures
@@ -33,9 +35,12 @@ def answers(engine, heart):
 
 
 @pytest.mark.parametrize("method", ["exact", "ekfac"])
-def test_dask_equals_in_process(method, heart, heart_mlp, heart_parquet, cluster):
+def test_dask_equals_in_process(method, heart, heart_mlp, heart_parquet, cluster, monkeypatch):
     options = dict(l2=L2_MLP, method=method, chunk_size=32)
     local = answers(ak.InfluenceEngine(heart_mlp, "cross_entropy", **options).fit(heart["X"], heart["y"]), heart)
+    client_reads = []                      # training records read in this process (the workers' reads are theirs)
+    read = ParquetRecords.read
+    monkeypatch.setattr(ParquetRecords, "read", lambda self, a, b: client_reads.append((a, b)) or read(self, a, b))
     with get_task_stream(cluster.client) as stream:
         engine = ak.InfluenceEngine(heart_mlp, "cross_entropy", backend=cluster, **options).fit(heart_parquet)
         remote = answers(engine, heart)
@@ -48,6 +53,7 @@ def test_dask_equals_in_process(method, heart, heart_mlp, heart_parquet, cluster
     assert {"pass_chunk", "quad_forms_chunk"} <= names, names
     assert ("_hvp_chunk" in names) == (method == "exact"), names   # the dense Hessian, summed on the workers
     assert len({t["worker"] for t in tasks}) == 2                  # both workers computed chunks
+    assert client_reads == []                                      # no training record was read here
 
 
 def test_in_memory_records_are_sent_in_shards_and_give_the_same_results(heart, heart_lr, cluster):
@@ -79,3 +85,14 @@ def test_the_fitted_solver_is_sent_once_per_engine(heart, heart_lr, heart_parque
     shipped = cluster._put(engine.kernel_)
     engine.self_influence()
     assert cluster._put(engine.kernel_) is shipped
+
+
+def test_a_local_cluster_of_n_workers_keeps_glibc_malloc_defaults(heart, heart_parquet):
+    """``DaskBackend(workers=N)`` (``backend: {kind: dask, workers: N}``) starts N worker processes of one thread;
+    their environment lacks Dask's MALLOC_TRIM_THRESHOLD_ (which made torch's chunk work up to 2x slower)."""
+    with DaskBackend(workers=1) as backend:
+        assert backend.n_workers == 1
+        assert list(backend.client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_").values()) == [None]
+        args = dict(size=100, dtype=torch.float64, device=torch.device("cpu"))
+        assert torch.equal(torch.cat(list(backend.map_chunks(lambda x, t: t, heart_parquet, **args))), heart["y"])
+    assert backend._client is None                                # closed: the local cluster is gone
