@@ -251,7 +251,7 @@ def test_the_battery_has_at_least_thirty_distinct_cases():
 def test_refusals_in_a_fresh_process(tmp_path):
     """Through ``python -m auditkit``: the terminal sees the same one line, never a traceback."""
     for name, edit, table, prep, out, expected in [c for c in CASES if c[0] in (
-            "malformed-yaml", "pickled-code-in-weights", "duplicate-record-ids", "output-under-a-file")]:
+            "pickled-code-in-weights", "duplicate-record-ids")]:
         folder = tmp_path / name
         config = make_case(folder, edit=edit, table=table)
         if prep is not None:

@@ -152,7 +152,7 @@ def frames(draw):
     return pd.DataFrame(data)
 
 
-@settings(max_examples=200, deadline=None, derandomize=True)
+@settings(max_examples=150, deadline=None, derandomize=True)
 @given(frames(), frames(), st.sampled_from([("x", "t", "b"), ("x",), ("t",), None]))
 def test_any_table_is_prepared_or_refused_in_one_line(train, test, features):
     spec = DataSpec(target="y", sensitive=("s",), id_column="id", features=features)
