@@ -45,19 +45,24 @@ def _records_spans(text: str) -> list[tuple[int, int, str]]:
 
 def redact_record_ids(text: str, splits: Mapping, token: Callable[[str, int], str]) -> str:
     """``text`` with the record ids it names replaced by their tokens. ``splits`` maps split names to data with
-    an ``ids`` array (test first when an id is in several); ``token(split, position)`` is the run's token."""
-    where: dict[str, tuple[str, int]] = {}
+    an ``ids`` array (test first when an id is in several); ``token(split, position)`` is the run's token.
+    One pass over the ids, keeping only those the text names (no map of every id is built)."""
+    spans = _records_spans(text)
+    named = {value for _, _, value in spans}
+    located: dict[str, tuple[str, int]] = {}
     for name in sorted(splits, key=lambda k: k != "test"):
         for position, rid in enumerate(splits[name].ids):
-            where.setdefault(str(rid), (name, position))
+            rid = str(rid)
+            if rid not in located and (rid in named or (rid and rid in text and not NUMBER.match(rid))):
+                located[rid] = (name, position)
 
     def replacement(rid: str) -> str:
-        return token(*where[rid]) if rid in where else WITHHELD
+        return token(*located[rid]) if rid in located else WITHHELD
 
     out = text
-    for start, end, value in sorted(_records_spans(text), reverse=True):
-        if value in where:
+    for start, end, value in sorted(spans, reverse=True):
+        if value in located:
             out = out[:start] + replacement(value) + out[end:]
-    for rid in sorted((i for i in where if i and not NUMBER.match(i) and i in out), key=len, reverse=True):
+    for rid in sorted((i for i in located if not NUMBER.match(i) and i in out), key=len, reverse=True):
         out = out.replace(rid, replacement(rid))
     return out

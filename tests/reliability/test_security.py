@@ -191,3 +191,22 @@ def test_the_flagged_records_file_is_0600_whatever_the_umask(tmp_path):
     assert stat.S_IMODE((tmp_path / "f.csv").stat().st_mode) == 0o600
     with pytest.raises(FileExistsError):                                     # never written through another file
         write_flagged_csv([], tmp_path / "f.csv")
+
+
+def test_record_ids_named_by_the_configuration_are_replaced_by_tokens():
+    """``records:`` lists (numbers included) and any non-numeric id anywhere, comments included; numbers
+    elsewhere (a band edge equal to a numeric id) are left alone."""
+    from types import SimpleNamespace
+
+    from auditkit.redaction import redact_record_ids
+
+    splits = {"train": SimpleNamespace(ids=["55", "mrn00aa", "mrn00bb"]),
+              "test": SimpleNamespace(ids=["17", "mrn00cc"])}
+    text = ("data:\n  sensitive: [{column: age_band, from: age, bands: [55]}]\naudits:\n  fairness:\n"
+            "    explain: {records: [17, \"mrn00cc\", nobody]}\n# mrn00aa looked odd; see also mrn00bb\n")
+    out = redact_record_ids(text, splits, lambda split, i: f"R-{split[:2].upper()}{i}")
+    assert "bands: [55]" in out                                   # a number, not taken for record 55
+    assert "records: [R-TE0, R-TE1, nobody]" in out               # test records by their tokens
+    assert "# R-TR1 looked odd; see also R-TR2" in out            # ids in comments too
+    assert "mrn" not in out
+    assert redact_record_ids("records: [", splits, lambda *a: "R") == "records: ["   # broken YAML: text scan only
