@@ -204,9 +204,14 @@ class DaskBackend:
         source = None if in_memory else self._put(records)
         remote_func, remote_args = self._put(func), tuple(self._put(a) for a in args)
         tag = f"auditkit-{getattr(func, '__name__', 'chunks')}-{uuid.uuid4().hex[:8]}"
-        return [client.submit(run_shard, remote_func, records.read(a, b) if in_memory else source, a, b, size,
-                              dtype, device, remote_args, reduce, key=f"{tag}-{i}", pure=False)
+        return [client.submit(run_shard, remote_func, self._shard(records, a, b) if in_memory else source, a, b,
+                              size, dtype, device, remote_args, reduce, key=f"{tag}-{i}", pure=False)
                 for i, (a, b) in enumerate(bounds)]
+
+    @staticmethod
+    def _shard(records: Records, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """In-memory records ``start..stop-1`` as tensors of their own (a slice would pickle all of X's storage)."""
+        return tuple(t.clone() for t in records.read(start, stop))
 
     # ------------------------------------------------------------------------------------ the API
     def map_chunks(self, func, records, *args, size: int, dtype, device):

@@ -9,6 +9,7 @@ cluster: a ``dask scheduler`` and 2 worker processes (1 thread each) on localhos
 from __future__ import annotations
 
 import os
+import pickle
 
 import backend_fixtures
 import numpy as np
@@ -20,6 +21,7 @@ from distributed import get_task_stream
 
 import auditkit as ak
 from auditkit.backends import DaskBackend, LocalBackend, ParquetRecords
+from auditkit.influence.records import Records
 
 TOL = 1e-10
 scheduler, cluster, heart_parquet = (backend_fixtures.scheduler, backend_fixtures.cluster,   # fixtures
@@ -57,6 +59,9 @@ def test_dask_equals_in_process(method, heart, heart_mlp, heart_parquet, cluster
 
 
 def test_in_memory_records_are_sent_in_shards_and_give_the_same_results(heart, heart_lr, cluster):
+    records = Records(heart["X"], heart["y"])
+    shard = DaskBackend._shard(records, 64, 128)                  # a shard travels alone, not with all of X
+    assert torch.equal(shard[0], heart["X"][64:128]) and len(pickle.dumps(shard[0])) < 64 * 39 * 8 + 1000
     options = dict(l2=0.01, method="exact", chunk_size=64)
     local = ak.InfluenceEngine(heart_lr, "cross_entropy", **options).fit(heart["X"], heart["y"])
     remote = ak.InfluenceEngine(heart_lr, "cross_entropy", backend=cluster, **options).fit(heart["X"], heart["y"])
