@@ -220,6 +220,8 @@ CASES = [
      ["audits.privacy needs non-members", "data.split.holdout > 0"]),
     ("history-under-a-file", lambda d: d.update(history="weights.pt/history.sqlite"), None, None, None,
      ["history: cannot open the history store", "give a writable SQLite path"]),
+    ("history-file-not-a-database", None, None, _write("history.sqlite", b"not a database, 32 bytes long...\n" * 40),
+     None, ["history: cannot open the history store", "history.sqlite", "give a writable SQLite path"]),
     ("output-under-a-file", None, None, None, "weights.pt/report",
      ["--out", "cannot be written", "choose a folder you can write to"]),
     ("output-on-a-read-only-file-system", None, None, None, "/proc/auditkit-report",
