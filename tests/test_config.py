@@ -85,7 +85,8 @@ def test_missing_file_is_named(tmp_path):
 
 def test_json_schema_describes_every_section_and_forbids_extras():
     schema = json_schema()
-    assert set(schema["properties"]) == {"report", "model", "data", "influence", "audits", "policy", "history", "seed"}
+    assert set(schema["properties"]) == {"report", "model", "data", "influence", "audits", "policy", "history", "seed",
+                                         "backend"}
     assert schema["additionalProperties"] is False
     json.dumps(schema)
     # the schema's sensitive entries use the YAML key 'from'
