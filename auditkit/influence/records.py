@@ -51,9 +51,11 @@ def _check_finite(t: torch.Tensor, name: str, *, block: int = 1 << 22) -> None:
     if not t.is_floating_point() or t.numel() == 0:
         return
     t = t.reshape(t.shape[0] if t.ndim else 1, -1)
+    if bool(torch.isfinite(t.sum(dtype=torch.float64))):   # one reduction: a NaN or ±inf makes the sum non-finite
+        return                                              # (a finite sum can only come from finite values)
     step = max(1, block // t.shape[1])
     if all(bool(torch.isfinite(t[s:s + step]).all()) for s in range(0, t.shape[0], step)):
-        return
+        return                                              # finite values whose sum overflowed
     bad = torch.cat([(~torch.isfinite(t[s:s + step])).any(dim=1) for s in range(0, t.shape[0], step)])
     rows = bad.nonzero().flatten()[:5].tolist()
     raise InputError(f"{name} contains NaN or infinite values in {int(bad.sum())} record(s) "

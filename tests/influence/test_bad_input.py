@@ -240,3 +240,15 @@ def test_lissa_divergence_is_named(data):
     with pytest.raises(ak.HessianError, match=r"^method='lissa' diverged after \d+ steps with scale=0.001: pass a "
                                               r"larger scale"):
         eng.influence(X[:3], y[:3])
+
+
+def test_finite_check_accepts_huge_finite_values_and_finds_every_kind_of_non_finite_one():
+    """The check first sums (one pass); a sum that overflows from finite values must not be taken for bad data."""
+    from auditkit.influence.records import _check_finite
+    _check_finite(torch.full((10, 3), 1e308, dtype=torch.float64), "X")
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        X = torch.zeros(10, 3, dtype=torch.float64)
+        X[4, 1] = bad
+        with pytest.raises(InputError, match=r"^X contains NaN or infinite values in 1 record\(s\) \(first at rows "
+                                             r"\[4\]\)"):
+            _check_finite(X, "X")
