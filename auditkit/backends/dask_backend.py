@@ -204,8 +204,13 @@ class DaskBackend:
         source = None if in_memory else self._put(records)
         remote_func, remote_args = self._put(func), tuple(self._put(a) for a in args)
         tag = f"auditkit-{getattr(func, '__name__', 'chunks')}-{uuid.uuid4().hex[:8]}"
+        # shards dealt round-robin to the workers: left to itself the scheduler runs them all where the held
+        # solver lives (data locality), one after the other; allow_other_workers lets a lost worker's go elsewhere
+        workers = sorted(client.scheduler_info()["workers"]) or [None]
         return [client.submit(run_shard, remote_func, self._shard(records, a, b) if in_memory else source, a, b,
-                              size, dtype, device, remote_args, reduce, key=f"{tag}-{i}", pure=False)
+                              size, dtype, device, remote_args, reduce, key=f"{tag}-{i}", pure=False,
+                              workers=None if workers[0] is None else [workers[i % len(workers)]],
+                              allow_other_workers=True)
                 for i, (a, b) in enumerate(bounds)]
 
     @staticmethod
