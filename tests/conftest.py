@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +100,23 @@ def heart_mlp_loo(heart, heart_mlp, sample):
 
 def pearson(a, b) -> float:
     return float(np.corrcoef(np.ravel(a), np.ravel(b))[0, 1])
+
+
+@pytest.fixture
+def listener():
+    """A local HTTP server recording every request it receives."""
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    server.shutdown()

@@ -2,37 +2,14 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import subprocess
-import threading
 
 import pandas as pd
-import pytest
 import yaml
 from test_cli import make_config
 
 from auditkit.cli import main
-
-
-@pytest.fixture
-def listener():
-    """A local HTTP server that records every request it receives."""
-    hits = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's name
-            hits.append(self.path)
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", hits
-    server.shutdown()
 
 
 def test_hostile_strings_are_escaped_and_nothing_is_fetched(tmp_path, listener):

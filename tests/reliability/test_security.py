@@ -11,7 +11,6 @@ alternative (the control), and auditkit refuses it without running, importing, f
 
 from __future__ import annotations
 
-import http.server
 import os
 import secrets
 import stat
@@ -118,26 +117,6 @@ def test_user_templates_are_escaped_too(sample_run, tmp_path):
     (tmp_path / "report.html.j2").write_text("<p>{{ doc.organisation }}</p>")
     html = render_html_string(build_document(run), templates=tmp_path)
     assert html == "<p>&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x&gt;</p>"
-
-
-@pytest.fixture
-def listener():
-    """A local HTTP server recording every request it receives."""
-    hits = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's name
-            hits.append(self.path)
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", hits
-    server.shutdown()
 
 
 OPENED: list[str] = []
