@@ -11,7 +11,7 @@ from auditkit.backends.parquet import ParquetRecords
 
 class KillingRecords(ParquetRecords):
     """``ParquetRecords`` whose worker process kills itself (SIGKILL, no clean-up) the first time it starts reading
-    the shard that begins at record ``at``; the file ``marker`` records that it happened and the pid that died.
+    the shard that holds record ``at`` (whatever the shards' bounds); the file ``marker`` records that it happened and the pid that died.
     Outside a Dask worker it reads normally."""
 
     def __init__(self, base: ParquetRecords, *, at: int, marker):
@@ -19,7 +19,7 @@ class KillingRecords(ParquetRecords):
         self.at, self.marker = at, str(marker)
 
     def read(self, start: int, stop: int):
-        if start == self.at and not os.path.exists(self.marker):
+        if start <= self.at < stop and not os.path.exists(self.marker):
             try:
                 from distributed import get_worker
                 get_worker()
