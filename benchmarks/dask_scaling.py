@@ -3,9 +3,10 @@ solver), in process against a local Dask cluster of 1 and of 2 worker processes 
 
 What is measured: ``engine.self_influence()`` of every training record (a full streamed pass: per-record
 gradients and ``gᵀH⁻¹g`` per chunk, computed where the backend runs chunks) on a fitted engine per backend.
-After one untimed warm-up pass per backend (workers import torch, receive the fitted solver), ``--repeats``
-rounds each time one pass per backend, in rotating order, so that the load of other processes on a shared
-machine falls on every backend alike. Throughput = n / median pass time. With Dask, the training records are
+In two blocks (in process, 1 worker, 2 workers; then the reverse order) each backend is started, fitted,
+warmed up with one untimed pass and timed for half of ``--repeats`` passes, then closed: one cluster is alive
+at a time (an idle cluster's scheduler and heartbeats would share the cores), and drift in the load of a
+shared machine falls on every backend alike. Throughput = n / median pass time. With Dask, the training records are
 written once to a Parquet file (row groups of 4,096 records) that the workers read shard by shard; the
 engine is fitted through the same backend (the dense Hessian summed on the workers; its time is reported, not
 part of the throughput). Results are checked against the in-process ones (max abs difference).
@@ -72,36 +73,38 @@ def run(repeats: int) -> dict:
     options = dict(l2=config.model.l2, method=config.influence.method, chunk_size=config.influence.chunk_size)
     names = ["in process", "dask, 1 worker", "dask, 2 workers"]
     rows = {name: {"backend": name, "n": n, "repeats": repeats, "passes_s": [], "cpu_s": []} for name in names}
+    workers = {"in process": None, "dask, 1 worker": 1, "dask, 2 workers": 2}
+    values = {}
     with tempfile.TemporaryDirectory(prefix="auditkit-dask-scaling-") as folder:
         records = write_parquet(X, y, Path(folder) / "adult_train.parquet", row_group_size=4096)
-        with DaskBackend(workers=1) as one, DaskBackend(workers=2) as two:
-            backends = {"in process": None, "dask, 1 worker": one, "dask, 2 workers": two}
-            engines, values = {}, {}
-            for name, backend in backends.items():
-                if backend is not None:
-                    backend.client.wait_for_workers(backend.workers, timeout=120)
-                    rows[name]["tasks_per_pass"] = len(shard_bounds(n, chunk=options["chunk_size"],
-                                                                    shards=backend.tasks_per_worker * backend.workers))
-                t = time.perf_counter()
-                data = (X, y) if backend is None else (records,)
-                engines[name] = ak.InfluenceEngine(model, "cross_entropy", backend=backend, **options).fit(*data)
-                rows[name]["fit_s"] = round(time.perf_counter() - t, 2)
-                t = time.perf_counter()
-                values[name] = engines[name].self_influence()
-                rows[name]["warmup_pass_s"] = round(time.perf_counter() - t, 2)
-                print(json.dumps({k: v for k, v in rows[name].items() if k not in ("passes_s", "cpu_s")}),
-                      file=sys.stderr, flush=True)
-            load_before = os.getloadavg()[0]
-            for r in range(repeats):
-                for name in names[r % 3:] + names[:r % 3]:
-                    cpu = _cpu(backends[name])
+        load_before = os.getloadavg()[0]
+        # two blocks, backends in the order A B C then C B A (drift of the machine's load falls on all alike);
+        # one cluster alive at a time, so no idle cluster's scheduler and heartbeats share the two cores
+        for block, order in enumerate((names, names[::-1])):
+            for name in order:
+                backend = None if workers[name] is None else DaskBackend(workers=workers[name])
+                try:
+                    if backend is not None:
+                        backend.client.wait_for_workers(backend.workers, timeout=120)
+                        rows[name]["tasks_per_pass"] = len(shard_bounds(
+                            n, chunk=options["chunk_size"], shards=backend.tasks_per_worker * backend.workers))
                     t = time.perf_counter()
-                    values[name] = engines[name].self_influence()
-                    rows[name]["passes_s"].append(round(time.perf_counter() - t, 3))
-                    rows[name]["cpu_s"].append(round(_cpu(backends[name]) - cpu, 3))
-                print(f"round {r + 1}/{repeats}: " + ", ".join(f"{k} {rows[k]['passes_s'][-1]:.2f} s" for k in names),
+                    data = (X, y) if backend is None else (records,)
+                    engine = ak.InfluenceEngine(model, "cross_entropy", backend=backend, **options).fit(*data)
+                    rows[name].setdefault("fit_s", round(time.perf_counter() - t, 2))
+                    values[name] = engine.self_influence()                            # warm-up, untimed
+                    for _ in range(repeats // 2 if block == 0 else repeats - repeats // 2):
+                        cpu = _cpu(backend)
+                        t = time.perf_counter()
+                        values[name] = engine.self_influence()
+                        rows[name]["passes_s"].append(round(time.perf_counter() - t, 3))
+                        rows[name]["cpu_s"].append(round(_cpu(backend) - cpu, 3))
+                finally:
+                    if backend is not None:
+                        backend.close()
+                print(f"block {block + 1}: {name}: " + " ".join(f"{p:.2f}" for p in rows[name]["passes_s"]),
                       file=sys.stderr, flush=True)
-            load_after = os.getloadavg()[0]
+        load_after = os.getloadavg()[0]
     for name, row in rows.items():
         passes = row["passes_s"]
         row.update({"measured_s": round(sum(passes), 2), "median_pass_s": round(statistics.median(passes), 3),
@@ -143,14 +146,16 @@ def write(result: dict) -> None:
         f"{meta['dask']}, {meta['cpus']} CPU cores.", "",
         f"Adult training records (n = {result['rows'][0]['n']:,}), the example's MLP ({result['n_params']} "
         f"parameters), method `{result['method']}`, chunks of {result['chunk_size']} records. Measured: "
-        "`self_influence()` of every record; after one untimed warm-up pass per backend, "
-        f"{result['rows'][0]['repeats']} rounds, each timing one pass per backend (the order rotating), so "
-        "that load from other processes falls on all backends alike. Throughput = n / median pass time. "
-        "*CPU s per pass*: user + system time of the processes that compute the chunks (this process, or "
-        "the workers). Dask: local clusters of worker processes with one thread each (both alive "
-        "throughout; idle workers use no CPU), the records read by the workers from Parquet, the engine "
-        "fitted through the backend (the dense Hessian summed on the workers; *fit s*, not part of the "
-        "throughput).", "",
+        "`self_influence()` of every record, "
+        f"{result['rows'][0]['repeats']} passes per backend in two blocks (backends in the order in process, "
+        "1 worker, 2 workers, then 2 workers, 1 worker, in process), each backend started, fitted and warmed "
+        "up with one untimed pass at the start of its turn and closed at its end, so that only one cluster "
+        "is alive at a time and drift in the machine's load falls on all backends alike. Throughput = n / "
+        "median pass time. *CPU s per pass*: user + system time of the processes that compute the chunks "
+        "(this process, or the workers). Dask: local clusters of worker processes with one thread each, the "
+        "records read by the workers from Parquet, the engine fitted through the backend (the dense Hessian "
+        "summed on the workers; *fit s*: first block, not part of the throughput). *Paired*: pass i of 1 "
+        "worker over pass i of 2 workers.", "",
         "| backend | records/s | median pass s | passes s (all) | CPU s per pass | fit s | tasks per pass | "
         "max abs diff vs in process |",
         "|---|---|---|---|---|---|---|---|"]

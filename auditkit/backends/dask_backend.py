@@ -29,6 +29,7 @@ import re
 import uuid
 import warnings
 import weakref
+from collections import OrderedDict
 
 import torch
 
@@ -52,11 +53,37 @@ def hold(obj):
     return obj
 
 
+#: bytes of shards a worker process keeps between passes (records do not change during an audit)
+SHARD_CACHE_BYTES = 1 << 30
+_shards: OrderedDict = OrderedDict()
+
+
+def read_shard(source, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``source.read(start, stop)``, kept in this worker process (least recently used first out, at most
+    ``SHARD_CACHE_BYTES``) for the next pass over the same records: an iterative solver or several questions
+    make many passes, and re-reading and decoding the Parquet row groups each time costs a tenth of a pass."""
+    paths = getattr(source, "paths", None)
+    if paths is None:                                   # only file-backed sources are kept: files have a key
+        return source.read(start, stop)
+    stamps = tuple((p, os.stat(p).st_mtime_ns, os.stat(p).st_size) for p in paths)   # a rewritten file: a miss
+    key = (type(source).__name__, stamps, getattr(source, "target", None),
+           tuple(getattr(source, "features", None) or ()), start, stop)
+    hit = _shards.get(key)
+    if hit is not None:
+        _shards.move_to_end(key)
+        return hit
+    X, y = source.read(start, stop)
+    _shards[key] = (X, y)
+    while sum(a.nbytes + b.nbytes for a, b in _shards.values()) > SHARD_CACHE_BYTES and len(_shards) > 1:
+        _shards.popitem(last=False)
+    return X, y
+
+
 def run_shard(func, source, start: int, stop: int, size: int, dtype, device, args: tuple, reduce: bool):
     """On a worker: ``func(x, y, *args)`` for each chunk of ``size`` records of ``start..stop-1``; the list of
-    results, or their sum when ``reduce``. ``source`` is a record source (read here) or the shard's own
-    ``(X, y)`` tensors."""
-    X, y = source if isinstance(source, tuple) else source.read(start, stop)
+    results, or their sum when ``reduce``. ``source`` is a record source (read here, kept for later passes) or
+    the shard's own ``(X, y)`` tensors."""
+    X, y = source if isinstance(source, tuple) else read_shard(source, start, stop)
     out = None if reduce else []
     for s in range(0, X.shape[0], size):
         x, t = prepare_chunk(X[s:s + size], y[s:s + size], dtype=dtype, device=device)

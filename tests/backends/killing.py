@@ -11,8 +11,8 @@ from auditkit.backends.parquet import ParquetRecords
 
 class KillingRecords(ParquetRecords):
     """``ParquetRecords`` whose worker process kills itself (SIGKILL, no clean-up) the first time it starts reading
-    the shard that holds record ``at`` (whatever the shards' bounds); the file ``marker`` records that it happened and the pid that died.
-    Outside a Dask worker it reads normally."""
+    the shard that holds record ``at`` (whatever the shards' bounds); the file ``marker`` records that it happened
+    and the pid that died. Outside a Dask worker it reads normally."""
 
     def __init__(self, base: ParquetRecords, *, at: int, marker):
         self.__dict__.update(base.__dict__)
