@@ -11,14 +11,17 @@ import yaml
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that also refuses a key given twice in the same mapping."""
+    """``yaml.SafeLoader`` that also refuses a key given twice in the same mapping; ``hint`` follows the problem
+    in the error (empty when the caller's message gives the fix itself)."""
+
+    hint = ": give each key once"
 
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"key '{key}' given twice: give each key once",
+                raise yaml.constructor.ConstructorError(None, None, f"key '{key}' given twice{self.hint}",
                                                         key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)

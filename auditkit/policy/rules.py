@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from auditkit.errors import InputError
+from auditkit.yamlload import UniqueKeyLoader
 
 from .observations import EXAMPLE_IDS, metric_info
 
@@ -169,17 +170,10 @@ def policy_sha256(policy_or_path) -> str:
     return hashlib.sha256(_resolve(policy_or_path)[1]).hexdigest()
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` (no tags that build Python objects) that also refuses a key given twice."""
+class _PolicyLoader(UniqueKeyLoader):
+    """The safe, duplicate-refusing loader; the policy's own message says how to fix the file."""
 
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"key '{key}' given twice", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+    hint = ""
 
 
 def load_policy(source) -> Policy:
@@ -190,7 +184,7 @@ def load_policy(source) -> Policy:
     except UnicodeDecodeError as e:
         raise InputError(f"policy {label}: is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     try:
-        doc = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        doc = yaml.load(text, Loader=_PolicyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
