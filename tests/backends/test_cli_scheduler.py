@@ -24,7 +24,7 @@ from auditkit.errors import InputError
 from auditkit.runner import run_audit
 from auditkit.writer import findings_of
 
-scheduler = backend_fixtures.scheduler   # fixture
+scheduler, cluster = backend_fixtures.scheduler, backend_fixtures.cluster   # fixtures
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "examples" / "heart_disease" / "audit.yaml"
 VOLATILE = {("report_id",), ("created_utc",), ("provenance", "command")}
@@ -59,8 +59,11 @@ def compare(actual, expected, where: str, diffs: list) -> None:
         assert actual == expected, where
 
 
-def test_cli_with_scheduler_gives_the_findings_of_an_in_process_run(scheduler, tmp_path):
+def test_cli_with_scheduler_gives_the_findings_of_an_in_process_run(scheduler, cluster, tmp_path):
     torch.set_num_threads(1)
+    # both worker processes up before the CLI connects (the run counts the threads it finds; a worker killed by
+    # an earlier test is restarted by its nanny, which takes a moment)
+    cluster.client.wait_for_workers(2, timeout=120)
     local = stable(findings_of(run_audit(load_config(CONFIG)).run))
     templates = tmp_path / "templates"
     templates.mkdir()
