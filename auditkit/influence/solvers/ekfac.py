@@ -49,6 +49,8 @@ from them without another pass over the data (``train_quad_forms``); otherwise e
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -68,12 +70,15 @@ BASES = ("weighted", "kfac")
 class _Layer(NamedTuple):
     """What one chunk's forward/backward passes leave of a layer: inputs a (b, in) or patches (b, T, in), the
     back-propagated cotangents J (b, K, out) or (b, K, T, out), and the chunk's R (b, r, K), D (b, K) of
-    ``output_directions`` (shared by the layers): ``g_c = Σ_k R_ck J_k`` (Gauss–Newton rows), ``g = Σ_k D_k J_k``."""
+    ``output_directions`` (shared by the layers): ``g_c = Σ_k R_ck J_k`` (Gauss–Newton rows), ``g = Σ_k D_k J_k``.
+    ``fixed``: the layer's output is the model's output and K = 1, so J is the same cotangent e for every
+    record and each record's output-gradient is a multiple of it."""
 
     a: torch.Tensor
     J: torch.Tensor
     R: torch.Tensor
     D: torch.Tensor
+    fixed: bool = False
 
     def gn(self) -> torch.Tensor:
         """The Gauss–Newton rows of the output-gradient: (b, r, out) or (b, r, T, out)."""
@@ -88,6 +93,56 @@ def _combine(C: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
         return (C @ U.reshape(b, K, -1)).reshape(b, m, *U.shape[2:])
     Cx = C.reshape(b, m, K, *([1] * (U.ndim - 2)))
     return (Cx * U.unsqueeze(1)).sum(2) if K > 1 else Cx[:, :, 0] * U
+
+
+@functools.cache
+def _blas():
+    """SciPy's ``dsyrk`` and a controller of its BLAS threads (imported once, on first use)."""
+    from scipy.linalg.blas import dsyrk, dtrmm
+    from threadpoolctl import ThreadpoolController
+    return dsyrk, ThreadpoolController(), dtrmm
+
+
+def blas_threads():
+    """A context in which SciPy's BLAS uses as many threads as torch (``--threads``), not its own default."""
+    return _blas()[1].limit(limits=torch.get_num_threads(), user_api="blas")
+
+
+def _gram(x: torch.Tensor) -> torch.Tensor:
+    """``xᵀx`` (d, d) for x (m, d), **upper triangle** (the lower one may be zero: the sums of statistics
+    are read with ``eigh(UPLO="U")``). On the CPU in float64 by the symmetric rank-k update ``dsyrk`` (one
+    triangle: half the flops of a general product); elsewhere, or for d < 16, by matmul."""
+    if x.device.type != "cpu" or x.dtype != torch.float64 or x.shape[1] < 16:
+        return x.T @ x
+    dsyrk = _blas()[0]
+    return torch.from_numpy(dsyrk(1.0, x.detach().contiguous().numpy().T, trans=0))     # (xᵀ)(xᵀ)ᵀ
+
+
+def _times_lower(x: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
+    """``x L`` for x (m, d) and a lower-triangular L (d, d). On the CPU in float64 by the triangular product
+    ``dtrmm`` (half the flops of a general product); elsewhere by matmul."""
+    if x.device.type != "cpu" or x.dtype != torch.float64:
+        return x @ L
+    dtrmm = _blas()[2]
+    # (Lᵀ xᵀ)ᵀ: xᵀ is x's memory read in Fortran order
+    return torch.from_numpy(dtrmm(1.0, L.contiguous().numpy(), x.contiguous().numpy().T, side=0, lower=1,
+                                  trans_a=1)).T
+
+
+def _augmented_gram(a: torch.Tensor, w: torch.Tensor | None, bias: bool) -> torch.Tensor:
+    """``Σ_i w_i ã_i ã_iᵀ`` (w = 1 when None; upper triangle, as ``_gram``) with ã = a, or (a, 1) when
+    ``bias``, without forming ã: the last column is ``(Σ w a, Σ w)``."""
+    r = None if w is None else w.sqrt()
+    if not bias:
+        return _gram(a if r is None else a * r[:, None])
+    x = a.new_empty(a.shape[0], a.shape[1] + 1)                 # (√w a, √w), written in place: one syrk
+    if r is None:
+        x[:, :-1] = a
+        x[:, -1] = 1.0
+    else:
+        torch.mul(a, r[:, None], out=x[:, :-1])
+        x[:, -1] = r
+    return _gram(x)
 
 
 def _squared(t: torch.Tensor) -> torch.Tensor:
@@ -112,6 +167,35 @@ class _Block:
             return a
         ones = torch.ones_like(a[..., :1])
         return torch.cat([a, ones], dim=-1) if self.weight else ones
+
+    def inputs_times(self, a: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
+        """``ã Q`` for a (b, in) without forming ã: ``a Q[:-1] + Q[-1]`` when the bias is in the block."""
+        if self.weight and self.bias:
+            return (a @ Q[:-1]).add_(Q[-1])             # not addmm: it first copies the broadcast row to every row
+        return a @ Q if self.weight else Q[-1].repeat(a.shape[0], 1)
+
+    def inputs_gram(self, a: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+        """``Σ_i w_i ã_i ã_iᵀ`` for a (b, in) (w = 1 when None; upper triangle, as ``_gram``)."""
+        if self.weight:
+            return _augmented_gram(a, w, self.bias)
+        return (a.new_tensor(float(a.shape[0])) if w is None else w.sum()).reshape(1, 1)
+
+    def inputs_quad_form(self, a: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
+        """``‖ã_iᵀ L‖²`` per record for a (b, in) and a lower-triangular L, without forming ã: for ã = (a, 1),
+        ``ãᵀL = (a L₁₁ + ℓ, L_dd)`` with L₁₁ the leading block and ℓ the last row's leading part."""
+        if not self.weight:
+            return (L[0, 0] * L[0, 0]).expand(a.shape[0])
+        if not self.bias:
+            z = _times_lower(a, L)
+            return (z * z).sum(1)
+        z = _times_lower(a, L[:-1, :-1]).add_(L[-1, :-1])
+        return (z * z).sum(1) + L[-1, -1] * L[-1, -1]
+
+    def inputs_squared_norm(self, a: torch.Tensor) -> torch.Tensor:
+        """``‖ã_i‖²`` per record for a (b, in)."""
+        if not self.weight:
+            return a.new_ones(a.shape[0])
+        return (a * a).sum(1) + 1.0 if self.bias else (a * a).sum(1)
 
 
 def _check_conv(name: str, conv: nn.Conv2d, method: str) -> None:
@@ -283,9 +367,10 @@ class EKFACSolver(Solver):
                 store[name] = (inputs[0], output)
             return hook
 
+        graph = getattr(self, "graph_needed_", True)   # False when every layer's output is the model's output
         handles = [m.register_forward_hook(hook_for(n)) for n, m in self.modules_.items()]
         try:
-            with torch.enable_grad():
+            with torch.enable_grad() if graph else torch.no_grad():
                 if self.direct_:                        # the module itself: its parameters are θ̂ already
                     outputs = fn.model(x)
                 else:
@@ -299,11 +384,25 @@ class EKFACSolver(Solver):
                 raise InputError(f"the layer {n!r} is not used by the model's forward pass: leave it out "
                                  "with params=[...]")
         pre = [store[n][1] for n in names]
+        # a layer whose output is the model's output gets the cotangent itself; the others by autograd
+        inner = [i for i, p in enumerate(pre) if p is not outputs]
+        if inner and not graph:
+            self.graph_needed_ = True
+            return self._capture(x, y)
+        self.graph_needed_ = bool(inner)
         E, R, D = output_directions(fn, outputs, y, empirical=self.curvature == "empirical")
         K = E.shape[0]
-        with torch.enable_grad():
-            per_k = [torch.autograd.grad(outputs, pre, grad_outputs=E[k].expand_as(outputs), allow_unused=True,
-                                         retain_graph=k + 1 < K) for k in range(K)]
+        per_k = []
+        for k in range(K):
+            cotangent = E[k].expand_as(outputs)
+            grads = [cotangent] * len(pre)
+            if inner:
+                with torch.enable_grad():
+                    found = torch.autograd.grad(outputs, [pre[i] for i in inner], grad_outputs=cotangent,
+                                                allow_unused=True, retain_graph=k + 1 < K)
+                for i, g in zip(inner, found, strict=True):
+                    grads[i] = g
+            per_k.append(grads)
         R, D = R.double(), D.double()
         out = {}
         for i, n in enumerate(names):
@@ -316,7 +415,7 @@ class EKFACSolver(Solver):
                 J = J.flatten(3).transpose(2, 3)                               # (b, K, T, out)
             elif a.ndim > 2:                                                   # Linear at several positions
                 a, J = a.reshape(b, -1, a.shape[-1]), J.reshape(b, K, -1, J.shape[-1])
-            out[n] = _Layer(a, J, R, D)
+            out[n] = _Layer(a, J, R, D, K == 1 and pre[i] is outputs and a.ndim == 2)
         return out
 
     def _chunk_statistics(self, x: torch.Tensor, y: torch.Tensor, *, keep: bool):
@@ -328,48 +427,65 @@ class EKFACSolver(Solver):
         weighted = self.correct_eigenvalues and self.basis == "weighted"
         for b in self.blocks_:
             layer = captured[b.module_name]
-            a, gn = b.inputs(layer.a), layer.gn()
-            if a.ndim == 2 and weighted:                                      # rank-1: G_ic = g_ic ã_iᵀ
+            gn = layer.gn()
+            if layer.fixed:                 # g_ic = R_ic e: S_w = tr(A_w) eeᵀ/‖e‖², S = Σ_i ‖g_i‖² eeᵀ/‖e‖²
+                e = layer.J[0, 0]
+                wa = (gn * gn).sum((1, 2))
+                A = b.inputs_gram(layer.a, wa if weighted else None)
+                sums.append((A, torch.outer(e, e) * ((A.diagonal().sum() if weighted else wa.sum()) / (e @ e))))
+                continue
+            if layer.a.ndim == 2 and weighted:                                # rank-1: G_ic = g_ic ã_iᵀ
                 g = gn.flatten(0, 1)
                 wa = (gn * gn).sum((1, 2))                                    # ‖g_i‖² (b,)
-                wg = (a * a).sum(1)                                           # ‖ã_i‖² per row of g
+                wg = b.inputs_squared_norm(layer.a)                           # ‖ã_i‖² per row of g
                 wg = wg if gn.shape[1] == 1 else wg.repeat_interleave(gn.shape[1])
-                sums.append((a.T @ (a * wa[:, None]), g.T @ (g * wg[:, None])))
-            elif a.ndim == 2:
-                g = gn.flatten(0, 1)
-                sums.append((a.T @ a, g.T @ g))
-            elif weighted:
+                sums.append((b.inputs_gram(layer.a, wa), _gram(g * wg.sqrt()[:, None])))
+                continue
+            if layer.a.ndim == 2:
+                sums.append((b.inputs_gram(layer.a), _gram(gn.flatten(0, 1))))
+                continue
+            a = b.inputs(layer.a)
+            if weighted:
                 G = torch.einsum("brto,btc->broc", gn, a)
                 sums.append((torch.einsum("broc,brod->cd", G, G), torch.einsum("broc,brpc->op", G, G)))
             else:
-                af, g = a.flatten(0, 1), gn.flatten(0, 2)
-                sums.append((af.T @ af, g.T @ g / a.shape[1]))
+                sums.append((_gram(a.flatten(0, 1)), _gram(gn.flatten(0, 2)) / a.shape[1]))
         return sums, (captured if keep else None)
 
-    def _chunk_correction(self, x: torch.Tensor, y: torch.Tensor):
-        """Additive sums of one chunk, per block: ``Σ_ic (Q_Sᵀ G_ic Q_A)²`` (``(Q_Sᵀ g_ic)² (Q_Aᵀ ã_i)²ᵀ`` when
-        the gradient is rank-1)."""
+    def _chunk_correction(self, x: torch.Tensor, y: torch.Tensor, which: list[int]):
+        """Additive sums of one chunk, for the blocks ``which``: ``Σ_ic (Q_Sᵀ G_ic Q_A)²`` (``(Q_Sᵀ g_ic)²
+        (Q_Aᵀ ã_i)²ᵀ`` when the gradient is rank-1)."""
         captured = self._capture(x, y)
-        return [self._projected(b, f, captured[b.module_name])[2]
-                for b, f in zip(self.blocks_, self.factors_, strict=True)]
+        return [self._projected(self.blocks_[i], self.factors_[i], captured[self.blocks_[i].module_name])[2]
+                for i in which]
 
-    def _projected(self, block, factors, layer) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    def _projected(self, block, factors, layer, *, correct: bool = True
+                   ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """A layer's gradients in the block's eigenbasis: ``(v², u², correction)`` with ``v² = (Q_Aᵀ ã)²``
         (b, cols) and ``u² = (Q_Sᵀ g)²`` (b, out) of the true-label gradient when it is rank-1, else
         ``((Q_Sᵀ G Q_A)², None, ·)`` (b, out, cols); and (EK-FAC) the chunk's correction sum. The K
-        back-propagated cotangents are projected once; g and every root row g_c are combinations of them."""
+        back-propagated cotangents are projected once; g and every root row g_c are combinations of them.
+        ``correct=False`` leaves the correction out (None)."""
         QS, QA = factors[0], factors[1]
-        a, J, R, D = block.inputs(layer.a), layer.J, layer.R, layer.D
-        if a.ndim == 2:
-            v2 = _squared(a @ QA)
+        correct = correct and self.correct_eigenvalues
+        J, R, D = layer.J, layer.R, layer.D
+        if layer.a.ndim == 2:
+            v = block.inputs_times(layer.a, QA)
+            v2 = v.mul_(v)
             uJ = _times(J, QS)                                                # (b, K, out)
+            if J.shape[1] == 1:         # g = D e, g_c = R_c e with e = J's one row: u² = D² (Q_Sᵀe)², Σ_c ρ_c ...
+                w = uJ[:, 0]
+                w = w * w
+                u2 = w * _squared(D)
+                correction = (w * _squared(R).sum(1)).T @ v2 if correct else None
+                return v2, u2, correction
             u2 = _squared(_combine(D[:, None, :], uJ)[:, 0])
-            correction = _squared(_combine(R, uJ)).sum(1).T @ v2 if self.correct_eigenvalues else None
+            correction = _squared(_combine(R, uJ)).sum(1).T @ v2 if correct else None
             return v2, u2, correction
-        PJ = QS.T @ torch.einsum("bkto,btc->bkoc", J, a) @ QA                # (b, K, out, cols)
+        PJ = QS.T @ torch.einsum("bkto,btc->bkoc", J, block.inputs(layer.a)) @ QA                # (b, K, out, cols)
         P = torch.einsum("bk,bkoc->boc", D, PJ)
         correction = None
-        if self.correct_eigenvalues:
+        if correct:
             correction = _squared(torch.einsum("brk,bkoc->broc", R, PJ)).sum((0, 1))
         return P * P, None, correction
 
@@ -377,15 +493,39 @@ class EKFACSolver(Solver):
     def _quad_form(projected, D: torch.Tensor) -> torch.Tensor:
         """``Σ_oi P_oi² / D_oi`` per record from ``_projected`` (``Σ_oi u_o² v_i² / D_oi`` when rank-1)."""
         v2, u2, _ = projected
-        return ((u2 @ (1.0 / D)) * v2).sum(1) if u2 is not None else (v2 / D).sum((1, 2))
+        return torch.linalg.vecdot(u2 @ (1.0 / D), v2) if u2 is not None else (v2 / D).sum((1, 2))
+
+    def _block_quad_form(self, i: int, layer: _Layer, projected=None) -> torch.Tensor:
+        """Block i's ``g_iᵀ H⁻¹ g_i`` per record of a captured layer: ``D_i² ‖ã_iᵀ L‖²`` for a block with a
+        fixed output direction (``lowers_``), else from ``projected`` (computed here when None)."""
+        L = self.lowers_[i]
+        if L is not None and layer.fixed:
+            d = layer.D[:, 0]
+            return d * d * self.blocks_[i].inputs_quad_form(layer.a, L)
+        if projected is None:
+            projected = self._projected(self.blocks_[i], self.factors_[i], layer, correct=False)
+        return self._quad_form(projected, self.factors_[i][2])
 
     def _quad_forms_of(self, captured) -> torch.Tensor:
         """``g_iᵀ H⁻¹ g_i`` per record (true-label gradients), summed over the blocks, from captured factors."""
-        return sum(self._quad_form(self._projected(b, f, captured[b.module_name]), f[2])
-                   for b, f in zip(self.blocks_, self.factors_, strict=True))
+        return sum(self._block_quad_form(i, captured[b.module_name]) for i, b in enumerate(self.blocks_))
+
+    def _fixed_lower(self, i: int, e: torch.Tensor) -> torch.Tensor:
+        """For block i with a fixed output direction e: lower-triangular L with ``L Lᵀ = Q_A diag(m) Q_Aᵀ``,
+        ``m_c = Σ_o (Q_Sᵀe)_o² / (Λ_oc + λ)``, so that ``g_iᵀ H⁻¹ g_i = D_i² ã_iᵀ L Lᵀ ã_i`` for ``g_i = D_i e ã_iᵀ``.
+        From the QR factorisation of ``diag(√m) Q_Aᵀ = Q R`` (L = Rᵀ): no product that squares the condition
+        number is formed."""
+        QS, QA, D = self.factors_[i]
+        m = ((QS.T @ e) ** 2) @ (1.0 / D)
+        R = torch.linalg.qr(m.sqrt()[:, None] * QA.T, mode="r")[1]
+        return R.T.contiguous()
 
     # ------------------------------------------------------------------------------------------ fit
     def fit(self, hessian: HessianOperator) -> EKFACSolver:
+        with blas_threads() if hessian.device.type == "cpu" else contextlib.nullcontext():
+            return self._fit(hessian)
+
+    def _fit(self, hessian: HessianOperator) -> EKFACSolver:
         fn = self.fn_ = hessian.fn
         self.blocks_, self.modules_ = _blocks(fn, hessian.shift.double().cpu(), self.name)
         tensors = [*fn.model.parameters(), *(b for b in fn.model.buffers() if b.is_floating_point())]
@@ -407,21 +547,38 @@ class EKFACSolver(Solver):
                 hessian.report(done)
         else:
             sums = hessian.sum_chunks(lambda x, y: self._chunk_statistics(x, y, keep=False)[0])
-        self.factors_ = []
+        # a block whose layer has a fixed output direction e (the model's output layer, K = 1: a logistic
+        # regression) needs no projection of its records: for the weighted basis its corrected diagonal is
+        # (Q_Sᵀe)² eaᵀ / ‖e‖² (A_w = ‖e‖² Σ_i ρ_i ã_iã_iᵀ, ρ_i = Σ_c R_ic², is diagonal in Q_A), K-FAC has none,
+        # and its quadratic forms are D_i² ‖ã_iᵀL‖² (``_fixed_lower``)
+        fixed = [probe[b.module_name].fixed and (not self.correct_eigenvalues or self.basis == "weighted")
+                 for b in self.blocks_]
+        directions = [probe[b.module_name].J[0, 0].to(hessian.device) if f else None
+                      for b, f in zip(self.blocks_, fixed, strict=True)]
+        self.factors_, eigenvalues = [], []
         for A, S in sums:
-            ea, QA = torch.linalg.eigh((A + A.T) / (2 * n))
-            es, QS = torch.linalg.eigh((S + S.T) / (2 * n))
-            self.factors_.append([QS, QA, torch.outer(es.clamp_min(0), ea.clamp_min(0))])
-        if keep:                            # project the kept factors once: (v², u_true²) per chunk and block
-            kept = [[self._projected(b, f, c[b.module_name]) for b, f in zip(self.blocks_, self.factors_, strict=True)]
-                    for c in kept]
+            ea, QA = torch.linalg.eigh(A / n, UPLO="U")          # the sums hold their upper triangles
+            es, QS = torch.linalg.eigh(S / n, UPLO="U")
+            eigenvalues.append(ea.clamp_min(0))
+            self.factors_.append([QS, QA, torch.outer(es.clamp_min(0), eigenvalues[-1])])
+        self.lowers_ = [None] * len(self.blocks_)
+        projected = None
+        if keep:                            # project the kept factors once: (v², u_true², correction) per chunk
+            projected = [[None if f else self._projected(b, fa, c[b.module_name])
+                          for b, fa, f in zip(self.blocks_, self.factors_, fixed, strict=True)] for c in kept]
         if self.correct_eigenvalues:
-            if keep:
-                diag = [sum(chunk[i][2] for chunk in kept) for i in range(len(self.blocks_))]
-            else:
-                diag = hessian.sum_chunks(self._chunk_correction)
-            for f, d in zip(self.factors_, diag, strict=True):
-                f[2] = d / n
+            general = [i for i, f in enumerate(fixed) if not f]
+            diag = [None] * len(self.blocks_)
+            if general and keep:
+                for i in general:
+                    diag[i] = sum(chunk[i][2] for chunk in projected)
+            elif general:
+                parts = hessian.sum_chunks(functools.partial(self._chunk_correction, which=general))
+                for i, d in zip(general, parts, strict=True):
+                    diag[i] = d
+            for i, f in enumerate(self.factors_):
+                e = directions[i]
+                f[2] = diag[i] / n if e is None else torch.outer((f[0].T @ e) ** 2, eigenvalues[i]) / (e @ e)
         for f, b in zip(self.factors_, self.blocks_, strict=True):
             f[2] = f[2] + b.shift
             lo, hi = float(f[2].min()), float(f[2].max())
@@ -433,10 +590,12 @@ class EKFACSolver(Solver):
                     f"damping={fix:.2g} (about 1e-3 of the largest eigenvalue)", suggested_damping=fix)
         self.device_ = hessian.device
         self.factors_ = [[t.to(hessian.device) for t in f] for f in self.factors_]
+        self.lowers_ = [None if e is None else self._fixed_lower(i, e) for i, e in enumerate(directions)]
         self.train_quad_forms_ = None
         if keep:
-            self.train_quad_forms_ = torch.cat([sum(self._quad_form(p, f[2]) for p, f in
-                                                    zip(chunk, self.factors_, strict=True)) for chunk in kept])
+            self.train_quad_forms_ = torch.cat([
+                sum(self._block_quad_form(i, c[b.module_name], p[i]) for i, b in enumerate(self.blocks_))
+                for c, p in zip(kept, projected, strict=True)])
         return self
 
     # ---------------------------------------------------------------------------------- apply H⁻¹
@@ -460,7 +619,8 @@ class EKFACSolver(Solver):
     def quad_forms_of_records(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``g_iᵀ H⁻¹ g_i`` for the true-label gradients of a batch, from the rank-1 factors ``g ãᵀ`` of each
         layer (no per-record gradient is formed): ``Σ_oi u_o² v_i² / D_oi`` with u = Q_Sᵀ g, v = Q_Aᵀ ã."""
-        return self._quad_forms_of(self._capture(x, y)).to(self.fn_.dtype)
+        with blas_threads() if x.device.type == "cpu" else contextlib.nullcontext():
+            return self._quad_forms_of(self._capture(x, y)).to(self.fn_.dtype)
 
     def train_quad_forms(self) -> torch.Tensor | None:
         """``g_jᵀ H⁻¹ g_j`` of every training record, in order, when ``fit`` kept their factors (else None)."""
