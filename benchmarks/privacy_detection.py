@@ -7,16 +7,22 @@ What it measures (all on real data, every model trained with ``auditkit.fit_mode
    it; 560 train / 180 test / 180 holdout, permutation seed 0; sensitive: sex, age band <55 / 55+) and
    Statlog German credit (``examples.datasets.load_german_credit``; 600 / 200 / 200, permutation seed 0;
    sensitive: sex). 10% of the training labels flipped at random (``default_rng(seed)``): evidence seeds
-   5..14, pre-registered (``PREREGISTRATION``, committed before they were first run); seeds 0..4, seen while
-   studying the rule, are rerun and reported apart, never in a verdict.
+   20..29, pre-registered (``PREREGISTRATION``, committed before they were first run); seeds 15..19, seen
+   while studying the rule, are rerun and reported apart, never in a verdict. Round 1 (the engine-only rule,
+   ``PREREGISTRATION_ROUND1``: evidence seeds 5..14, development 0..4) is carried over unchanged from the
+   results file it was stored in (``mislabels_earlier_rounds``).
    Models: logistic regression ``Linear(d, 2)`` at l2 = 0.01; MLP ``Linear(d, 32)-Tanh-Linear(32, 2)``
    at l2 = 0.01 and at l2 = 0.001 (over-fit); ``torch.manual_seed(seed)`` before building a model.
-   Rankings of the training records: (a) the default data-quality ranking (``run_plugin("data_quality")``;
-   the full order rebuilt with ``suspicion_order(loss, self_influence(leverage=True))`` and checked against
-   the plugin's suspects), (b) training loss, (c) plain self-influence, (d) leverage-corrected
-   self-influence, and for reference (e) the estimated held-out loss ``loss + s̃`` alone and, for the
-   logistic regression, (f) the loss of the noisy label under a model trained on the *clean* labels (an
-   oracle that never saw the flips: how separable the flips are at all on this data).
+   The plugin is given a training function (``warm_start_trainer``, memoised: the benchmark's out-of-fold
+   losses reuse the plugin's fold models). Rankings of the training records: (a) the default data-quality
+   ranking (``run_plugin("data_quality")``; the full order rebuilt with ``default_order(loss, s̃, o)``, o the
+   out-of-fold losses of ``out_of_fold_losses``, and checked against the plugin's suspects), (b) training
+   loss, (c) plain self-influence, (d) leverage-corrected self-influence, and for reference (e) the
+   estimated held-out loss ``loss + s̃`` alone and, for the logistic regression, (f) the loss of the noisy
+   label under a model trained on the *clean* labels (an
+   oracle that never saw the flips: how separable the flips are at all on this data), (g) the engine-only
+   default ``suspicion_order(loss, s̃)`` (the default without a training function), (h) the out-of-fold loss
+   alone, (i) misfit records by loss then out-of-fold loss, (j) the rank mean of loss and out-of-fold loss.
    For each: flipped records found in the top 10% and top 20% (count, and share of all flipped records)
    and the AUC. Acceptance (pre-registered): on the mean over the evidence seeds, per data set and model,
    the default ranking finds at least as many flipped records in the top 10% as the best of loss, plain
@@ -93,7 +99,7 @@ from auditkit.audits.base import AuditContext, warm_start_trainer  # noqa: E402
 from auditkit.audits.privacy.attacks import flag_false_alarm_rate, flag_threshold  # noqa: E402
 from auditkit.audits.privacy.plugin import tail_scale  # noqa: E402
 from auditkit.audits.privacy.reference import reference_attack  # noqa: E402
-from auditkit.audits.quality import EVEN_ODDS, suspicion_order  # noqa: E402
+from auditkit.audits.quality import EVEN_ODDS, default_order, misfit_first_order, out_of_fold_losses, suspicion_order  # noqa: E402
 from auditkit.audits.registry import run_plugin  # noqa: E402
 from auditkit.data import DataSpec, age_bands, load_table, prepare_splits  # noqa: E402
 from auditkit.errors import AuditkitWarning, SingularHessianError  # noqa: E402
@@ -101,8 +107,10 @@ from examples.datasets import GERMAN_CATEGORICAL, GERMAN_NUMERIC, load_german_cr
 
 LOSS = "cross_entropy"
 SPLIT_SEED = 0
-FLIP_SEEDS = list(range(5, 15))     # evidence: fresh seeds, run only after the pre-registration was committed
-DEV_FLIP_SEEDS = [0, 1, 2, 3, 4]     # seen while studying the rule: reported, never evidence
+FLIP_SEEDS = list(range(20, 30))    # evidence: fresh seeds, run only after the pre-registration was committed
+DEV_FLIP_SEEDS = [15, 16, 17, 18, 19]  # seen while studying the rule: reported, never evidence
+#: Seeds of the earlier round (the engine-only rule): 5-14 evidence, 0-4 development; spent, never reused.
+ROUND1_FLIP_SEEDS, ROUND1_DEV_FLIP_SEEDS = list(range(5, 15)), [0, 1, 2, 3, 4]
 PARTS = ("mislabels", "canaries", "membership", "calibration")
 FLIP_FRACTION = 0.10
 CANARY_SEEDS = [0, 1]
@@ -113,15 +121,17 @@ TOP_SHARE_CANARY = 0.05
 CALIBRATION_BUDGETS = [0.01, 0.05, 0.10]
 CALIBRATION_HALVINGS = 5            # random halvings of the holdout, each used in both directions
 #: (hidden units, l2); hidden 0 = logistic regression
+OOF_FOLDS = 5                       # the data-quality plugin's defaults (folds, seed)
+OOF_SEED = 0
 MISLABEL_MODELS = {"logreg l2=0.01": (0, 0.01), "mlp32 l2=0.01": (32, 0.01), "mlp32 l2=0.001": (32, 1e-3)}
 CANARY_MODELS = {"logreg l2=0.01": (0, 0.01), "mlp32 l2=0.001": (32, 1e-3)}
 MIA_MODELS = {"mlp64 l2=1e-5 (over-fit)": (64, 1e-5), "logreg l2=0.1 (regularised)": (0, 0.1)}
 CALIBRATION_MODELS = {"logreg l2=0.01, engine only": (0, 0.01, False),
                       "logreg l2=0.01, with training function": (0, 0.01, True),
                       "mlp32 l2=0.001, with training function": (32, 1e-3, True)}
-#: Written and committed before any of FLIP_SEEDS was run (see the git history of this file and of
-#: benchmarks/results/privacy_detection.md); the markdown prints it verbatim. Not to be edited after the run.
-PREREGISTRATION = {
+#: Round 1 (the engine-only rule), written and committed before flip seeds 5-14 were first run; its outcome
+#: (3 of 6 configurations pass) is kept in the results file. Not to be edited.
+PREREGISTRATION_ROUND1 = {
     "registered": "2026-11-29, before the first run of flip seeds 5-14",
     "rule": "Default data-quality ranking, unchanged: auditkit.audits.quality.suspicion_order(ℓ, s̃): the "
             "records the model misfits (ℓ > log 2) first, by training loss ℓ, highest first; then the others by "
@@ -155,6 +165,53 @@ PREREGISTRATION = {
     "reported_not_deciding": "Top 20%, AUC, per-seed hits, and the paired difference default - rival (mean and a "
                              "95% t-interval over the ten seeds) for each rival.",
     "after": "The rule and the criterion are not changed after the run; the outcome is reported as it is.",
+}
+#: Round 2: written and committed before any of FLIP_SEEDS (20-29) was run (see the git history of this file
+#: and of benchmarks/results/privacy_detection.md); the markdown prints it verbatim. Not to be edited after the run.
+PREREGISTRATION = {
+    "registered": "2026-11-29, before the first run of flip seeds 20-29",
+    "rule": "Default data-quality ranking when the configuration names a training function (here the "
+            "built-in warm start, warm_start_trainer: fit_model from the trained weights): "
+            "auditkit.audits.quality.out_of_fold_order(ℓ, o) with o the out-of-fold loss of 5-fold label-stratified "
+            "cross-fitting (plugin defaults folds=5, seed=0): the records the model misfits (ℓ > log 2) first, by "
+            "training loss ℓ, highest first; then the others by the sum of their ranks among all training records "
+            "by ℓ and by o (smallest first; ties by the ℓ rank). Without a training function the default stays the "
+            "engine-only rule of round 1 (not tested again here).",
+    "why": "Development seeds 15-19 (reported below, not evidence), mean flipped records in the top 10% over the "
+           "six configurations (heart LR, heart MLP l2=0.01, heart MLP l2=0.001, German LR, German MLP l2=0.01, "
+           "German MLP l2=0.001): this rule 32.8, 28.4, 24.6, 28.0, 24.8, 21.8 against the best of loss, s, s̃ "
+           "32.8, 28.4, 21.6, 28.0, 25.0, 20.2 (5 of 6 pass; German MLP l2=0.01 short by 0.2: per seed this rule "
+           "minus the loss +1, +1, -2, +1, -2). Candidates tried on the same seeds, same order of configurations: "
+           "out-of-fold loss alone 32.2, 27.6, 22.6, 26.2, 22.4, 20.6; misfit by ℓ then o 32.8, 28.4, 22.6, 28.0, "
+           "24.2, 20.6; misfit by ℓ then ℓ + o 32.8, 28.4, 22.8, 28.0, 24.6, 20.6; misfit by ℓ then o + ℓ + s̃ "
+           "32.8, 28.4, 22.6, 28.0, 24.4, 20.6; rank mean of ℓ and o everywhere 32.2, 29.0, 24.6, 27.6, 24.6, 21.8; "
+           "ℓ + o everywhere 32.0, 28.8, 22.8, 27.4, 23.8, 20.6; the engine-only rule of round 1 32.8, 28.4, 20.8, "
+           "28.0, 24.0, 20.0. Among the records the model fits (ℓ ≤ log 2), in the 15 runs (three "
+           "configurations × five seeds) where such records enter the top 10%, the rank mean separates the flips "
+           "best on average (AUC within that block: ℓ 0.763, o 0.767, rank mean 0.781, s̃ 0.771, ℓ + s̃ 0.769; best "
+           "of the five in 7 of 15 runs): the in-sample loss is precise "
+           "but lowered by memorisation, the out-of-fold loss sees memorised labels but is noisy (one fold model "
+           "per record, 80% of the data, warm start), and equal-weight ranks combine them without a fitted weight. "
+           "The misfit block by ℓ keeps the rule equal to the loss where the model misfits more records than the "
+           "top 10% holds (the logistic regressions, heart MLP l2=0.01). Cost: 5 extra trainings (MLPs: 6.6-26.1 s "
+           "against 2.8-12.0 s for the original fit and engine; logistic regressions 0.3 s; one thread).",
+    "evidence": "Flip seeds 20-29 (ten, never run before this registration), the six configurations heart_disease "
+                "and german_credit × logreg l2=0.01, mlp32 l2=0.01, mlp32 l2=0.001; splits, flips, models, training "
+                "(auditkit.fit_model from torch.manual_seed(seed)) and engine (exact) exactly as in round 1; the "
+                "plugin runs with a training function (warm_start_trainer(l2), memoised so that the benchmark's "
+                "recomputation reuses the plugin's fold models) and its defaults folds=5, seed=0.",
+    "criterion": "Per configuration: the mean over the ten seeds of flipped records found in the top 10% by the "
+                 "default ranking ≥ the largest of the same means for the training loss, plain self-influence and "
+                 "leverage-corrected self-influence; ties pass. PASS or FAIL per configuration; the issue's point is "
+                 "met only if all six pass. (Same criterion as round 1.)",
+    "handling": "Every seed counts. A fit that stops short of ‖∇R‖∞ ≤ 1e-9 is kept as it is and reported; when "
+                "the exact engine finds the Hessian not positive definite, the engine is refitted once with the "
+                "damping its error message suggests, and that is reported too. Fold models are used as the "
+                "training function returns them.",
+    "reported_not_deciding": "Top 20%, AUC, per-seed hits, the paired difference default - rival (mean and a 95% "
+                             "t-interval over the ten seeds), the other candidates above, the cost of the folds.",
+    "after": "The rule and the criterion are not changed after the run; the outcome is reported as it is. Seeds "
+             "0-29 are then spent.",
 }
 ANCHORS = {"dattri_logreg_mnist_auc": 0.98, "dattri_mlp_mnist_auc": [0.84, 0.87],
            "kronfluence_cifar10_top10": 0.80, "kronfluence_cifar10_top20": 0.97}
@@ -378,21 +435,28 @@ def mislabel_run(dataset: str, base: dict, model_name: str, seed: int) -> dict:
     is_flipped = np.zeros(train.n, dtype=bool)
     is_flipped[flip] = True
     model, engine, fit = trained(splits, hidden, l2, seed)
-    ctx = AuditContext(model, engine, splits, loss=LOSS, l2=l2, seed=seed)
+    train_fn = memoised_trainer(l2)
+    ctx = AuditContext(model, engine, splits, loss=LOSS, l2=l2, seed=seed, train_fn=train_fn)
     loss = ctx.losses("train")
     t1 = time.perf_counter()
     s_plain = ctx.self_influence()
     s_lev = ctx.self_influence(leverage=True)
     t2 = time.perf_counter()
+    oof, _ = out_of_fold_losses(ctx, folds=OOF_FOLDS, seed=OOF_SEED)     # the plugin's own fold models
+    t_oof = time.perf_counter()
+    fold_fits = train_fn.stats["trainings"]
     n20 = int(round(0.2 * train.n))
-    found = run_plugin("data_quality", ctx, {"top": n20})
+    found = run_plugin("data_quality", ctx, {"top": n20, "folds": OOF_FOLDS, "seed": OOF_SEED})
     t3 = time.perf_counter()
-    order = suspicion_order(loss, s_lev)
+    order = default_order(loss, s_lev, oof if found.out_of_fold else None)
     plugin_tokens = [s["token"] for s in found.suspects]
     rebuilt_tokens = [ctx.token("train", int(j)) for j in order[:n20]]
     agree = int(sum(a == b for a, b in zip(plugin_tokens, rebuilt_tokens, strict=True)))
     rankings = {"default": order, "loss": order_by(loss), "self_influence": order_by(s_plain),
-                "self_influence_leverage": order_by(s_lev), "estimated_held_out_loss": order_by(loss + s_lev)}
+                "self_influence_leverage": order_by(s_lev), "estimated_held_out_loss": order_by(loss + s_lev),
+                "engine_default": suspicion_order(loss, s_lev), "out_of_fold_loss": order_by(oof),
+                "misfit_then_out_of_fold": misfit_first_order(loss, oof),
+                "rank_mean_loss_out_of_fold": order_by(-(rank_of(loss) + rank_of(oof)) - 1e-9 * rank_of(loss))}
     if hidden == 0:      # oracle reference: the noisy label's loss under a model trained on the clean labels
         clean = build(train.X.shape[1], 0, seed)
         ak.fit_model(clean, torch.tensor(train.X), torch.tensor(train.y), l2=l2)
@@ -408,7 +472,13 @@ def mislabel_run(dataset: str, base: dict, model_name: str, seed: int) -> dict:
         "worth_inspecting": found.worth_inspecting,
         "plugin_agreement": {"compared": n20, "same_position": agree, "identical": agree == n20},
         "detection": {k: detection(v, is_flipped) for k, v in rankings.items()},
-        "seconds": {"fit_and_engine": t1 - t0, "self_influence": t2 - t1, "plugin": t3 - t2,
+        "out_of_fold": {"folds": OOF_FOLDS, "seed": OOF_SEED, "trainings": fold_fits,
+                        "plugin_used_it": bool(found.out_of_fold), "plugin_score": found.score,
+                        "plugin_retrained": train_fn.stats["trainings"] - fold_fits,
+                        "loss_rise_mean": float(np.mean(oof - loss)),
+                        "misfit_out_of_fold": int((oof > EVEN_ODDS).sum())},
+        "seconds": {"fit_and_engine": t1 - t0, "self_influence": t2 - t1, "out_of_fold": t_oof - t2,
+                    "plugin": t3 - t_oof,
                     "total": time.perf_counter() - t0},
     }
 
@@ -743,6 +813,22 @@ def build_checks(summary: list[dict], canary: list[dict], mia: list[dict], carri
     return checks
 
 
+def earlier_rounds(previous: dict | None) -> list[dict]:
+    """The mislabel results of earlier pre-registered rounds (other rules, spent seeds), kept unchanged: those
+    already stored in ``previous``, plus ``previous``'s own mislabel part when it was run under another
+    pre-registration (its runs, summaries, settings, date and commit)."""
+    if previous is None:
+        return []
+    rounds = list(previous.get("mislabels_earlier_rounds", []))
+    if previous["settings"].get("preregistration") != PREREGISTRATION and previous.get("mislabels", {}).get("runs"):
+        st = previous["settings"]
+        rounds.append({"preregistration": st.get("preregistration"), "flip_seeds": st["flip_seeds"],
+                       "dev_flip_seeds": st.get("dev_flip_seeds", []), "date": previous["environment"]["date"],
+                       "git_commit": previous["environment"]["git_commit"],
+                       "rendered": previous.get("rendered"), "mislabels": previous["mislabels"]})
+    return rounds
+
+
 def run(args) -> dict:
     """Run the parts named in ``args.parts``; the others are carried over from ``args.carry_from`` (a
     previous results JSON), labelled as such, so the results file stays complete."""
@@ -762,10 +848,11 @@ def run(args) -> dict:
                              "carry those over")
         previous = json.loads(Path(args.carry_from).read_text())
         for part in PARTS:
-            if part not in parts:
-                carried[part] = {"from_date": previous["environment"]["date"],
-                                 "from_commit": previous["environment"]["git_commit"],
-                                 "note": args.carry_note or "not rerun in this run"}
+            if part not in parts:      # a part already carried keeps the date and commit of its own run
+                carried[part] = previous.get("carried_over", {}).get(part) or {
+                    "from_date": previous["environment"]["date"], "from_commit": previous["environment"]["git_commit"],
+                    "note": args.carry_note or "not rerun in this run"}
+    earlier = earlier_rounds(previous)
     mislabels = {"runs": [], "summary": [], "dev_runs": [], "dev_summary": []}
     if "mislabels" in parts:
         print("== 1. mislabels", flush=True)
@@ -845,7 +932,8 @@ def run(args) -> dict:
             if part in previous.get("timings_seconds", {}):
                 timings[f"{part} (carried over)"] = previous["timings_seconds"][part]
     return {"benchmark": "privacy_detection", "quick": quick, "settings": settings, "environment": environment(),
-            "carried_over": carried, "mislabels": mislabels, "canaries": canary, "membership": mia,
+            "carried_over": carried, "mislabels": mislabels,
+            "mislabels_earlier_rounds": earlier, "canaries": canary, "membership": mia,
             "calibration": calibration, "checks": checks, "all_passed": all(c["passed"] for c in checks),
             "timings_seconds": timings}
 
@@ -857,9 +945,15 @@ def _f(x, digits: int = 3) -> str:
     return f"{x:.{digits}f}"
 
 
-SCORE_LABELS = {"default": "(a) default (misfit by loss, then ℓ + s̃)", "loss": "(b) loss",
+ROUND1_LABELS = {"default": "(a) default of that round (misfit by loss, then ℓ + s̃)"}
+SCORE_LABELS = {"default": "(a) default (with a training function: misfit by loss, then out-of-fold loss)",
+                "loss": "(b) loss",
                 "self_influence": "(c) self-influence", "self_influence_leverage": "(d) leverage-corrected s̃",
-                "estimated_held_out_loss": "(e) ℓ + s̃ alone", "oracle_clean_model_loss": "(f) oracle: clean-model loss"}
+                "estimated_held_out_loss": "(e) ℓ + s̃ alone", "oracle_clean_model_loss": "(f) oracle: clean-model loss",
+                "engine_default": "(g) engine-only default (misfit by loss, then ℓ + s̃)",
+                "out_of_fold_loss": "(h) out-of-fold loss alone",
+                "misfit_then_out_of_fold": "(i) misfit by loss, then out-of-fold loss",
+                "rank_mean_loss_out_of_fold": "(j) mean rank of loss and out-of-fold loss"}
 
 
 def _seed_range(seeds: list[int]) -> str:
@@ -868,12 +962,13 @@ def _seed_range(seeds: list[int]) -> str:
     return ", ".join(map(str, seeds))
 
 
-def preregistration_markdown() -> list[str]:
-    """The pre-registration (``PREREGISTRATION``), printed verbatim."""
-    pr = PREREGISTRATION
-    return ["## Pre-registration (data-quality default ranking, mislabels)", "",
+def preregistration_markdown(pr: dict | None = None, title: str = "## Pre-registration (data-quality default "
+                             "ranking, mislabels)", constant: str = "PREREGISTRATION") -> list[str]:
+    """A pre-registration (default: ``PREREGISTRATION``), printed verbatim."""
+    pr = pr or PREREGISTRATION
+    return [title, "",
             f"Registered {pr['registered']}; the commit that registered it is in the git history of "
-            "`benchmarks/privacy_detection.py` (constant `PREREGISTRATION`).", "",
+            f"`benchmarks/privacy_detection.py` (constant `{constant}`).", "",
             f"- **Rule.** {pr['rule']}", f"- **Why.** {pr['why']}", f"- **Evidence.** {pr['evidence']}",
             f"- **Criterion.** {pr['criterion']}", f"- **Handling.** {pr['handling']}",
             f"- **Reported, not deciding.** {pr['reported_not_deciding']}", f"- **After.** {pr['after']}", ""]
@@ -887,8 +982,10 @@ def carried_markdown(report: dict, part: str) -> list[str]:
             f"{str(c['from_commit'])[:10]}). {c['note']}*", ""]
 
 
-def mislabel_markdown(summary: list[dict], runs: list[dict], *, detailed: bool) -> list[str]:
+def mislabel_markdown(summary: list[dict], runs: list[dict], *, detailed: bool, round1: bool = False) -> list[str]:
+    """Tables of one set of mislabel runs; ``round1``: the earlier round, whose default was the engine-only rule."""
     L: list[str] = []
+    labels = {**SCORE_LABELS, **(ROUND1_LABELS if round1 else {})}
     if not detailed:
         L += ["| data set | model | misfit records per seed (top 10% = n/10) | top 10%: default / loss / s / s̃ / ℓ + s̃ "
               "| default ≥ best rival? | AUC default / loss / s / s̃ |", "|---|---|---|---|---|---|"]
@@ -908,11 +1005,11 @@ def mislabel_markdown(summary: list[dict], runs: list[dict], *, detailed: bool) 
               f"places). All fits converged: {s['all_converged']}"
               + (f" (not converged: seeds {s['not_converged_seeds']})" if s["not_converged_seeds"] else "")
               + f"; damping needed (seeds): {s['damped_seeds'] or 'none'}; plugin's top 20% identical to "
-              f"suspicion_order: {s['plugin_agreement_all']}.", "",
+              f"the documented rule: {s['plugin_agreement_all']}.", "",
               "| ranking | top 10%: found (share) | top 20%: found (share) | AUC (sd over seeds) |",
               "|---|---|---|---|"]
         for key, m in s["mean"].items():
-            L.append(f"| {SCORE_LABELS[key]} | {m['top10_hits']:.1f} ({m['top10_recall']:.1%}) | "
+            L.append(f"| {labels[key]} | {m['top10_hits']:.1f} ({m['top10_recall']:.1%}) | "
                      f"{m['top20_hits']:.1f} ({m['top20_recall']:.1%}) | {_f(m['auc'])} ({_f(m['auc_sd'])}) |")
         conv = s["top10_hits_converged_fits_only"]
         if s["not_converged_seeds"] and conv["default"] is not None:
@@ -1009,6 +1106,28 @@ def write_markdown(report: dict, path: Path) -> None:
               "Rerun with the code of this run (so they can differ slightly from the earlier results file: the "
               "MLP fits are not bit-identical across code versions).", ""]
         L += mislabel_markdown(ml["dev_summary"], ml["dev_runs"], detailed=False)
+    for i, er in enumerate(report.get("mislabels_earlier_rounds", [])):
+        em = er["mislabels"]
+        checks = [s["check"] for s in em["summary"]]
+        n_pass = sum(c["passed"] for c in checks)
+        L += [f"### 1{chr(ord('c') + 2 * i)}. Earlier round, evidence seeds {_seed_range(er['flip_seeds'])}: the "
+              "engine-only rule (spent seeds; kept as it was)", "",
+              f"Run on {er['date']} (commit {str(er['git_commit'])[:10]}) under its own pre-registration, printed "
+              f"below; outcome: **{n_pass} of {len(checks)} configurations passed**, the issue point was "
+              f"{'met' if n_pass == len(checks) else 'not met'} by that rule. Its default was the engine-only "
+              "ranking (no training function); the current rule replaced it for contexts with a training "
+              "function, and it remains the default without one.", ""]
+        if er.get("preregistration"):
+            L += preregistration_markdown(er["preregistration"], "#### Its pre-registration",
+                                          "PREREGISTRATION_ROUND1")
+        L += [f"- **{'PASS' if c['passed'] else 'FAIL'}** {c['name'].split(':')[0]}: default "
+              f"{c['default_top10_hits']:.1f} vs best rival ({c['best_rival']}) {c['best_rival_top10_hits']:.1f}; "
+              f"{c['seeds_satisfying']}/{c['n_seeds']} seeds satisfy it" for c in checks] + [""]
+        L += mislabel_markdown(em["summary"], em["runs"], detailed=True, round1=True)
+        if em.get("dev_runs"):
+            L += [f"### 1{chr(ord('d') + 2 * i)}. Earlier round, development seeds {_seed_range(er['dev_flip_seeds'])} "
+                  "(seen while studying that rule; no verdict)", ""]
+            L += mislabel_markdown(em["dev_summary"], em["dev_runs"], detailed=False, round1=True)
     L += ["", "## 2. Canaries", "",
           f"{N_CANARIES} canaries per seed (design of `tests/audits/test_privacy_plugin.py`); privacy plugin with "
           f"budget {BUDGET}, {REFERENCE_MODELS} reference models when a training function is given. Ranks: 0 = "
@@ -1153,7 +1272,8 @@ def interpretation(report: dict) -> str:
                  + ", ".join(f"{hits(s, 'loss'):.1f} / {hits(s, 'self_influence'):.1f} / "
                              f"{hits(s, 'self_influence_leverage'):.1f}" for s in few) + "). ")
     gaps = [s["check"]["default_top10_hits"] - s["check"]["best_rival_top10_hits"] for s in summ]
-    text += (f"The default ranking follows the loss in the first regime and ℓ + s̃ in the second; against the best "
+    text += (f"The default ranking (with a training function) follows the loss in the first regime and the rank mean "
+             f"of loss and out-of-fold loss in the second; against the best "
              f"single score it is within {min(gaps):+.1f} to {max(gaps):+.1f} flipped records in the top 10% "
              f"(of {min(s['n_flipped'] for s in summ)}–{max(s['n_flipped'] for s in summ)}), and it passes "
              f"{len(summ) - len(failed)} of {len(summ)} configurations. ")
@@ -1174,14 +1294,14 @@ def interpretation(report: dict) -> str:
             text += (f"There the model misfits {lo}–{hi} records per seed against the {slots} places of the top 10%. "
                      "The misfit block is ranked by the loss, so the default differs from the loss ranking only in "
                      f"the places left after it, in {len(short)} of {len(rs)} seeds "
-                     f"({sum(slots - r['n_misfit'] for r in short)} places in all); there ℓ + s̃, among records the "
-                     "model fits, catches fewer flips than the loss does among the same records. ")
+                     f"({sum(slots - r['n_misfit'] for r in short)} places in all); there the rank mean of loss and "
+                     "out-of-fold loss, among records the model fits, catches fewer flips than the loss does among "
+                     "the same records. ")
         elif hi <= 0.01 * s["n_train"]:
-            held = s["mean"]["estimated_held_out_loss"]["top10_hits"]
+            held = s["mean"]["out_of_fold_loss"]["top10_hits"]
             alone = s["mean"]["self_influence_leverage"]["top10_hits"]
-            text += (f"There the model misfits {lo}–{hi} records per seed, so the default is ℓ + s̃ in (almost) every "
-                     f"place: ℓ + s̃ alone finds {held:.1f}, s̃ alone {alone:.1f}"
-                     "; adding the (small) training loss of an interpolating model to s̃ does not help here. ")
+            text += (f"There the model misfits {lo}–{hi} records per seed, so the default is the rank mean in "
+                     f"(almost) every place: the out-of-fold loss alone finds {held:.1f}, s̃ alone {alone:.1f}. ")
         else:
             text += f"There the model misfits {lo}–{hi} records per seed (top 10%: {slots} places). "
         conv = s["top10_hits_converged_fits_only"]
@@ -1203,8 +1323,19 @@ def interpretation(report: dict) -> str:
                  + (f", each by at most {max(-_best_pair(s)['mean'] for s in failed):.1f} flipped records on "
                     "average and each with a 95% interval that includes zero: small shortfalls, but the criterion "
                     "is the mean, and it was fixed before the run. " if inside else ". ")
-                 + "A different rule would need its own pre-registration and fresh seeds (15 onward); seeds 0–14 "
+                 + "A different rule would need its own pre-registration and fresh seeds (30 onward); seeds 0–29 "
                  "are spent. ")
+    elif summ:
+        text += (f"So the issue's point is **met** on these seeds: all {len(summ)} configurations pass the "
+                 "pre-registered criterion, with a training function (the engine-only default of round 1, which "
+                 "remains the default without one, passed 3 of 6; see below). ")
+    if summ and runs and "out_of_fold" in runs[0]["seconds"]:
+        text += ("Cost of the out-of-fold losses (5 extra trainings, one thread), mean seconds per run against the "
+                 "original fit and engine: " + "; ".join(
+                     f"{s['dataset']} / {s['model']} {np.mean([r['seconds']['out_of_fold'] for r in rs]):.1f} vs "
+                     f"{np.mean([r['seconds']['fit_and_engine'] for r in rs]):.1f}"
+                     for s in summ for rs in [[r for r in runs if r['dataset'] == s['dataset']
+                                              and r['model'] == s['model']]]) + ". ")
     damped = [r for r in runs if r["fit"]["damping"] > 0]
     for r in damped:
         text += (f"{r['dataset']} / {r['model']} seed {r['seed']}: training stopped at ‖∇R‖∞ "

@@ -12,6 +12,9 @@ from sklearn.metrics import roc_auc_score
 from auditkit.audits.quality import suspicion_order
 from auditkit.audits.registry import run_plugin
 
+#: The engine-only ranking although the context has a training function (its tests retrain to check it).
+ENGINE = {"out_of_fold": False}
+
 
 @pytest.fixture(scope="module")
 def flipped():
@@ -23,14 +26,14 @@ def flipped():
     y[flip] = 1 - y[flip]
     train.y = y
     ctx = context_for(splits)
-    return ctx, flip, run_plugin("data_quality", ctx, {"top": 69})
+    return ctx, flip, run_plugin("data_quality", ctx, {"top": 69, **ENGINE})
 
 
 @pytest.fixture(scope="module")
 def everyone(flipped):
     """The same audit listing every training record, and each suspect's training position."""
     ctx, _, _ = flipped
-    found = run_plugin("data_quality", ctx, {"top": ctx.train.n})
+    found = run_plugin("data_quality", ctx, {"top": ctx.train.n, **ENGINE})
     tokens = {ctx.token("train", j): j for j in range(ctx.train.n)}
     return found, [tokens[s["token"]] for s in found.suspects]
 
@@ -55,7 +58,7 @@ def test_full_ranking_follows_the_documented_rule(flipped, everyone):
     for suspect, j in zip(found.suspects, positions, strict=True):
         assert suspect["score"] == pytest.approx(loss[j] + s[j], rel=1e-12)
         assert suspect["reason"] == ("misfit" if loss[j] > np.log(2) else "fit only because seen")
-    assert found.suspects[:69] == run_plugin("data_quality", ctx, {"top": 69}).suspects
+    assert found.suspects[:69] == run_plugin("data_quality", ctx, {"top": 69, **ENGINE}).suspects
 
 
 def test_score_is_the_estimated_leave_one_out_loss_and_matches_retraining(flipped, everyone):
