@@ -188,8 +188,9 @@ class _Block:
         if not self.bias:
             z = _times_lower(a, L)
             return (z * z).sum(1)
-        z = _times_lower(a, L[:-1, :-1]).add_(L[-1, :-1])
-        return (z * z).sum(1) + L[-1, -1] * L[-1, -1]
+        z = _times_lower(a, L[:-1, :-1])                # ‖z + ℓ‖² + L_dd² = zᵀz + zᵀ(2ℓ) + (‖ℓ‖² + L_dd²)
+        last = L[-1]
+        return (z * z).sum(1).add_(z @ (2 * last[:-1])).add_(last @ last)
 
     def inputs_squared_norm(self, a: torch.Tensor) -> torch.Tensor:
         """``‖ã_i‖²`` per record for a (b, in)."""
@@ -291,10 +292,11 @@ def output_directions(fn, outputs: torch.Tensor, y: torch.Tensor, *, empirical: 
     K = o.shape[1]
     loss = fn.loss_fn
     if loss is cross_entropy and K == 2:
-        p = torch.softmax(o, dim=1)
+        z = o[:, :1] - o[:, 1:]                         # p₀ = σ(f₀ − f₁), p₁ = σ(f₁ − f₀): each without cancellation
+        p0 = torch.sigmoid(z)
         E = torch.tensor([1.0, -1.0], dtype=o.dtype, device=o.device).reshape(1, *shape)
-        D = (p[:, :1] - (y.reshape(b, 1) == 0).to(o.dtype))
-        R = (p[:, 0] * p[:, 1]).sqrt().reshape(b, 1, 1)
+        D = p0 - (y.reshape(b, 1) == 0).to(o.dtype)
+        R = (p0 * torch.sigmoid(-z)).sqrt_().reshape(b, 1, 1)
     elif loss is cross_entropy:
         p = torch.softmax(o, dim=1)
         E = torch.eye(K, dtype=o.dtype, device=o.device).reshape(K, *shape)
@@ -427,13 +429,13 @@ class EKFACSolver(Solver):
         weighted = self.correct_eigenvalues and self.basis == "weighted"
         for b in self.blocks_:
             layer = captured[b.module_name]
-            gn = layer.gn()
             if layer.fixed:                 # g_ic = R_ic e: S_w = tr(A_w) eeᵀ/‖e‖², S = Σ_i ‖g_i‖² eeᵀ/‖e‖²
                 e = layer.J[0, 0]
-                wa = (gn * gn).sum((1, 2))
+                wa = _squared(layer.R).sum((1, 2)) * (e @ e)                 # ‖g_i‖² = Σ_c R_ic² ‖e‖²
                 A = b.inputs_gram(layer.a, wa if weighted else None)
                 sums.append((A, torch.outer(e, e) * ((A.diagonal().sum() if weighted else wa.sum()) / (e @ e))))
                 continue
+            gn = layer.gn()
             if layer.a.ndim == 2 and weighted:                                # rank-1: G_ic = g_ic ã_iᵀ
                 g = gn.flatten(0, 1)
                 wa = (gn * gn).sum((1, 2))                                    # ‖g_i‖² (b,)
@@ -493,7 +495,7 @@ class EKFACSolver(Solver):
     def _quad_form(projected, D: torch.Tensor) -> torch.Tensor:
         """``Σ_oi P_oi² / D_oi`` per record from ``_projected`` (``Σ_oi u_o² v_i² / D_oi`` when rank-1)."""
         v2, u2, _ = projected
-        return torch.linalg.vecdot(u2 @ (1.0 / D), v2) if u2 is not None else (v2 / D).sum((1, 2))
+        return ((u2 @ (1.0 / D)) * v2).sum(1) if u2 is not None else (v2 / D).sum((1, 2))
 
     def _block_quad_form(self, i: int, layer: _Layer, projected=None) -> torch.Tensor:
         """Block i's ``g_iᵀ H⁻¹ g_i`` per record of a captured layer: ``D_i² ‖ã_iᵀ L‖²`` for a block with a
