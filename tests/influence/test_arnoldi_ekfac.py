@@ -156,7 +156,10 @@ def test_ekfac_last_layer_only_and_unpenalised_bias(heart, heart_mlp):
     blocks = [(b["layer"], b["parameters"], b["shift"]) for b in split.summary()["solver"]["blocks"]]
     assert blocks == [("0", "weight", L2_MLP + 1e-3), ("0", "bias", 1e-3), ("2", "weight", L2_MLP + 1e-3),
                       ("2", "bias", 1e-3)]
-    assert np.all(np.isfinite(split.self_influence()))
+    # the output layer's weight-only and bias-only blocks take the fixed-direction path (triangular factor);
+    # the general form Σ P²/D of the per-record gradients must agree
+    G = split.fn_.per_record_grads(X, y)
+    np.testing.assert_allclose(split.self_influence(), split.solver_.quad_forms(G).numpy() / len(y), rtol=1e-10)
 
 
 class WithBatchNorm(torch.nn.Module):
@@ -294,3 +297,27 @@ def test_ekfac_is_exact_on_binary_logistic_regression(heart, heart_lr, exact_lr)
     np.testing.assert_allclose(sa, s, rtol=1e-7)
     _, Sk, _ = scores(heart_lr, heart, L2_LR, method="ekfac", basis="kfac")
     assert pearson(Sk, S) < 0.999
+
+
+def test_symmetric_and_triangular_products_equal_plain_matrix_products():
+    """The BLAS shortcuts of the Kronecker factors (dsyrk: upper triangle of xᵀx; dtrmm: x L for lower L; the
+    weighted Gram of (a, 1) without forming it) against plain torch products; under ``blas_threads`` SciPy's
+    BLAS uses torch's thread count."""
+    from threadpoolctl import threadpool_info
+
+    from auditkit.influence.solvers import ekfac
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(300, 40, generator=gen, dtype=torch.float64)
+    w = torch.rand(300, generator=gen, dtype=torch.float64)
+    L = torch.randn(40, 40, generator=gen, dtype=torch.float64).tril()
+    with ekfac.blas_threads():
+        scipy_blas = [i for i in threadpool_info() if i["user_api"] == "blas" and "scipy" in i["filepath"]]
+        assert scipy_blas and all(i["num_threads"] == torch.get_num_threads() for i in scipy_blas)
+        np.testing.assert_allclose(ekfac._gram(x).triu(), (x.T @ x).triu(), rtol=1e-13, atol=1e-12)
+        np.testing.assert_allclose(ekfac._times_lower(x, L), x @ L, rtol=1e-13, atol=1e-12)
+        xa = torch.cat([x, torch.ones(300, 1, dtype=torch.float64)], 1)
+        for weights in (None, w):
+            full = xa.T @ (xa * (1 if weights is None else weights[:, None]))
+            got = ekfac._augmented_gram(x, weights, bias=True)
+            np.testing.assert_allclose(got.triu(), full.triu(), rtol=1e-13, atol=1e-12)
+    assert ekfac._gram(x.float()).dtype == torch.float32          # other dtypes: plain matmul

@@ -45,6 +45,14 @@ of Λ's root are combinations of the same K back-propagated vectors (``∂ℓ/�
 When the per-record factors (ã, g) of all training records fit in ``cache_mb`` they are kept from that
 one pass, and the eigenvalue correction and the self-influence of every training record are computed
 from them without another pass over the data (``train_quad_forms``); otherwise each is one more pass.
+The factors' Gram matrices are symmetric rank-k updates (BLAS ``dsyrk``, half the flops of a product).
+
+**Output layers with one output direction** (the model's output is the layer's output and K = 1: binary
+cross-entropy with two logits or ``bce``; a logistic regression is only this): every record's g is a
+multiple D_i of the same cotangent e, so u = D_i Q_Sᵀe. EK-FAC's corrected diagonal (weighted basis) is then
+``(Q_Sᵀe)² eaᵀ / ‖e‖²`` from the eigenvalues ea of A_w alone, and a record's quadratic form is
+``D_i² ã_iᵀ M ã_i`` with ``M = Q_A diag(m) Q_Aᵀ = L Lᵀ``, ``m_c = Σ_o (Q_Sᵀe)_o² / (Λ_oc + λ)``: one triangular
+product (``dtrmm``) per record instead of a projection and a correction.
 """
 
 from __future__ import annotations
