@@ -188,17 +188,26 @@ class _Block:
             return _augmented_gram(a, w, self.bias)
         return (a.new_tensor(float(a.shape[0])) if w is None else w.sum()).reshape(1, 1)
 
-    def inputs_quad_form(self, a: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
-        """``‖ã_iᵀ L‖²`` per record for a (b, in) and a lower-triangular L, without forming ã: for ã = (a, 1),
-        ``ãᵀL = (a L₁₁ + ℓ, L_dd)`` with L₁₁ the leading block and ℓ the last row's leading part."""
+    def lower_parts(self, L: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+        """What ``inputs_quad_form`` needs of a lower-triangular L (d, d) over ã: for ã = (a, 1),
+        ``‖ãᵀL‖² = ‖aᵀL₁₁ + ℓ‖² + L_dd² = zᵀz + zᵀ(2ℓ) + (‖ℓ‖² + L_dd²)`` with z = aᵀL₁₁: (L₁₁, 2ℓ, constant)."""
         if not self.weight:
-            return (L[0, 0] * L[0, 0]).expand(a.shape[0])
+            return None, None, L[0, 0] * L[0, 0]
         if not self.bias:
-            z = _times_lower(a, L)
-            return (z * z).sum(1)
-        z = _times_lower(a, L[:-1, :-1])                # ‖z + ℓ‖² + L_dd² = zᵀz + zᵀ(2ℓ) + (‖ℓ‖² + L_dd²)
+            return L.contiguous(), None, L.new_zeros(())
         last = L[-1]
-        return (z * z).sum(1).add_(z @ (2 * last[:-1])).add_(last @ last)
+        return L[:-1, :-1].contiguous(), 2 * last[:-1], last @ last
+
+    def inputs_quad_form(self, a: torch.Tensor, parts) -> torch.Tensor:
+        """``‖ã_iᵀ L‖²`` per record for a (b, in), from ``lower_parts(L)``, without forming ã."""
+        L11, twice_last, constant = parts
+        if L11 is None:
+            return constant.repeat(a.shape[0])
+        z = _times_lower(a, L11)
+        q = (z * z).sum(1)
+        if twice_last is not None:
+            q.add_(z @ twice_last)
+        return q.add_(constant)
 
     def inputs_squared_norm(self, a: torch.Tensor) -> torch.Tensor:
         """``‖ã_i‖²`` per record for a (b, in)."""
@@ -507,11 +516,11 @@ class EKFACSolver(Solver):
 
     def _block_quad_form(self, i: int, layer: _Layer, projected=None) -> torch.Tensor:
         """Block i's ``g_iᵀ H⁻¹ g_i`` per record of a captured layer: ``D_i² ‖ã_iᵀ L‖²`` for a block with a
-        fixed output direction (``lowers_``), else from ``projected`` (computed here when None)."""
-        L = self.lowers_[i]
-        if L is not None and layer.fixed:
+        fixed output direction (``lowers_``: ``lower_parts`` of its L), else from ``projected`` (computed here when None)."""
+        lower = self.lowers_[i]
+        if lower is not None and layer.fixed:
             d = layer.D[:, 0]
-            return d * d * self.blocks_[i].inputs_quad_form(layer.a, L)
+            return self.blocks_[i].inputs_quad_form(layer.a, lower).mul_(d * d)
         if projected is None:
             projected = self._projected(self.blocks_[i], self.factors_[i], layer, correct=False)
         return self._quad_form(projected, self.factors_[i][2])
@@ -551,7 +560,12 @@ class EKFACSolver(Solver):
             sums = None
             done = 0
             for part, captured in hessian.map_chunks(lambda x, y: self._chunk_statistics(x, y, keep=True)):
-                sums = part if sums is None else [(A + a, S + s) for (A, S), (a, s) in zip(sums, part, strict=True)]
+                if sums is None:
+                    sums = part
+                else:
+                    for (A, S), (a, s) in zip(sums, part, strict=True):
+                        A += a
+                        S += s
                 kept.append(captured)
                 done += next(iter(captured.values())).a.shape[0]
                 hessian.report(done)
@@ -600,7 +614,8 @@ class EKFACSolver(Solver):
                     f"damping={fix:.2g} (about 1e-3 of the largest eigenvalue)", suggested_damping=fix)
         self.device_ = hessian.device
         self.factors_ = [[t.to(hessian.device) for t in f] for f in self.factors_]
-        self.lowers_ = [None if e is None else self._fixed_lower(i, e) for i, e in enumerate(directions)]
+        self.lowers_ = [None if e is None else self.blocks_[i].lower_parts(self._fixed_lower(i, e))
+                        for i, e in enumerate(directions)]
         self.train_quad_forms_ = None
         if keep:
             self.train_quad_forms_ = torch.cat([
