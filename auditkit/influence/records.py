@@ -18,6 +18,7 @@ which backend runs it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -51,9 +52,12 @@ def _check_finite(t: torch.Tensor, name: str, *, block: int = 1 << 22) -> None:
     if not t.is_floating_point() or t.numel() == 0:
         return
     t = t.reshape(t.shape[0] if t.ndim else 1, -1)
-    if bool(torch.isfinite(t.sum(dtype=torch.float64))):   # one reduction: a NaN or ±inf makes the sum non-finite
-        return                                              # (a finite sum can only come from finite values)
     step = max(1, block // t.shape[1])
+    # one float64 sum per block (a whole-array ``sum(dtype=float64)`` converts a float32 X into a float64 copy
+    # first): a NaN or ±inf makes it non-finite, and a finite sum can only come from finite values
+    total = sum(float(t[s:s + step].sum(dtype=torch.float64)) for s in range(0, t.shape[0], step))
+    if math.isfinite(total):
+        return
     if all(bool(torch.isfinite(t[s:s + step]).all()) for s in range(0, t.shape[0], step)):
         return                                              # finite values whose sum overflowed
     bad = torch.cat([(~torch.isfinite(t[s:s + step])).any(dim=1) for s in range(0, t.shape[0], step)])
