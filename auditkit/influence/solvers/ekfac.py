@@ -516,7 +516,8 @@ class EKFACSolver(Solver):
 
     def _block_quad_form(self, i: int, layer: _Layer, projected=None) -> torch.Tensor:
         """Block i's ``g_iᵀ H⁻¹ g_i`` per record of a captured layer: ``D_i² ‖ã_iᵀ L‖²`` for a block with a
-        fixed output direction (``lowers_``: ``lower_parts`` of its L), else from ``projected`` (computed here when None)."""
+        fixed output direction (``lowers_``: ``lower_parts`` of its L), else from ``projected`` (computed here
+        when None)."""
         lower = self.lowers_[i]
         if lower is not None and layer.fixed:
             d = layer.D[:, 0]
