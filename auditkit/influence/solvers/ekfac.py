@@ -133,8 +133,8 @@ def _times_lower(x: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
         return x @ L
     dtrmm = _blas()[2]
     # (Lᵀ xᵀ)ᵀ: xᵀ is x's memory read in Fortran order
-    return torch.from_numpy(dtrmm(1.0, L.contiguous().numpy(), x.contiguous().numpy().T, side=0, lower=1,
-                                  trans_a=1)).T
+    lower, xt = L.detach().contiguous().numpy(), x.detach().contiguous().numpy().T
+    return torch.from_numpy(dtrmm(1.0, lower, xt, side=0, lower=1, trans_a=1)).T
 
 
 def _augmented_gram(a: torch.Tensor, w: torch.Tensor | None, bias: bool) -> torch.Tensor:
