@@ -17,6 +17,13 @@ fetch it from a peer. (Not ``Client.scatter``: scattered data has no lineage, an
 drops broadcast replicas, so losing the one worker that holds it would fail the run. A held object's task
 stays on the scheduler and is rerun if its worker is lost.)
 
+What is held is the object **pickled once on the client** (:class:`Held`: a token and bytes), and each
+worker thread unpickles its own copy (``Held.live``, kept for later tasks). Holding the live object instead
+let a worker pickle it for a peer while a task was computing with it: ``torch.func.functional_call`` swaps
+a module's parameters for transform wrappers during a call (and EK-FAC registers hooks), so the transfer
+failed ("Cannot access storage of TensorWrapper") and the run waited for ever; threads sharing one live
+object would also see each other's swapped parameters.
+
 Import cost: this module imports ``distributed`` only when a backend connects.
 """
 
@@ -25,7 +32,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import pickle
 import re
+import threading
 import uuid
 import warnings
 import weakref
@@ -51,6 +60,39 @@ def shard_bounds(n: int, *, chunk: int, shards: int) -> list[tuple[int, int]]:
 def hold(obj):
     """The object itself: a task whose result is ``obj``, so the scheduler can recompute it if it is lost."""
     return obj
+
+
+#: per worker process: the live copies of held objects, one per (token, thread), most recently used last
+LIVE_COPIES = 16
+_live: OrderedDict = OrderedDict()
+_live_lock = threading.Lock()
+
+
+class Held:
+    """An object pickled once (on the client): immutable bytes travel between workers, never a live object
+    that a task may be using. ``live()`` is this thread's own unpickled copy, kept for the next tasks."""
+
+    def __init__(self, obj):
+        import cloudpickle  # a dependency of distributed: pickles the engine's lambdas
+        self.token, self.blob = uuid.uuid4().hex, cloudpickle.dumps(obj)
+
+    def live(self):
+        key = (self.token, threading.get_ident())
+        with _live_lock:
+            obj = _live.get(key)
+            if obj is not None:
+                _live.move_to_end(key)
+                return obj
+        obj = pickle.loads(self.blob)
+        with _live_lock:
+            _live[key] = obj
+            while len(_live) > LIVE_COPIES:
+                _live.popitem(last=False)
+        return obj
+
+
+def _resolve(value):
+    return value.live() if isinstance(value, Held) else value
 
 
 #: bytes of shards a worker process keeps between passes (records do not change during an audit)
@@ -82,7 +124,9 @@ def read_shard(source, start: int, stop: int) -> tuple[torch.Tensor, torch.Tenso
 def run_shard(func, source, start: int, stop: int, size: int, dtype, device, args: tuple, reduce: bool):
     """On a worker: ``func(x, y, *args)`` for each chunk of ``size`` records of ``start..stop-1``; the list of
     results, or their sum when ``reduce``. ``source`` is a record source (read here, kept for later passes) or
-    the shard's own ``(X, y)`` tensors."""
+    the shard's own ``(X, y)`` tensors. ``func``, ``source`` and ``args`` may be :class:`Held` (this thread's
+    live copy is used)."""
+    func, source, args = _resolve(func), _resolve(source), tuple(_resolve(a) for a in args)
     X, y = source if isinstance(source, tuple) else read_shard(source, start, stop)
     out = None if reduce else []
     for s in range(0, X.shape[0], size):
@@ -215,7 +259,7 @@ class DaskBackend:
             return hit[1]
         with warnings.catch_warnings():      # a large fitted solver is meant to travel once, inside its task
             warnings.filterwarnings("ignore", message=".*[Ll]arge graph.*")
-            future = self.client.submit(hold, obj, key=f"auditkit-{type(obj).__name__}-{uuid.uuid4().hex}",
+            future = self.client.submit(hold, Held(obj), key=f"auditkit-{type(obj).__name__}-{uuid.uuid4().hex}",
                                         pure=False)
         try:
             ref = weakref.ref(obj, lambda _r, key=key, cache=self._cache: cache.pop(key, None))

@@ -101,3 +101,50 @@ def test_a_local_cluster_of_n_workers_keeps_glibc_malloc_defaults(heart, heart_p
         args = dict(size=100, dtype=torch.float64, device=torch.device("cpu"))
         assert torch.equal(torch.cat(list(backend.map_chunks(lambda x, t: t, heart_parquet, **args))), heart["y"])
     assert backend._client is None                                # closed: the local cluster is gone
+
+
+def test_held_objects_travel_as_bytes_pickled_on_the_client_and_each_thread_computes_with_its_own_copy(heart,
+                                                                                                       heart_lr):
+    """A worker that fetches the fitted kernel from a peer must not pickle the peer's live object: during
+    ``per_record_grads`` (``torch.func``) its model's parameters are transform wrappers, which do not pickle
+    (control below); the held object is bytes pickled once on the client, and every thread unpickles its own."""
+    import pickle
+    import threading
+
+    from auditkit.backends.dask_backend import Held
+    engine = ak.InfluenceEngine(heart_lr, "cross_entropy", l2=0.01, method="exact").fit(heart["X"], heart["y"])
+    kernel = engine.kernel_
+    seen = []
+
+    def pickle_the_model(module, inputs, output):             # runs inside functional_call, under vmap(grad)
+        try:
+            pickle.dumps(module)
+            seen.append("pickled")
+        except Exception as exc:                               # noqa: BLE001 - what a peer's transfer met
+            seen.append(type(exc).__name__)
+
+    handle = kernel.fn.model.register_forward_hook(pickle_the_model)
+    try:
+        kernel.fn.per_record_grads(heart["X"][:4], heart["y"][:4])
+    finally:
+        handle.remove()
+    assert seen and seen[0] != "pickled", seen                 # control: the live object is not transferable
+
+    held = Held(kernel)
+    assert isinstance(held.blob, bytes) and pickle.loads(pickle.dumps(held)).blob == held.blob
+    copies, both = [], threading.Barrier(2)         # both threads alive at once (a finished thread's id is reused)
+
+    def use():
+        mine = [held.live(), held.live()]
+        both.wait()
+        copies.extend(mine)
+
+    threads = [threading.Thread(target=use) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert copies[0] is copies[1] and copies[2] is copies[3] and copies[0] is not copies[2]
+    assert copies[0] is not kernel
+    x, y = heart["X"][:50], heart["y"][:50]
+    np.testing.assert_allclose(copies[0].quad_forms(x, y, 0), kernel.quad_forms(x, y, 0), rtol=0, atol=0)
