@@ -12,9 +12,10 @@ trainings on (1 − 1/K)·n records. Ranking (:func:`out_of_fold_order`): first 
 ℓ_j > log 2, by ℓ_j (highest first); then the others by the mean of their two ranks among all training
 records,
 
-    key_j = rank_ℓ(j) + rank_o(j)        (rank 0 = highest; smallest key first, ties by rank_ℓ),
+    key_j = rank_ℓ(j) + rank_o(j)        (rank 0 = highest; smallest key first, ties by rank_ℓ).
 
-Score (worth inspecting, ``held_out_probability_of_label`` = exp(−score)): ``score_j = o_j``.
+The score reported per record (``score``; ``held_out_probability_of_label`` = exp(−score)) is
+``score_j = o_j``.
 
 **Without one** (engine only): the held-out loss is estimated,
 
@@ -25,12 +26,12 @@ Score (worth inspecting, ``held_out_probability_of_label`` = exp(−score)): ``s
 
 In both, a record is "worth inspecting" when exp(−score) < ½. Reasons: ``misfit`` (the trained model
 already disagrees with the label, ℓ > log 2) or ``fit only because seen`` (ℓ ≤ log 2). The findings say which
-score was used (``out_of_fold``, ``score``, ``note``).
+score was used (``out_of_fold``, ``score``, and ``notes``, which the report lists under its limitations).
 
 Why this shape. Among records the model already gets wrong, the current loss ranks mislabels as well as
 anything (on the bundled tabular data even actual leave-one-out retraining does no better). Among the
 records it fits, the in-sample loss is precise but lowered by memorisation, while the out-of-fold loss
-sees memorised labels but is noisy (one model per record, trained on 80% of the data); taking the mean of
+sees memorised labels but is noisy (one model per record, trained on 1 − 1/K of the data); taking the mean of
 the two ranks combines them on a common scale without a fitted weight.
 
 Measured (``benchmarks/privacy_detection.py``; 10% of labels flipped; heart disease and German credit;
@@ -42,7 +43,7 @@ out-of-fold rule: seeds 20-29).
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -167,7 +168,7 @@ class QualityFindings:
     score_quantiles: dict[str, float]
     out_of_fold: bool = False
     folds: int | None = None
-    note: str = ""
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return json_safe(asdict(self))
@@ -199,15 +200,19 @@ class DataQualityAudit(AuditPlugin):
         if measured:
             score, _ = out_of_fold_losses(context, folds=options.folds, seed=options.seed)
             label = OUT_OF_FOLD_SCORE.format(k=options.folds)
-            note = (f"Held-out loss measured by {options.folds}-fold cross-fitting: each record's loss under a "
-                    "model retrained without its fold (the training function, warm-started as configured).")
+            note = (f"Data quality: the held-out loss was measured by {options.folds}-fold cross-fitting (each "
+                    "record's loss under a model retrained without its fold by the training function). A fold "
+                    "model warm-started from the audited weights of a non-convex model can keep labels the "
+                    "network memorised, so their out-of-fold loss may be understated.")
         else:
             score = loss + influence
             label = ENGINE_SCORE
-            note = ("Held-out loss estimated from the trained model (loss + leverage-corrected self-influence); "
+            note = ("Data quality: the held-out loss was estimated from the trained model (loss + "
+                    "leverage-corrected self-influence), not measured by retraining: "
                     + ("out-of-fold scoring was switched off (out_of_fold: false)." if context.train_fn is not None
-                       else "no training function was given, so it was not measured by cross-fitting. On the "
-                            "benchmark MLPs the estimate finds fewer flipped labels than the measured score."))
+                       else "no training function was given.")
+                    + " On the benchmark MLPs this ranking found fewer flipped labels than the out-of-fold one "
+                      "(benchmarks/results/privacy_detection.md).")
         order = default_order(loss, influence, score if measured else None)
         inspect = score > EVEN_ODDS
         classes = [str(c) for c in train.classes]
@@ -229,4 +234,4 @@ class DataQualityAudit(AuditPlugin):
         quantiles = {f"q{int(q * 100)}": float(np.quantile(score, q)) for q in (0.5, 0.9, 0.99)}
         return QualityFindings(label, train.n, int(inspect.sum()), float(inspect.mean()), suspects, by_group,
                                quantiles, out_of_fold=bool(measured), folds=options.folds if measured else None,
-                               note=note)
+                               notes=[note])

@@ -93,7 +93,8 @@ def test_plugin_uses_the_out_of_fold_score_only_with_a_training_function(cross_f
         estimated = run_plugin("data_quality", context, options)
         assert not estimated.out_of_fold and estimated.folds is None and "self-influence" in estimated.score
         assert [tokens[s["token"]] for s in estimated.suspects] == suspicion_order(loss, s_tilde).tolist()
-    assert "no training function" in run_plugin("data_quality", bare, {}).note
+    assert "no training function" in run_plugin("data_quality", bare, {}).notes[0]
+    assert "cross-fitting" in measured.notes[0]
 
 
 def test_orders_on_a_hand_made_case():
