@@ -946,7 +946,8 @@ def _f(x, digits: int = 3) -> str:
 
 
 ROUND1_LABELS = {"default": "(a) default of that round (misfit by loss, then ℓ + s̃)"}
-SCORE_LABELS = {"default": "(a) default (with a training function: misfit by loss, then out-of-fold loss)",
+SCORE_LABELS = {"default": "(a) default (with a training function: misfit by loss, then rank mean of loss and "
+                           "out-of-fold loss)",
                 "loss": "(b) loss",
                 "self_influence": "(c) self-influence", "self_influence_leverage": "(d) leverage-corrected s̃",
                 "estimated_held_out_loss": "(e) ℓ + s̃ alone", "oracle_clean_model_loss": "(f) oracle: clean-model loss",
