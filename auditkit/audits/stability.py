@@ -16,8 +16,10 @@ actual retraining is carried along.
 
 Findings compared: the drivers of every attributed fairness gap (the k records whose removal would
 narrow it most), the k members of highest self-influence (privacy), and the k most suspicious records of
-the data-quality ranking. Each other engine answers all of them in one pass over the training gradients
-(``engine.batch``); the audit's own engine answers from the context's memo.
+the data-quality ranking when it is estimated from influence (not when it is measured by out-of-fold
+losses, with a training function: no engine setting changes that ranking). Each other engine answers all
+of them in one pass over the training gradients (``engine.batch``); the audit's own engine answers from the
+context's memo.
 """
 
 from __future__ import annotations
@@ -89,7 +91,9 @@ def _rankers(context: AuditContext, findings: Mapping[str, dict | None]):
                     if trust.get("checked") else None)
         out.append(("training records of highest self-influence (privacy risk)", "privacy_top", evidence,
                     lambda ans: -ans.self_influence()))
-    if findings.get("data_quality") is not None:
+    # with a training function the data-quality ranking is measured (out-of-fold losses), not computed from
+    # influence: no other engine can change it, so it is not among the findings checked here
+    if findings.get("data_quality") is not None and not findings["data_quality"].get("out_of_fold"):
         loss = context.losses("train")
 
         def quality_rank(ans) -> np.ndarray:

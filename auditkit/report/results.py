@@ -294,9 +294,12 @@ def quality(section: Section, run: dict, **_) -> None:
     if not q:
         section.blocks.append(Paragraph("The data-quality audit was not part of this run.", "note"))
     else:
+        how = ("Each training record's loss is measured under models retrained without it (its out-of-fold "
+               f"loss, {q.get('folds')} folds)." if q.get("out_of_fold") else
+               "Each training record's loss is estimated as if the model had not seen it (its estimated held-out "
+               "loss).")
         section.blocks.append(Paragraph(
-            f"Each training record's loss is estimated as if the model had not seen it (its estimated held-out "
-            f"loss). A record the model would then give less than even odds for its own label is “worth "
+            f"{how} A record the model would then give less than even odds for its own label is “worth "
             f"inspecting”: possibly mislabelled, unusual, or memorised. Ranking: {q.get('score', fmt.DASH)}."))
         section.blocks.append(kv([
             ("Training records", fmt.count(q.get("n_records"))),

@@ -23,6 +23,12 @@ def engine_with(context, l2):
     return ak.InfluenceEngine(context.model, "cross_entropy", l2=l2).fit(X, y)
 
 
+def test_a_measured_data_quality_ranking_is_not_among_the_influence_findings_checked(context):
+    """With a training function the ranking is by out-of-fold losses: no engine setting can change it."""
+    measured = {**FINDINGS, "data_quality": {"out_of_fold": True}}
+    assert [r["kind"] for r in stability(context, measured, {"same": context.engine})] == ["privacy_top"]
+
+
 def test_the_same_engine_agrees_fully_and_a_failed_setting_does_not_decide(context):
     failed = SingularHessianError("the Hessian is not positive definite: pass damping")
     results = stability(context, FINDINGS, {"same": context.engine, "less ridge": failed})
