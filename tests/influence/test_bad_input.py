@@ -252,3 +252,26 @@ def test_finite_check_accepts_huge_finite_values_and_finds_every_kind_of_non_fin
         with pytest.raises(InputError, match=r"^X contains NaN or infinite values in 1 record\(s\) \(first at rows "
                                              r"\[4\]\)"):
             _check_finite(X, "X")
+
+
+def test_lissa_that_cannot_converge_within_depth_says_so_early_and_suggests_damping():
+    """A trained MLP with a tiny ridge (smallest eigenvalue 1e-6 against a largest of 0.36): the full-Hessian
+    recursion would need far more than ``depth`` steps. It stops at the first check that shows it (step 500),
+    not after ``depth`` passes, with a damping the audit's ``damping: auto`` applies; with more damping it
+    converges within depth (control)."""
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(60, 3, generator=gen, dtype=torch.float64)
+    y = ((X[:, 0] + torch.randn(60, generator=gen, dtype=torch.float64)) > 0).long()
+    torch.manual_seed(1)
+    m = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2)).double()
+    ak.fit_model(m, X, y, l2=1e-6)
+    eng = engine(m, l2=1e-6, method="lissa", depth=1000).fit(X, y)
+    with pytest.raises(ak.SingularHessianError, match=r"^method='lissa' cannot converge within depth=1000: at the "
+                                                      r"rate its estimate settles after 500 steps") as caught:
+        eng.influence(X[:3], y[:3])
+    assert eng.solver_.steps_ == 0 and caught.value.suggested_damping > 0
+    damped = engine(m, l2=1e-6, method="lissa", depth=1000, damping=0.01).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        damped.influence(X[:3], y[:3])
+    assert damped.solver_.residual_ < 1e-3

@@ -8,18 +8,27 @@ which converges because ``‖I − H/scale‖ < 1``: the error shrinks by about 
 ``repeats`` independent recursions are averaged. The recursion stops early once a step changes the
 estimate by less than ``tol`` (relative); at the end the relative residual ``‖H x − b‖/‖b‖`` is measured
 with the full Hessian and a :class:`ConvergenceWarning` is issued when it exceeds ``residual_tol``.
+
+With the full Hessian at every step (``batch_size`` ≥ n) the recursion is deterministic and its increments
+``d_t = h_t − h_{t−50}`` shrink like ``q^t``, ``q = 1 − λ/scale`` for the slowest direction b reaches. From
+step 500 on, q is read off ``‖d_t‖ / ‖d_{t/2}‖ = q^{t/2}``: an optimistic rate (the slowest directions take
+over later, and the decay only slows). When even at that rate reaching ``tol`` would take more than twice
+``depth`` steps (H singular, nearly so, or not positive definite along a direction b reaches), a
+:class:`SingularHessianError` with a suggested damping is raised at once, instead of running ``depth`` full
+passes to a residual warning (with ``damping: auto`` an audit then adds the damping).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
 import torch
 
-from ...errors import ConvergenceWarning, HessianError
+from ...errors import ConvergenceWarning, HessianError, SingularHessianError
 from ..hessian import HessianOperator
-from .base import Solver, positive
+from .base import Solver, positive, suggest_damping
 
 
 @dataclass
@@ -60,6 +69,7 @@ class LissaSolver(Solver):
         bound = 1e8 * float(B.abs().max().clamp_min(1e-30))
         check = 50
         previous = h.clone()
+        increments = {}                                  # step → ‖h_step − h_(step−check)‖ (full Hessian only)
         for step in range(1, self.depth + 1):
             if full:
                 Hh = H.matvec(h)
@@ -71,12 +81,36 @@ class LissaSolver(Solver):
                     raise HessianError(
                         f"method='lissa' diverged after {step} steps with scale={scale:.3g}: pass a larger "
                         "scale (above the Hessian's largest eigenvalue) or a positive damping")
-                change = float((h - previous).norm() / h.norm().clamp_min(1e-30))
+                moved = float((h - previous).norm())
+                change = moved / max(float(h.norm()), 1e-30)
                 previous = h.clone()
                 if change < self.tol * check:
                     break
+                if full:
+                    increments[step] = moved
+                    self._check_progress(step, increments, float(h.norm()))
         self.steps_ = max(self.steps_, step)
         return h / scale
+
+    def _check_progress(self, step: int, increments: dict[int, float], size: float) -> None:
+        """Raise SingularHessianError when the deterministic recursion cannot reach ``tol`` within 2 × depth
+        steps at the rate its increments shrink (see the module docstring)."""
+        half = step // 2
+        if step < 500 or step % (2 * 50) or half not in increments or increments[half] <= 0:
+            return
+        ratio = increments[step] / increments[half]                 # q^(step/2)
+        target = self.tol * 50 * max(size, 1e-30)
+        if increments[step] <= target:
+            return
+        needed = math.inf if ratio >= 1 else math.log(target / increments[step]) / (math.log(ratio) / half)
+        if step + needed > 2 * self.depth:
+            fix = suggest_damping(0.0, self.scale_ / 1.5)
+            steps = "never" if math.isinf(needed) else f"at least {step + needed:.2g} steps"
+            raise SingularHessianError(
+                f"method='lissa' cannot converge within depth={self.depth}: at the rate its estimate settles "
+                f"after {step} steps it would need {steps} (the Hessian is singular, nearly so, or not positive "
+                f"definite): pass damping={fix:.2g} (about 1e-3 of the largest eigenvalue)",
+                suggested_damping=fix)
 
     def solve(self, B: torch.Tensor) -> torch.Tensor:
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
