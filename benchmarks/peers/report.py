@@ -141,11 +141,12 @@ def findings(res) -> list[str]:
             "by one epoch timed in the same process (median of three), which is the denominator of the epoch "
             "ratio. The machine is shared: ratios measured in one process are more reliable than times across "
             "processes.",
-            "- Logistic regression against one epoch: an epoch of a 91→2 model is ≈ 0.7 kflop per record and "
-            "dominated by per-batch overhead, while any Kronecker or exact quadratic form over the 92-dimensional "
-            "input needs ≥ 2·92² ≈ 17 kflop per record for the factor and as much for the projection, so the "
-            "ratio to one epoch stays above 4× there whatever the implementation; the MLP's epoch does enough "
-            "work per record for the bound to be reachable."]
+            "- The epoch ratios above are one pair each (one epoch, one fit + self-influence); on this shared "
+            "2-core machine a single pair varies by ±30%. `benchmarks/epoch_ratio.py` repeats the pair 15 times "
+            "in 3 fresh processes: its medians (benchmarks/results/epoch_ratio.md) are the measurement of record. "
+            "For the logistic regression (an epoch of a 91→2 model is ≈ 0.7 kflop per record and mostly per-batch "
+            "overhead) EK-FAC needs a 92×92 symmetric rank-k update and one triangular product per record "
+            "(≈ 92² multiply-adds), no projection or correction (the output layer has one output direction)."]
     return out
 
 
