@@ -237,13 +237,31 @@ class AuditContext:
         arrays += [row for rows in self._explained.values() for row in rows.values()]
         return int(sum(np.count_nonzero(~np.isfinite(np.asarray(a, dtype=np.float64))) for a in arrays))
 
-    def retrain_without(self, remove) -> nn.Module:
-        """The model retrained without training records at positions ``remove`` (needs ``train_fn``)."""
+    def trained_on(self, rows, *, seed: tuple[int, int] | None = None) -> nn.Module:
+        """``train_fn(deepcopy(model), X[rows], y[rows])`` on the training records ``rows`` (positions or a mask):
+        the model it returns, or the copy it trained in place (None returned). With ``seed``, torch's generator
+        is seeded from ``SeedSequence(seed)`` during the call and restored after."""
         if self.train_fn is None:
             raise InputError("no training function was given: pass train_fn to verify by retraining")
+        net = copy.deepcopy(self.model)
+        X, y = self.train.X[rows], self.train.y[rows]
+        if seed is None:
+            trained = self.train_fn(net, X, y)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(np.random.SeedSequence(list(seed)).generate_state(1)[0]))
+                trained = self.train_fn(net, X, y)
+        net = trained if trained is not None else net
+        if not isinstance(net, nn.Module):
+            raise InputError(f"train_fn returned {type(net).__name__}: it must return the trained model "
+                             "(a torch.nn.Module) or None after training the copy it receives in place")
+        return net
+
+    def retrain_without(self, remove) -> nn.Module:
+        """The model retrained without training records at positions ``remove`` (needs ``train_fn``)."""
         keep = np.ones(self.train.n, dtype=bool)
         keep[np.asarray(remove, dtype=int)] = False
-        return self.train_fn(copy.deepcopy(self.model), self.train.X[keep], self.train.y[keep])
+        return self.trained_on(keep)
 
     @cached_property
     def favourable(self) -> int:

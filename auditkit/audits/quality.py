@@ -42,13 +42,10 @@ out-of-fold rule: seeds 20-29).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import torch
 from pydantic import Field
-from torch import nn
 
 from ..errors import InputError
 from .base import AuditContext, AuditPlugin, InfluenceRequests, PluginOptions
@@ -123,14 +120,7 @@ def out_of_fold_losses(context: AuditContext, *, folds: int = 5, seed: int = 0) 
     out = np.full(train.n, np.nan)
     for k in range(folds):
         held = fold == k
-        net = copy.deepcopy(context.model)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(np.random.SeedSequence([int(seed), k]).generate_state(1)[0]))
-            trained = context.train_fn(net, train.X[~held], train.y[~held])
-        net = trained if trained is not None else net
-        if not isinstance(net, nn.Module):
-            raise InputError(f"train_fn returned {type(net).__name__}: it must return the trained model "
-                             "(a torch.nn.Module) or None after training the copy it receives in place")
+        net = context.trained_on(~held, seed=(int(seed), k))
         out[held] = context.losses("train", net)[held]
     return out, fold
 

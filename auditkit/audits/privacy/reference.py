@@ -50,7 +50,6 @@ z shrinks, and the attack is conservative: it under-states memorisation, it does
 
 from __future__ import annotations
 
-import copy
 import zlib
 from dataclasses import dataclass, field
 
@@ -170,15 +169,7 @@ def reference_attack(context: AuditContext, *, n_models: int = 4, seed: int = 0,
 
     phi_ref = {s: np.empty((n_models, context.splits[s].n)) for s in scored}
     for k in range(n_models):
-        rows = np.flatnonzero(in_model[k])
-        net = copy.deepcopy(context.model)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(np.random.SeedSequence([seed, k]).generate_state(1)[0]))
-            trained = context.train_fn(net, train.X[rows], train.y[rows])
-        net = trained if trained is not None else net
-        if not isinstance(net, nn.Module):
-            raise InputError(f"train_fn returned {type(net).__name__}: it must return the trained model "
-                             "(a torch.nn.Module) or None after training the copy it receives in place")
+        net = context.trained_on(np.flatnonzero(in_model[k]), seed=(seed, k))
         for s in scored:
             phi_ref[s][k] = phi(s, net)
 

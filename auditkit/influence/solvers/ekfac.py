@@ -586,7 +586,6 @@ class EKFACSolver(Solver):
             es, QS = torch.linalg.eigh(S / n, UPLO="U")
             eigenvalues.append(ea.clamp_min(0))
             self.factors_.append([QS, QA, torch.outer(es.clamp_min(0), eigenvalues[-1])])
-        self.lowers_ = [None] * len(self.blocks_)
         projected = None
         if keep:                            # project the kept factors once: (v², u_true², correction) per chunk
             projected = [[None if f else self._projected(b, fa, c[b.module_name])

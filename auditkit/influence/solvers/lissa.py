@@ -46,6 +46,7 @@ class LissaSolver(Solver):
     residual_tol: float = 1e-3
     seed: int = 0
     name = "lissa"
+    check = 50              # steps between convergence checks
 
     def validate(self) -> None:
         positive("depth", self.depth, integer=True)
@@ -67,7 +68,7 @@ class LissaSolver(Solver):
         full = self.batch_size >= H.n
         h = B.clone()
         bound = 1e8 * float(B.abs().max().clamp_min(1e-30))
-        check = 50
+        check = self.check
         previous = h.clone()
         increments = {}                                  # step → ‖h_step − h_(step−check)‖ (full Hessian only)
         for step in range(1, self.depth + 1):
@@ -96,10 +97,10 @@ class LissaSolver(Solver):
         """Raise SingularHessianError when the deterministic recursion cannot reach ``tol`` within 2 × depth
         steps at the rate its increments shrink (see the module docstring)."""
         half = step // 2
-        if step < 500 or step % (2 * 50) or half not in increments or increments[half] <= 0:
+        if step < 500 or step % (2 * self.check) or half not in increments or increments[half] <= 0:
             return
         ratio = increments[step] / increments[half]                 # q^(step/2)
-        target = self.tol * 50 * max(size, 1e-30)
+        target = self.tol * self.check * max(size, 1e-30)
         if increments[step] <= target:
             return
         needed = math.inf if ratio >= 1 else math.log(target / increments[step]) / (math.log(ratio) / half)
