@@ -5,6 +5,7 @@
 - ``<!-- generated: example-config -->`` → ``examples/heart_disease/audit.yaml`` as it is;
 - ``<!-- generated: policies -->`` → the built-in policies of ``auditkit/policies/``, loaded and validated;
 - ``<!-- generated: policy-format -->`` → ``auditkit/policies/README.md`` from its "Format" section on;
+- ``<!-- generated: report-sections -->``, ``report-verdicts`` → the report's sections and verdicts;
 - ``<!-- generated: cli -->`` → ``auditkit --help`` and ``auditkit COMMAND --help``;
 - ``benchmarks/*.md`` pages → ``benchmarks/results/*.md``, as the benchmark scripts wrote them.
 """
@@ -183,6 +184,20 @@ def policy_format() -> str:
     return text[start:]
 
 
+# ---- the report ----
+
+def report_sections() -> str:
+    from auditkit.report.document import SECTION_TITLES
+
+    return "\n".join(f"{i}. {title}" for i, (_key, title) in enumerate(SECTION_TITLES, start=1)) + "\n"
+
+
+def report_verdicts() -> str:
+    from auditkit.report.document import STATUS_LABELS
+
+    return "\n".join(f"- **{label}** (`{status}`): {meaning}" for status, (label, meaning) in STATUS_LABELS.items())
+
+
 # ---- command line ----
 
 def _help(argv: list[str]) -> str:
@@ -212,7 +227,8 @@ def cli_reference() -> str:
 
 
 GENERATORS = {"configuration": configuration_reference, "example-config": example_config,
-              "policies": builtin_policies, "policy-format": policy_format, "cli": cli_reference}
+              "policies": builtin_policies, "policy-format": policy_format, "cli": cli_reference,
+              "report-sections": report_sections, "report-verdicts": report_verdicts}
 
 
 def on_page_markdown(markdown, page, config, files):
