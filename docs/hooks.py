@@ -214,7 +214,7 @@ def cli_reference() -> str:
     os.environ["COLUMNS"] = "100"
     try:
         top = _help(["--help"])
-        commands = re.search(r"\{([\w,-]+)\}", top).group(1).split(",")
+        commands = re.search(r"\{([\w,-]+)\} \.\.\.", top).group(1).split(",")   # usage: ... {run,validate,...} ...
         parts = ["### `auditkit --help`", "", "```", top, "```", ""]
         for command in commands:
             parts += [f"### `auditkit {command}`", "", "```", _help([command, "--help"]), "```", ""]
