@@ -176,9 +176,12 @@ class StabilityConfig(Strict):
 
 
 class InfluenceConfig(Strict):
+    """How influence is computed: the solver and its options, damping, chunk size, the gradient cache and the
+    stability check of the key findings."""
+
     method: Literal["exact", "cg", "lissa", "arnoldi", "ekfac", "kfac"] = "exact"
     options: dict[str, Any] = Field(default_factory=dict, description="options of the method, e.g. {rank: 50} "
-                                    "for arnoldi, {tol: 1e-8} for cg (see the README's Methods table)")
+                                    "for arnoldi, {tol: 1e-8} for cg (see docs/methods.md)")
     damping: float | Literal["auto"] = "auto"
     chunk_size: int = Field(256, ge=1)
     cache: str | None = Field(None, description="folder of an on-disk cache of per-record training gradients, "

@@ -1,7 +1,7 @@
 """The document model: what the report says, as already-formatted strings, before any HTML exists.
 
 ``build_document(run)`` turns a run document (``run.json``, schema ``auditkit.run/1``) into a
-:class:`Document`: the fifteen sections of ``REPORT.md`` in order, each a list of blocks (paragraphs,
+:class:`Document`: the fifteen sections of ``SECTION_TITLES`` in order, each a list of blocks (paragraphs,
 tables, figures, ...). The renderers see only this object, never tensors or plugin objects, so the HTML
 and the PDF say the same thing and a saved run re-renders without recomputing anything.
 

@@ -1,4 +1,4 @@
-"""The document model: sections in REPORT.md's order, plain words, small-cell suppression, formatting."""
+"""The document model: sections in SECTION_TITLES' order, plain words, small-cell suppression, formatting."""
 
 from __future__ import annotations
 
