@@ -39,6 +39,7 @@ from .models.loading import parameters_sha256
 from .numerics import nonfinite_paths, numerical_limitations, saturation
 from .policy import Policy, check_metrics_available, evaluate, load_policy, observations, overall_status, parse_policy
 from .redaction import redact_record_ids
+from .results import DataQualityResult, FairnessResult, PrivacyResult, data_quality_of, fairness_of, privacy_of
 
 Progress = Callable[[str], None]
 PACKAGES = ("torch", "numpy", "pandas", "scikit-learn", "fairlearn", "pydantic", "weasyprint", "matplotlib", "jinja2")
@@ -54,7 +55,10 @@ KEY_FIGURES = {"fairness.selection_rate.impact_ratio_max": "four-fifths impact r
 
 @dataclass
 class AuditRun:
-    """The run document (``run``) and the private flagged-records rows (with record ids)."""
+    """The run document (``run``, a dict: what ``run.json`` holds) and the private flagged-records rows (with
+    record ids). Its findings as tables (:mod:`auditkit.results`): ``fairness`` (``.metrics``,
+    ``.disparities``, ``.drivers``), ``privacy`` (``.risk``) and ``data_quality``, each with ``to_frame()``;
+    a section that was not audited is None."""
 
     run: dict
     flagged: list[dict]
@@ -63,7 +67,23 @@ class AuditRun:
 
     @property
     def status(self) -> str:
+        """The policy's verdict: ``"pass"``, ``"pass_with_warnings"``, ``"fail"`` or ``"incomplete"``."""
         return self.run["status"]
+
+    @property
+    def fairness(self) -> FairnessResult | None:
+        """Group metrics, disparities and the records driving them; None without a fairness audit."""
+        return fairness_of(self.run)
+
+    @property
+    def privacy(self) -> PrivacyResult | None:
+        """The ranking of training records by membership-inference risk; None without a privacy audit."""
+        return privacy_of(self.run)
+
+    @property
+    def data_quality(self) -> DataQualityResult | None:
+        """The suspect training records (likely mislabelled); None without a data-quality audit."""
+        return data_quality_of(self.run)
 
 
 def versions() -> dict[str, str]:
