@@ -237,7 +237,7 @@ class TabularFeaturizer:
         imputer, scaler = (numeric.named_steps["simpleimputer"], numeric.named_steps["standardscaler"]) \
             if numeric is not None else (None, None)
         if scaler is not None:
-            scaler.scale_ = _sample_std_scale(scaler, inner[self.numeric_], imputer.statistics_)
+            scaler.scale_ = _sample_std_scale(scaler, imputer.transform(inner[self.numeric_]), self.numeric_)
         self.medians_ = dict(zip(self.numeric_, map(float, imputer.statistics_), strict=True)) if imputer else {}
         self.means_ = dict(zip(self.numeric_, map(float, scaler.mean_), strict=True)) if scaler else {}
         self.stds_ = dict(zip(self.numeric_, map(float, scaler.scale_), strict=True)) if scaler else {}
@@ -288,23 +288,22 @@ def _one_hot_name(column: str, level: str) -> str:
     return f"{column}={level}"
 
 
-def _sample_std_scale(scaler: StandardScaler, numbers: pd.DataFrame, medians: np.ndarray) -> np.ndarray:
-    """The fitted ``StandardScaler``'s ``scale_`` with the sample standard deviation (ddof=1) in place of the
-    population one (ddof=0), which is all StandardScaler offers: auditkit has standardised with the sample
-    standard deviation from the start, and changing it would move every featurized value (and the golden
-    files) by a factor √(n/(n−1)). Columns StandardScaler treats as constant keep 1 (its ``scale_`` is then 1
-    rather than √var). Raises :class:`InputError` when the mean or the variance overflowed float64."""
-    n = int(scaler.n_samples_seen_) if np.ndim(scaler.n_samples_seen_) == 0 else int(scaler.n_samples_seen_[0])
-    population = np.sqrt(scaler.var_)
+def _sample_std_scale(scaler: StandardScaler, imputed: np.ndarray, columns: Sequence[str]) -> np.ndarray:
+    """The ``scale_`` auditkit standardises with: the sample standard deviation (ddof=1) of each imputed numeric
+    column, 1 where it is 0 or undefined (one record). Hand-written because StandardScaler offers only the
+    population standard deviation (ddof=0), and its variance (computed with a correction term) can differ from
+    numpy's two-pass formula in the last bit, which would move every featurized value, and the weights of models
+    trained on them (the examples' committed weights, the golden files), by a rounding error. Raises
+    :class:`InputError` when the mean or the standard deviation overflowed float64."""
+    n = len(imputed)
     with np.errstate(over="ignore", invalid="ignore"):
-        sample = np.sqrt(scaler.var_ * (n / (n - 1))) if n > 1 else np.zeros_like(population)
-    for j, col in enumerate(numbers.columns):
-        if not np.isfinite(scaler.mean_[j]) or (n > 1 and not np.isfinite(sample[j])):
-            largest = float(np.abs(numbers[col].fillna(medians[j])).max())
+        std = np.std(imputed, axis=0, ddof=1) if n > 1 else np.full(imputed.shape[1], np.nan)
+    for j, col in enumerate(columns):
+        if not np.isfinite(scaler.mean_[j]) or (np.isinf(std[j]) and n > 1):
             raise InputError(f"numeric feature column {col!r} has values too large to standardise (largest "
-                             f"magnitude {largest:.3g}): rescale the column (e.g. other units)")
-    constant = (scaler.scale_ != population) | (sample == 0)
-    return np.where(constant, 1.0, sample)
+                             f"magnitude {float(np.abs(imputed[:, j]).max()):.3g}): rescale the column (e.g. other "
+                             "units)")
+    return np.where(np.isfinite(std) & (std > 0), std, 1.0)
 
 
 @dataclass(eq=False)
