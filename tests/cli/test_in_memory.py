@@ -103,6 +103,12 @@ def test_dataframes_and_a_model_object_give_the_findings_of_the_files(from_files
         pd.testing.assert_frame_equal(given[name], frame)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()) and model.training
     pd.testing.assert_frame_equal(run.fairness.disparities.to_frame(), expected.fairness.disparities.to_frame())
+    # the report says where the data and the model came from, and claims no weights file
+    from auditkit.report import build_document
+    from auditkit.report.html import render_html_string
+    html = " ".join(render_html_string(build_document(run.run, figures={}, annex={"name": "findings.json"})).split())
+    assert html.count(f"<td class=\"\">{IN_MEMORY}</td>") == 3 and "passed to auditkit as a Python object" in html
+    assert "weights were loaded" not in html
 
 
 def test_one_table_dataframe_is_split_like_the_file():
