@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import InputError
 from .yamlload import safe_load
@@ -70,7 +70,9 @@ class ModelConfig(Strict):
 
     name: str = Field(..., min_length=1)
     version: str = "unversioned"
-    builder: str = Field(..., pattern=CODE_REF, description="package.module:function returning an nn.Module")
+    builder: str | None = Field(None, pattern=CODE_REF,
+                                description="package.module:function returning an nn.Module (required, except when "
+                                            "the model is passed to auditkit.audit(model=...) as an object)")
     builder_args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the builder")
     weights: str | None = Field(None, min_length=1, description="state dict saved with torch.save (loaded with "
                                 "weights_only=True); omit it when the builder returns the trained model itself")
@@ -153,7 +155,9 @@ class DataConfig(Strict):
     sensitive: list[SensitiveConfig] = Field(..., min_length=1)
 
     @model_validator(mode="after")
-    def _sources(self):
+    def _sources(self, info: ValidationInfo):
+        if "data" in (info.context or {}).get("in_memory", ()):
+            return self         # the tables are DataFrames given to auditkit.audit(data=...), checked there
         if self.table is not None:
             if self.train or self.test or self.holdout:
                 raise ValueError("give either 'table' (+ 'split') or 'train'/'test'/'holdout' files, not both")
@@ -224,6 +228,18 @@ class BackendConfig(Strict):
         return self
 
 
+class InMemoryInputs(BaseModel):
+    """Tables and a model passed to ``auditkit.audit(data=..., model=...)`` as Python objects: they replace the
+    configuration's table files (``tables``: split name → pandas DataFrame; every table of ``data``) and its
+    model loading (``model``: a torch ``nn.Module``; builder and weights are then not used). Checked and used
+    by :mod:`auditkit.inputs`; never part of the configuration's text, schema or hash."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    tables: dict[str, Any] | None = None
+    model: Any = None
+
+
 class AuditConfig(Strict):
     """The whole audit.yaml."""
 
@@ -241,9 +257,10 @@ class AuditConfig(Strict):
     seed: int = 0
     backend: BackendConfig = BackendConfig()
 
-    # Set by load_config, not by the file.
+    # Set by load_config and auditkit.audit, not by the file.
     base_dir: Path = Field(default=Path("."), exclude=True)
     text: str = Field(default="", exclude=True)
+    inputs: InMemoryInputs | None = Field(default=None, exclude=True)
 
     def path(self, value: str) -> Path:
         """A path from the configuration, relative to the configuration file."""
@@ -275,23 +292,28 @@ def describe_error(exc: ValidationError, where: str) -> str:
 
 
 def parse_config(data: Any, *, where: str = "configuration", base_dir: Path | None = None,
-                 text: str = "") -> AuditConfig:
-    """Validate a parsed YAML/JSON document as an :class:`AuditConfig`."""
+                 text: str = "", in_memory: frozenset[str] = frozenset()) -> AuditConfig:
+    """Validate a parsed YAML/JSON document as an :class:`AuditConfig`. ``in_memory``: what is given as Python
+    objects instead (``"data"``: the tables, ``"model"``: the model), so the document need not name files for
+    it (``data.train``/``test``/``table``) or a ``model.builder``."""
     if not isinstance(data, dict):
         raise InputError(f"{where}: expected a mapping of sections (model, data, ...), got "
                          f"{type(data).__name__}: see `auditkit schema`")
-    internal = sorted(set(data) & {"base_dir", "text"})
+    internal = sorted(set(data) & {"base_dir", "text", "inputs"})
     if internal:
         raise InputError(f"{where}: unknown key {internal[0]!r}: remove it or fix its spelling (see `auditkit schema`)")
     try:
-        config = AuditConfig.model_validate(data)
+        config = AuditConfig.model_validate(data, context={"in_memory": in_memory})
     except ValidationError as exc:
         raise InputError(describe_error(exc, where)) from None
+    if config.model.builder is None and "model" not in in_memory:
+        raise InputError(f"{where}: model.builder is required but missing: add it (see `auditkit schema`)")
     return config.model_copy(update={"base_dir": base_dir or Path("."), "text": text})
 
 
-def load_config(path: str | Path) -> AuditConfig:
-    """Read and validate ``audit.yaml`` (safe YAML: no Python tags, no key given twice)."""
+def load_config(path: str | Path, *, in_memory: frozenset[str] = frozenset()) -> AuditConfig:
+    """Read and validate ``audit.yaml`` (safe YAML: no Python tags, no key given twice); ``in_memory`` as in
+    :func:`parse_config`."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"configuration file {str(path)!r} is a directory, not a file: pass the path of your "
@@ -312,12 +334,13 @@ def load_config(path: str | Path) -> AuditConfig:
     if data is None:
         raise InputError(f"configuration file {str(path)!r} is empty: write the model and data sections (see "
                          "`auditkit schema` and examples/heart_disease/audit.yaml)")
-    return parse_config(data, where=str(path), base_dir=path.resolve().parent, text=text)
+    return parse_config(data, where=str(path), base_dir=path.resolve().parent, text=text, in_memory=in_memory)
 
 
 def json_schema() -> dict:
     """The JSON Schema of audit.yaml."""
     schema = AuditConfig.model_json_schema(by_alias=True)
-    for name in ("base_dir", "text"):
+    for name in ("base_dir", "text", "inputs"):
         schema.get("properties", {}).pop(name, None)
+    schema.get("$defs", {}).pop("InMemoryInputs", None)
     return schema

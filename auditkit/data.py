@@ -36,6 +36,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import MissingIndicator, SimpleImputer
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from .errors import InputError, NotFittedError
 
@@ -184,6 +188,13 @@ class TabularFeaturizer:
       level ``"missing"`` (a column only if training has missing values). Levels unseen in training,
       including missing where training had none, map to all zeros.
     - Column order: numeric columns (in feature order), then the missing indicators, then the one-hots.
+
+    Built on scikit-learn: a ``ColumnTransformer`` (``columns_``) of ``SimpleImputer(strategy="median")`` +
+    ``StandardScaler`` on the numeric columns, ``MissingIndicator`` on the same columns and
+    ``OneHotEncoder(handle_unknown="ignore")`` on the categories as text. Written here: which columns are
+    categorical, the checks that give one-line errors, and the sample standard deviation (see
+    :func:`_sample_std_scale`). Fitted attributes: ``numeric_``, ``categorical_``, ``with_missing_``,
+    ``medians_``, ``means_``, ``stds_``, ``levels_``, ``feature_names_``.
     """
 
     def __init__(self, *, categorical: Sequence[str] = ()):
@@ -208,27 +219,45 @@ class TabularFeaturizer:
                 _refuse_stray_text(frame[col], col)
         self.categorical_ = [c for c in features if c in self.categorical or _is_categorical(frame[c])]
         self.numeric_ = [c for c in features if c not in self.categorical_]
-        self.medians_, self.means_, self.stds_ = {}, {}, {}
         for col in self.numeric_:
-            values = frame[col]
-            _refuse_infinite(values, col)
-            if values.isna().all():
+            _refuse_infinite(frame[col], col)
+            if frame[col].isna().all():
                 raise InputError(f"numeric feature column {col!r} has no values in the training data: fill it or "
                                  f"leave it out of the features")
-            self.medians_[col] = float(values.median())
-            filled = values.fillna(self.medians_[col])
-            with np.errstate(over="ignore", invalid="ignore"):     # absurd magnitudes are refused just below
-                self.means_[col] = float(filled.mean())
-                std = float(filled.std())
-            if not np.isfinite(self.means_[col]) or (np.isinf(std) and len(filled) > 1):
-                raise InputError(f"numeric feature column {col!r} has values too large to standardise (largest "
-                                 f"magnitude {float(filled.abs().max()):.3g}): rescale the column (e.g. other units)")
-            self.stds_[col] = std if np.isfinite(std) and std > 0 else 1.0
-        self.with_missing_ = [c for c in self.numeric_ if frame[c].isna().any()]
-        self.levels_ = {c: sorted(self._as_text(frame[c]).unique()) for c in self.categorical_}
+        inner = self._inner(frame)
+        self.columns_ = ColumnTransformer(
+            [("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), self.numeric_),
+             ("missing", MissingIndicator(features="missing-only", error_on_new=False), self.numeric_),
+             ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float64,
+                                      feature_name_combiner=_one_hot_name), self.categorical_)],
+            sparse_threshold=0.0, verbose_feature_names_out=False)
+        with np.errstate(over="ignore", invalid="ignore"):     # absurd magnitudes are refused just below
+            self.columns_.fit(inner)
+        numeric = self.columns_.named_transformers_["numeric"] if self.numeric_ else None
+        imputer, scaler = (numeric.named_steps["simpleimputer"], numeric.named_steps["standardscaler"]) \
+            if numeric is not None else (None, None)
+        if scaler is not None:
+            scaler.scale_ = _sample_std_scale(scaler, imputer.transform(inner[self.numeric_]), self.numeric_)
+        self.medians_ = dict(zip(self.numeric_, map(float, imputer.statistics_), strict=True)) if imputer else {}
+        self.means_ = dict(zip(self.numeric_, map(float, scaler.mean_), strict=True)) if scaler else {}
+        self.stds_ = dict(zip(self.numeric_, map(float, scaler.scale_), strict=True)) if scaler else {}
+        indicator = self.columns_.named_transformers_["missing"] if self.numeric_ else None
+        self.with_missing_ = [self.numeric_[j] for j in indicator.features_] if indicator is not None else []
+        encoder = self.columns_.named_transformers_["onehot"] if self.categorical_ else None
+        self.levels_ = ({c: [str(v) for v in levels] for c, levels in zip(self.categorical_, encoder.categories_,
+                                                                         strict=True)} if encoder else {})
         self.feature_names_ = (list(self.numeric_) + [f"{c}_missing" for c in self.with_missing_]
                                + [f"{c}={v}" for c in self.categorical_ for v in self.levels_[c]])
         return self
+
+    def _inner(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The columns the transformers see: numeric columns as float64 (missing → NaN), categories as text
+        (missing → the level ``"missing"``)."""
+        numbers = {c: pd.to_numeric(frame[c], errors="coerce").to_numpy(np.float64, na_value=np.nan)
+                   for c in self.numeric_}
+        texts = {c: self._as_text(frame[c]).to_numpy(object) for c in self.categorical_}
+        return pd.DataFrame({**numbers, **texts}, index=pd.RangeIndex(len(frame)),
+                            columns=self.numeric_ + self.categorical_)
 
     @staticmethod
     def _as_text(series: pd.Series) -> pd.Series:
@@ -240,8 +269,6 @@ class TabularFeaturizer:
             raise NotFittedError("TabularFeaturizer is not fitted: call fit(train_frame) first")
         _require_columns(frame, self.numeric_ + self.categorical_, "feature", "the table",
                          "transform tables with the columns the featurizer was fitted on")
-        out = np.empty((len(frame), len(self.feature_names_)), dtype=np.float64)
-        j = 0
         for col in self.numeric_:
             values = pd.to_numeric(frame[col], errors="coerce")
             bad = int((values.isna() & frame[col].notna()).sum())
@@ -249,20 +276,34 @@ class TabularFeaturizer:
                 raise InputError(f"numeric feature column {col!r} has {bad} non-numeric values: convert them to "
                                  f"numbers or missing values")
             _refuse_infinite(values, col)
-            out[:, j] = ((values.fillna(self.medians_[col]) - self.means_[col]) / self.stds_[col]).to_numpy(np.float64)
-            j += 1
-        for col in self.with_missing_:
-            out[:, j] = frame[col].isna().to_numpy(np.float64)
-            j += 1
-        for col in self.categorical_:
-            text = self._as_text(frame[col])
-            for level in self.levels_[col]:
-                out[:, j] = (text == level).to_numpy(np.float64)
-                j += 1
-        return out
+        out = self.columns_.transform(self._inner(frame))
+        return np.ascontiguousarray(out, dtype=np.float64).reshape(len(frame), len(self.feature_names_))
 
     def fit_transform(self, frame: pd.DataFrame, features: Sequence[str] | None = None) -> np.ndarray:
         return self.fit(frame, features).transform(frame)
+
+
+def _one_hot_name(column: str, level: str) -> str:
+    """The name of a one-hot column: ``"<col>=<level>"`` (a module function, so the featurizer pickles)."""
+    return f"{column}={level}"
+
+
+def _sample_std_scale(scaler: StandardScaler, imputed: np.ndarray, columns: Sequence[str]) -> np.ndarray:
+    """The ``scale_`` auditkit standardises with: the sample standard deviation (ddof=1) of each imputed numeric
+    column, 1 where it is 0 or undefined (one record). Hand-written because StandardScaler offers only the
+    population standard deviation (ddof=0), and its variance (computed with a correction term) can differ from
+    numpy's two-pass formula in the last bit, which would move every featurized value, and the weights of models
+    trained on them (the examples' committed weights, the golden files), by a rounding error. Raises
+    :class:`InputError` when the mean or the standard deviation overflowed float64."""
+    n = len(imputed)
+    with np.errstate(over="ignore", invalid="ignore"):
+        std = np.std(imputed, axis=0, ddof=1) if n > 1 else np.full(imputed.shape[1], np.nan)
+    for j, col in enumerate(columns):
+        if not np.isfinite(scaler.mean_[j]) or (np.isinf(std[j]) and n > 1):
+            raise InputError(f"numeric feature column {col!r} has values too large to standardise (largest "
+                             f"magnitude {float(np.abs(imputed[:, j]).max()):.3g}): rescale the column (e.g. other "
+                             "units)")
+    return np.where(np.isfinite(std) & (std > 0), std, 1.0)
 
 
 @dataclass(eq=False)

@@ -5,7 +5,9 @@ Every problem found here is an :class:`InputError` naming the configuration key 
 
 from __future__ import annotations
 
+import copy
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,10 +20,14 @@ from .config import AuditConfig
 from .data import AuditData, DataSpec, TabularFeaturizer, age_bands, load_table, prepare_splits
 from .errors import InputError
 from .models import build_model, import_object
+from .models.loading import cast_finite
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 #: the fewest records a part of a split table may hold (one record cannot carry two classes or a group gap)
 MIN_SPLIT_RECORDS = 2
+#: the source named in the run document (and the report) for a table given as a DataFrame
+IN_MEMORY = "in-memory DataFrame"
+TABLE_NAMES = ("train", "test", "holdout", "table")
 ROLES = {"train": "training records (members)", "test": "fairness and accuracy evaluation",
          "holdout": "non-members (never trained on) for membership inference and flag calibration"}
 
@@ -48,15 +54,50 @@ def frame_sha256(frame: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
+def in_memory_tables(config: AuditConfig) -> dict[str, pd.DataFrame] | None:
+    """The tables given to ``auditkit.audit(data=...)`` (checked: DataFrames, known split names, a complete set),
+    or None when the tables come from the configuration's files."""
+    tables = config.inputs.tables if config.inputs is not None else None
+    if tables is None:
+        return None
+    usage = ("give a dict of split name to pandas DataFrame: {'train': ..., 'test': ...} (optionally 'holdout'), "
+             "or {'table': ...} split by the configuration's data.split")
+    if not isinstance(tables, Mapping):
+        raise InputError(f"data: got a {type(tables).__name__}: {usage}")
+    for name, frame in tables.items():
+        if name not in TABLE_NAMES:
+            raise InputError(f"data: unknown split {name!r}: {usage}")
+        if not isinstance(frame, pd.DataFrame):
+            raise InputError(f"data[{name!r}]: got a {type(frame).__name__}, not a pandas DataFrame: {usage}")
+    if "table" in tables and len(tables) > 1:
+        raise InputError(f"data: give either 'table' or 'train'/'test'/'holdout', not both (got {list(tables)}): "
+                         f"{usage}")
+    if "table" in tables and config.data.split is None:
+        raise InputError("data: a 'table' DataFrame needs data.split in the configuration (fractions of test and "
+                         "holdout records, and a seed): add it, or give 'train' and 'test' DataFrames")
+    if "table" not in tables and not {"train", "test"} <= set(tables):
+        raise InputError(f"data: the 'train' and 'test' DataFrames are both needed (got {list(tables)}): {usage}")
+    return dict(tables)
+
+
+def has_holdout(config: AuditConfig) -> bool:
+    """Whether the audit has non-members: a holdout table (file or DataFrame), or a split with holdout > 0."""
+    tables = in_memory_tables(config)
+    named = ("holdout" in tables) if tables is not None else config.data.holdout is not None
+    split = (tables is None or "table" in tables) and config.data.split is not None and config.data.split.holdout > 0
+    return named or split
+
+
 def _frames(config: AuditConfig) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
     data = config.data
-    if data.table is not None:
-        path = config.path(data.table)
-        table = load_table(path, id_column=data.id_column)
+    tables = in_memory_tables(config)
+    if (tables is None and data.table is not None) or (tables is not None and "table" in tables):
+        path = config.path(data.table) if tables is None else None
+        table = load_table(path if tables is None else tables["table"], id_column=data.id_column)
+        where, name = ("data.table", repr(str(path))) if tables is None else ("data['table']", "the DataFrame")
         if len(table) == 0:
-            raise InputError(f"data.table: {str(path)!r} has no rows: give a table with at least one record per "
-                             "split")
-        _unique_ids(table, data.id_column, "data.table")
+            raise InputError(f"{where}: {name} has no rows: give a table with at least one record per split")
+        _unique_ids(table, data.id_column, where)
         order = np.random.default_rng(data.split.seed).permutation(len(table))
         n_test, n_hold = round(data.split.test * len(table)), round(data.split.holdout * len(table))
         parts = {"test": order[:n_test], "holdout": order[n_test:n_test + n_hold], "train": order[n_test + n_hold:]}
@@ -67,8 +108,14 @@ def _frames(config: AuditConfig) -> tuple[dict[str, pd.DataFrame], dict[str, str
                                  f"change data.split.test/holdout so that every part has at least "
                                  f"{MIN_SPLIT_RECORDS} records")
         frames = {k: table.iloc[np.sort(v)].reset_index(drop=True) for k, v in parts.items() if len(v)}
-        return frames, {k: f"{path.name} ({k} part, split seed {data.split.seed})" for k in frames}
+        source = path.name if tables is None else IN_MEMORY
+        return frames, {k: f"{source} ({k} part, split seed {data.split.seed})" for k in frames}
     frames, sources = {}, {}
+    if tables is not None:
+        for name in ("train", "test", "holdout"):
+            if name in tables:
+                frames[name], sources[name] = load_table(tables[name], id_column=data.id_column), IN_MEMORY
+        return frames, sources
     for name in ("train", "test", "holdout"):
         value = getattr(data, name)
         if value is not None:
@@ -140,11 +187,38 @@ def load_data(config: AuditConfig) -> LoadedData:
     return LoadedData(splits, sources, hashes)
 
 
+def in_memory_model(config: AuditConfig) -> nn.Module | None:
+    """The model given to ``auditkit.audit(model=...)`` (checked: a torch ``nn.Module``), or None when the
+    configuration's builder and weights make it."""
+    model = config.inputs.model if config.inputs is not None else None
+    if model is not None and isinstance(getattr(model, "module", None), nn.Module):
+        raise InputError(f"model: got a {type(model).__name__}, not a torch nn.Module: pass its torch module "
+                         "(model=converted.module) and set model.loss and model.l2 in the configuration to its loss "
+                         "and l2")
+    if model is not None and not isinstance(model, nn.Module):
+        raise InputError(f"model: got a {type(model).__name__}, not a torch nn.Module: pass the trained torch model "
+                         "(a scikit-learn classifier converts with auditkit.models.from_sklearn)")
+    return model
+
+
+def model_builder(config: AuditConfig) -> str:
+    """How the audited model was made, for the run document: the builder, or the class of the object given."""
+    model = in_memory_model(config)
+    if model is None:
+        return config.model.builder
+    return f"in-memory object of class {type(model).__module__}.{type(model).__qualname__} (auditkit.audit(model=...))"
+
+
 def load_model(config: AuditConfig, splits: dict[str, AuditData]) -> nn.Module:
-    """The model from its builder and weights, checked against the featurized data and the loss."""
+    """The model from its builder and weights (or a copy of the model object given to ``auditkit.audit``, which is
+    never changed), checked against the featurized data and the loss."""
     m = config.model
-    weights = config.path(m.weights) if m.weights else None
-    model = build_model(m.builder, weights, kwargs=m.builder_args, dtype=DTYPES[m.dtype])
+    given = in_memory_model(config)
+    if given is not None:
+        model = cast_finite(copy.deepcopy(given), DTYPES[m.dtype], "model")
+    else:
+        weights = config.path(m.weights) if m.weights else None
+        model = build_model(m.builder, weights, kwargs=m.builder_args, dtype=DTYPES[m.dtype])
     train = splits["train"]
     x = torch.tensor(train.X[:2], dtype=DTYPES[m.dtype])
     try:

@@ -14,15 +14,17 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
+from os import PathLike
 from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from pydantic import ValidationError
 
 from . import __version__
@@ -30,15 +32,27 @@ from .audits.base import AuditContext
 from .audits.jsonsafe import json_safe
 from .audits.registry import load_plugin, prefetch, run_plugin, validate_options
 from .audits.stability import stability
-from .config import AuditConfig, BackendConfig, load_config
+from .config import AuditConfig, BackendConfig, InMemoryInputs, load_config, parse_config
 from .errors import HessianError, InputError, SingularHessianError
 from .history import HistoryStore
 from .influence import InfluenceEngine
-from .inputs import DTYPES, ROLES, file_sha256, load_data, load_model, training_function
+from .inputs import (
+    DTYPES,
+    ROLES,
+    file_sha256,
+    has_holdout,
+    in_memory_model,
+    in_memory_tables,
+    load_data,
+    load_model,
+    model_builder,
+    training_function,
+)
 from .models.loading import parameters_sha256
 from .numerics import nonfinite_paths, numerical_limitations, saturation
 from .policy import Policy, check_metrics_available, evaluate, load_policy, observations, overall_status, parse_policy
 from .redaction import redact_record_ids
+from .results import DataQualityResult, FairnessResult, PrivacyResult, data_quality_of, fairness_of, privacy_of
 
 Progress = Callable[[str], None]
 PACKAGES = ("torch", "numpy", "pandas", "scikit-learn", "fairlearn", "pydantic", "weasyprint", "matplotlib", "jinja2")
@@ -54,7 +68,10 @@ KEY_FIGURES = {"fairness.selection_rate.impact_ratio_max": "four-fifths impact r
 
 @dataclass
 class AuditRun:
-    """The run document (``run``) and the private flagged-records rows (with record ids)."""
+    """The run document (``run``, a dict: what ``run.json`` holds) and the private flagged-records rows (with
+    record ids). Its findings as tables (:mod:`auditkit.results`): ``fairness`` (``.metrics``,
+    ``.disparities``, ``.drivers``), ``privacy`` (``.risk``) and ``data_quality``, each with ``to_frame()``;
+    a section that was not audited is None."""
 
     run: dict
     flagged: list[dict]
@@ -63,7 +80,23 @@ class AuditRun:
 
     @property
     def status(self) -> str:
+        """The policy's verdict: ``"pass"``, ``"pass_with_warnings"``, ``"fail"`` or ``"incomplete"``."""
         return self.run["status"]
+
+    @property
+    def fairness(self) -> FairnessResult | None:
+        """Group metrics, disparities and the records driving them; None without a fairness audit."""
+        return fairness_of(self.run)
+
+    @property
+    def privacy(self) -> PrivacyResult | None:
+        """The ranking of training records by membership-inference risk; None without a privacy audit."""
+        return privacy_of(self.run)
+
+    @property
+    def data_quality(self) -> DataQualityResult | None:
+        """The suspect training records (likely mislabelled); None without a data-quality audit."""
+        return data_quality_of(self.run)
 
 
 def versions() -> dict[str, str]:
@@ -80,14 +113,16 @@ def check_config(config: AuditConfig):
     """Everything that can be checked without computing: plugins, their options, policy, files, holdout."""
     for name, options in config.audits.items():
         validate_options(load_plugin(name), options)
+    tables, model = in_memory_tables(config), in_memory_model(config)
     if "privacy" in config.audits:
         holdout = (config.audits["privacy"] or {}).get("holdout", "holdout")
-        has = config.data.holdout is not None or (config.data.split is not None and config.data.split.holdout > 0)
-        if holdout == "holdout" and not has:
+        if holdout == "holdout" and not has_holdout(config):
             raise InputError("audits.privacy needs non-members: give data.holdout (records never trained on), or "
                              "data.split.holdout > 0, or remove the privacy audit")
-    files = [(f"data.{k}", getattr(config.data, k), "a table file") for k in ("train", "test", "holdout", "table")]
-    for key, value, what in files + [("model.weights", config.model.weights, "the weights file")]:
+    files = [(f"data.{k}", getattr(config.data, k), "a table file") for k in ("train", "test", "holdout", "table")
+             if tables is None]
+    weights = [("model.weights", config.model.weights, "the weights file")] if model is None else []
+    for key, value, what in files + weights:
         path = config.path(value) if value is not None else None
         if path is not None and path.is_dir():
             raise InputError(f"{key}: {str(path)!r} is a directory: give the path of {what}")
@@ -396,7 +431,7 @@ def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: Hist
     done()
 
     created = datetime.now(timezone.utc).replace(microsecond=0)
-    m, d = config.model, config.data
+    m, d, given_model = config.model, config.data, in_memory_model(config)
     train = splits["train"]
     run = {
         "schema": "auditkit.run/1",
@@ -405,10 +440,10 @@ def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: Hist
         "trigger": trigger, "status": "incomplete", "auditkit_version": __version__,
         "scope": config.report.model_dump(exclude={"sign_off", "independence"}),
         "model": {"name": m.name, "version": m.version,
-                  "weights_sha256": file_sha256(config.path(m.weights)) if m.weights else None,
+                  "weights_sha256": file_sha256(config.path(m.weights)) if m.weights and given_model is None else None,
                   "parameters_sha256": parameters_sha256(model),
                   "framework": f"PyTorch {torch.__version__}", "parameters": int(engine.n_params_),
-                  "architecture": " ".join(str(model).split())[:300], "builder": m.builder, "loss": m.loss,
+                  "architecture": " ".join(str(model).split())[:300], "builder": model_builder(config), "loss": m.loss,
                   "l2": m.l2, "previous_version": m.previous_version},
         "data": {"target": d.target, "favourable": str(train.classes[train.favourable_index]),
                  "classes": [str(c) for c in train.classes], "n_features": int(train.X.shape[1]),
@@ -481,11 +516,42 @@ def with_scheduler(config: AuditConfig, scheduler: str) -> AuditConfig:
     return config.model_copy(update={"backend": backend})
 
 
-def audit(config: AuditConfig | str | Path, out: str | Path | None = None, *, trigger: str = "manual",
+def configuration(config: AuditConfig | Mapping | str | PathLike, *, data: Mapping | None = None,
+                  model: torch.nn.Module | None = None) -> AuditConfig:
+    """The validated configuration from audit.yaml's path, a dict of its sections (relative paths then read from
+    the working directory) or an :class:`AuditConfig`, with the tables (``data``) and the model (``model``)
+    given as Python objects attached (:class:`~auditkit.config.InMemoryInputs`): the configuration need not
+    name their files or builder, and any it names are not read."""
+    in_memory = frozenset(k for k, v in (("data", data), ("model", model)) if v is not None)
+    if isinstance(config, Mapping):
+        config = parse_config(dict(config), base_dir=Path.cwd(), in_memory=in_memory)
+        text = yaml.safe_dump(config.model_dump(mode="json", by_alias=True, exclude_unset=True), sort_keys=False,
+                              allow_unicode=True)
+        config = config.model_copy(update={"text": text})
+    elif isinstance(config, str | PathLike):
+        config = load_config(config, in_memory=in_memory)
+    elif not isinstance(config, AuditConfig):
+        raise InputError(f"config: got a {type(config).__name__}: give the path of audit.yaml, a dict of its "
+                         "sections, or a loaded configuration (auditkit.config.load_config)")
+    if in_memory:
+        config = config.model_copy(update={"inputs": InMemoryInputs.model_construct(tables=data, model=model)})
+        in_memory_tables(config), in_memory_model(config)          # refuse wrong objects before any work
+    return config
+
+
+def audit(config: AuditConfig | Mapping | str | PathLike, out: str | Path | None = None, *,
+          data: Mapping | None = None, model: torch.nn.Module | None = None, trigger: str = "manual",
           templates: str | Path | None = None, command: str = "", progress: Progress | None = None,
           threads: int | None = None, scheduler: str | None = None) -> AuditRun:
-    """Run an audit from a configuration (a loaded one, or the path of audit.yaml) and, when ``out`` is
-    given, write its report and outputs there and record it in the history store.
+    """Run an audit from a configuration (the path of audit.yaml, a dict of its sections, or a loaded one) and,
+    when ``out`` is given, write its report and outputs there and record it in the history store.
+
+    ``data``: the tables as pandas DataFrames, ``{"train": ..., "test": ...}`` (optionally ``"holdout"``) or
+    ``{"table": ...}`` (split by the configuration's ``data.split``), in place of the configuration's table
+    files; the configuration still says which columns are what (target, ids, sensitive attributes, features).
+    The run document names their source "in-memory DataFrame" and hashes their content. ``model``: the trained
+    torch ``nn.Module`` in place of ``model.builder`` and ``model.weights`` (a copy is audited; the object is
+    not changed). The run's findings as pandas tables: :mod:`auditkit.results`.
 
     ``auditkit run audit.yaml --out DIR`` is ``audit("audit.yaml", "DIR")`` plus the exit code of its
     ``status``: pass / pass_with_warnings → 0, fail / incomplete → 1. ``threads`` sets torch's thread count
@@ -498,8 +564,7 @@ def audit(config: AuditConfig | str | Path, out: str | Path | None = None, *, tr
         if threads < 1:
             raise InputError(f"threads={threads} is not allowed: give a positive number of threads")
         torch.set_num_threads(threads)
-    if not isinstance(config, AuditConfig):
-        config = load_config(config)
+    config = configuration(config, data=data, model=model)
     if scheduler is not None:
         config = with_scheduler(config, scheduler)
     if out is not None:

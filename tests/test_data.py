@@ -420,3 +420,38 @@ def test_heart_disease_real_data():
     # one-hot blocks are 0/1 with exactly one level per record in train
     sex = [j for j, n in enumerate(names) if n.startswith("sex=")]
     assert (tr.X[:, sex].sum(axis=1) == 1).all()
+
+
+def test_featurizer_matches_the_formulas_written_in_pandas():
+    """TabularFeaturizer (scikit-learn transformers inside) against its documented formulas computed with pandas
+    on the real heart-disease table: median imputation, indicators, sample-std standardisation, sorted one-hots;
+    a test table with unseen levels and missing values where training had none."""
+    import pickle
+    raw = load_table(HEART)
+    features = ["age", "sex", "dataset", "cp", "trestbps", "chol", "fbs", "thalch", "oldpeak", "ca", "thal"]
+    train, test = raw.iloc[::2].reset_index(drop=True), raw.iloc[1::2].reset_index(drop=True)
+    test.loc[:4, "dataset"] = "Elsewhere"                  # a level never seen in training
+    test.loc[:2, "age"] = np.nan                          # age has no missing values in training
+    f = pickle.loads(pickle.dumps(TabularFeaturizer(categorical=["ca"]).fit(train, features)))
+    numeric = ["age", "trestbps", "chol", "thalch", "oldpeak"]
+    categorical = ["sex", "dataset", "cp", "fbs", "ca", "thal"]         # in feature order
+    missing = [c for c in numeric if train[c].isna().any()]
+    for frame in (train, test):
+        parts = []
+        for c in numeric:
+            filled = train[c].fillna(train[c].median())
+            parts.append((frame[c].fillna(train[c].median()) - filled.mean()) / filled.std(ddof=1))
+        parts += [frame[c].isna().astype(float) for c in missing]
+        names = numeric + [f"{c}_missing" for c in missing]
+        for c in categorical:
+            levels = sorted(train[c].astype("string").fillna("missing").unique())
+            text = frame[c].astype("string").fillna("missing")
+            parts += [(text == v).astype(float) for v in levels]
+            names += [f"{c}={v}" for v in levels]
+        expected = np.column_stack([np.asarray(p, dtype=np.float64) for p in parts])
+        assert f.feature_names_ == names
+        np.testing.assert_array_equal(f.transform(frame), expected)       # to the last bit
+    X = f.transform(test)
+    dataset = [j for j, n in enumerate(f.feature_names_) if n.startswith("dataset=")]
+    assert X[:5, dataset].sum() == 0 and (X[5:, dataset].sum(axis=1) == 1).all()
+    assert "age_missing" not in f.feature_names_ and np.isfinite(X).all()

@@ -73,7 +73,7 @@ def build_model(builder: str, weights: Path | None, *, kwargs: dict | None = Non
     if not isinstance(model, nn.Module):
         raise InputError(f"model.builder: {builder!r} returned a {type(model).__name__}, not a torch nn.Module")
     if weights is None:
-        return _cast_finite(model, dtype, "model.builder")
+        return cast_finite(model, dtype, "model.builder")
     state = load_state_dict(weights)
     try:
         model.load_state_dict(state, strict=True)
@@ -81,10 +81,10 @@ def build_model(builder: str, weights: Path | None, *, kwargs: dict | None = Non
         first = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc))[:200]
         raise InputError(f"model.weights: {str(weights)!r} does not fit the model built by {builder!r} "
                          f"({first}): the weights belong to another architecture") from None
-    return _cast_finite(model, dtype, "model.weights")
+    return cast_finite(model, dtype, "model.weights")
 
 
-def _cast_finite(model: nn.Module, dtype: torch.dtype, key: str) -> nn.Module:
+def cast_finite(model: nn.Module, dtype: torch.dtype, key: str) -> nn.Module:
     """``model`` in ``dtype`` and eval mode, if every floating-point parameter and buffer is finite; else an
     :class:`InputError` naming the tensor: NaN/inf already in the weights (training diverged), or values that
     overflow ``dtype`` (float64 weights beyond ±3.4e38 cast to float32)."""

@@ -90,10 +90,18 @@ def model(section: Section, run: dict, **_) -> None:
         ("Model builder (user code)", str(m.get("builder", fmt.DASH))),
         ("Previously audited version", str(prev) if prev else "none: first audit of this model line"),
     ]))
-    section.blocks.append(Paragraph(
-        "The builder is code supplied by the model owner; the weights were loaded without executing code "
-        "(PyTorch weights_only loading). Anyone holding the weights file can check its SHA-256 against the "
-        "value above.", "small"))
+    if m.get("weights_sha256"):
+        text = ("The builder is code supplied by the model owner; the weights were loaded without executing code "
+                "(PyTorch weights_only loading). Anyone holding the weights file can check its SHA-256 against the "
+                "value above.")
+    elif str(m.get("builder", "")).startswith("in-memory"):
+        text = ("The model was passed to auditkit as a Python object (auditkit.audit(model=...)); no weights file "
+                "was read. The SHA-256 of its parameters (section Reproducibility) identifies the state audited.")
+    else:
+        text = ("The builder is code supplied by the model owner and returned the trained model itself; no "
+                "weights file was read. The SHA-256 of its parameters (section Reproducibility) identifies the state "
+                "audited.")
+    section.blocks.append(Paragraph(text, "small"))
 
 
 def data(section: Section, run: dict, **_) -> None:

@@ -324,13 +324,28 @@ def test_bad_input_messages():
     assert str(e.value) == "y_pred has 199 values but y_true has 200: pass one value per record"
 
 
-@pytest.mark.parametrize("k, n", [(81, 263), (0, 12), (12, 12), (5, 57)])
-def test_wilson_interval_matches_scipy(k, n):
-    from scipy.stats import binomtest
+def closed_form_wilson(k: int, n: int, confidence: float) -> tuple[float, float]:
+    """The Wilson score interval written out (the hand-written formula auditkit used before SciPy)."""
+    from statistics import NormalDist
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
 
+
+@pytest.mark.parametrize("k, n, confidence", [(81, 263, 0.95), (0, 12, 0.95), (12, 12, 0.95), (5, 57, 0.95),
+                                              (0, 1, 0.95), (1, 1, 0.9), (3, 40, 0.99)])
+def test_wilson_interval_matches_the_closed_form(k, n, confidence):
     from auditkit.audits.fairness.metrics import wilson_interval
-    expected = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    assert wilson_interval(k, n) == pytest.approx((expected.low, expected.high), abs=1e-12)
+    lo, hi = wilson_interval(k, n, confidence)
+    assert (lo, hi) == pytest.approx(closed_form_wilson(k, n, confidence), abs=1e-12)
+    assert 0.0 <= lo <= k / n <= hi <= 1.0
+
+
+def test_wilson_interval_of_no_trials_is_nan():
+    from auditkit.audits.fairness.metrics import wilson_interval
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
 
 
 def test_group_rows_carry_rate_intervals_around_their_rates():

@@ -17,7 +17,7 @@ outcome predicted, ``s`` = predicted probability of the favourable outcome, ``�
     auc            P(s of a random positive > s of a random negative) (ties ½)   sklearn roc_auc_score
 
 Each rate carries a Wilson score interval at 95% (``intervals``), from its numerator k and denominator
-m (the counts above)::
+m (the counts above), computed by SciPy (``binomtest(k, m).proportion_ci(method="wilson")``)::
 
     (p̂ + z²/2m ± z·√(p̂(1−p̂)/m + z²/4m²)) / (1 + z²/m),   p̂ = k/m,  z = Φ⁻¹(0.975)
 
@@ -34,7 +34,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -47,6 +46,7 @@ from fairlearn.metrics import (
     selection_rate,
     true_positive_rate,
 )
+from scipy.stats import binomtest
 
 from auditkit.audits.jsonsafe import json_safe
 from auditkit.errors import InputError
@@ -74,14 +74,12 @@ class GroupRow:
 
 
 def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a proportion ``successes / trials`` (NaNs when ``trials`` is 0)."""
+    """Wilson score interval of a proportion ``successes / trials`` at ``confidence`` (SciPy's
+    ``binomtest(k, n).proportion_ci(method="wilson")``); NaNs when ``trials`` is 0 (SciPy needs n ≥ 1)."""
     if trials <= 0:
         return (math.nan, math.nan)
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    p = successes / trials
-    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    ci = binomtest(successes, trials).proportion_ci(confidence_level=confidence, method="wilson")
+    return (float(ci.low), float(ci.high))
 
 
 def rate_intervals(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, tuple[float, float]]:
