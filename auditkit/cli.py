@@ -35,6 +35,8 @@ import traceback
 import warnings
 from pathlib import Path
 
+import torch
+
 from . import __version__
 from .console import colour_allowed, coloured, console_logging, verbosity
 from .errors import AuditkitError, InputError
@@ -185,36 +187,42 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.verbose and args.quiet:
         parser.error("-v/--verbose and --quiet cannot be combined: give one of them")
-    stdout = sys.stdout
     with console_logging(verbosity(args.verbose, args.quiet)):
-        import torch
         log.debug("auditkit %s (Python %s, torch %s): auditkit %s", __version__, platform.python_version(),
                   torch.__version__, shlex.join(argv))
-        try:
-            if args.command == "schema":
-                from .config import json_schema
-                print(json.dumps(json_schema(), indent=2))
-                return EXIT_PASS
-            if args.command == "policies":
-                from .policy import builtin_policies
-                names = builtin_policies()
-                print(PolicyList(policies=names).model_dump_json() if args.json else "\n".join(names))
-                return EXIT_PASS
-            # with --json, whatever else is printed while the command runs (a model builder's print) goes to stderr
-            with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-                code, summary = COMMANDS[args.command](args)
-            _print_summary(args, summary, stdout)
-            return code
-        except InputError as exc:
-            return _fail(args, EXIT_INPUT, f"auditkit: error: {exc}")
-        except KeyboardInterrupt:
-            return _fail(args, 130, "auditkit: interrupted; nothing was written")
-        except (AuditkitError, Exception) as exc:  # noqa: BLE001 - the last line of defence: one line, exit 3
-            if args.debug:
-                traceback.print_exc()
-            first = (str(exc).splitlines() or [""])[0]
-            return _fail(args, EXIT_RUNTIME, f"auditkit: runtime failure: {type(exc).__name__}: {first} (nothing was "
-                         "written; rerun with --debug for details)")
+        return _command(args)
+
+
+def _command(args) -> int:
+    """Run the parsed command: its exit code; an error becomes one line on stderr (and, with --json, the JSON
+    object on stdout)."""
+    stdout = sys.stdout
+    try:
+        if args.command == "schema":
+            from .config import json_schema
+            print(json.dumps(json_schema(), indent=2))
+            return EXIT_PASS
+        if args.command == "policies":
+            from .policy import builtin_policies
+            names = builtin_policies()
+            print(PolicyList(policies=names).model_dump_json() if args.json else "\n".join(names))
+            return EXIT_PASS
+        # with --json, whatever else is printed while the command runs (a model builder's print) goes to stderr
+        with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+            code, summary = COMMANDS[args.command](args)
+        _print_summary(args, summary, stdout)
+        return code
+    except InputError as exc:
+        return _fail(args, EXIT_INPUT, f"auditkit: error: {exc}")
+    except KeyboardInterrupt:
+        return _fail(args, 130, "auditkit: interrupted; nothing was written")
+    except (AuditkitError, Exception) as exc:  # noqa: BLE001 - the last line of defence: one line, exit 3
+        if args.debug:
+            traceback.print_exc()
+        first = (str(exc).splitlines() or [""])[0]
+        return _fail(args, EXIT_RUNTIME, f"auditkit: runtime failure: {type(exc).__name__}: {first} (nothing was "
+                     "written; rerun with --debug for details)")
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,6 +16,7 @@ from conftest import ROOT
 from test_cli import make_config
 
 import auditkit
+from auditkit import cli
 from auditkit.cli import main
 from auditkit.console import colour_allowed, coloured
 from auditkit.summary import BANNER, CheckCounts, ModelId, RunSummary
@@ -144,3 +145,17 @@ def test_on_a_terminal_with_no_color_a_bar_and_no_escape_codes(config, tmp_path)
     assert "\rinfluence: 100%|" in text and f"| {n}/{n} [" in text       # tqdm's bar, closed at the end
     assert "fit the influence engine …\r\n" in text
     assert f"auditkit {run['report_id']}: {BANNER[run['status']]}\r\n" in text
+
+
+@pytest.mark.parametrize("raised, code, message", [
+    (RuntimeError("boom\nsecond line"), 3,
+     "runtime failure: RuntimeError: boom (nothing was written; rerun with --debug for details)"),
+    (KeyboardInterrupt(), 130, "interrupted; nothing was written")])
+def test_failures_while_running_with_json(raised, code, message, config, capsys, monkeypatch):
+    def fails(args):
+        raise raised
+    monkeypatch.setitem(cli.COMMANDS, "validate", fails)
+    assert main(["validate", str(config), "--json", "--quiet"]) == code
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"error": message, "exit_code": code}
+    assert captured.err == f"auditkit: {message}\n"
