@@ -21,6 +21,7 @@ bar. Colour (https://no-color.org): none when ``NO_COLOR`` is set to a non-empty
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -90,8 +91,11 @@ def console_logging(level: int, stream: TextIO | None = None) -> Iterator[None]:
     root.setLevel(others)
     package.setLevel(ours)
     package.propagate = True
+    # tqdm's redirection swaps the console handler for one writing through tqdm.write (and adds one to stderr
+    # when it finds none): only for a console stream
+    redirect = logging_redirect_tqdm(loggers=[root]) if _console(handler) else contextlib.nullcontext()
     try:
-        with logging_redirect_tqdm(loggers=[root]):
+        with redirect:
             yield
     finally:
         root.setLevel(saved[0])

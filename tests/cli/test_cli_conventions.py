@@ -18,7 +18,7 @@ from test_cli import make_config
 import auditkit
 from auditkit import cli
 from auditkit.cli import main
-from auditkit.console import colour_allowed, coloured
+from auditkit.console import colour_allowed, coloured, console_logging
 from auditkit.summary import BANNER, CheckCounts, ModelId, RunSummary
 
 
@@ -159,3 +159,33 @@ def test_failures_while_running_with_json(raised, code, message, config, capsys,
     captured = capsys.readouterr()
     assert json.loads(captured.out) == {"error": message, "exit_code": code}
     assert captured.err == f"auditkit: {message}\n"
+
+
+@pytest.mark.parametrize("level, expected", [
+    (-1, ["auditkit: error: stop", "error: somelib: broken"]),
+    (0, ["step …", "warning: a warning of ours", "warning: somelib: font missing", "auditkit: error: stop",
+         "error: somelib: broken"]),
+    (1, ["step …", "debug: auditkit.runner: 0.5 s", "warning: a warning of ours", "warning: somelib: font missing",
+         "auditkit: error: stop", "error: somelib: broken"]),
+    (2, ["step …", "debug: auditkit.runner: 0.5 s", "info: somelib: chatter", "debug: somelib: detail",
+         "warning: a warning of ours", "warning: somelib: font missing", "auditkit: error: stop",
+         "error: somelib: broken"])])
+def test_console_logging_levels_format_and_restores(level, expected, capsys):
+    import logging
+
+    ours, lib, root = logging.getLogger("auditkit.runner"), logging.getLogger("somelib"), logging.getLogger()
+    before = (root.level, list(root.handlers), logging.getLogger("auditkit").level)
+    out = io.StringIO()
+    with console_logging(level, stream=out):
+        ours.info("step …")
+        ours.debug("0.5 s")
+        lib.info("chatter")
+        lib.debug("detail")
+        ours.warning("a warning of ours")
+        for _ in range(3):                                   # another library's repeated warning: shown once
+            lib.warning("font missing")
+        ours.error("auditkit: error: stop")
+        lib.error("broken")
+    assert out.getvalue().splitlines() == expected
+    assert capsys.readouterr().err == ""                     # the given stream only, no copy on stderr
+    assert (root.level, list(root.handlers), logging.getLogger("auditkit").level) == before
