@@ -8,6 +8,12 @@
     auditkit schema                                     print the JSON Schema of audit.yaml
     auditkit render reports/2026-11-28                  re-render a saved run (no recomputation)
     auditkit policies                                   list the built-in policies
+    auditkit --version                                  print ``auditkit <version>``
+
+Every command takes, before or after its name: ``-v``/``--verbose`` (debug lines; ``-vv`` also other libraries'),
+``--quiet`` (errors only: no progress, no summary) and ``--json`` (the summary as one JSON object on stdout,
+nothing else there; on an error, ``{"error": ..., "exit_code": ...}`` there too). Messages and progress go to
+stderr through :mod:`logging` (configured in :mod:`auditkit.console`); ``NO_COLOR`` turns colour off.
 
 Exit codes: 0 passed (warnings allowed), 1 a policy rule failed (or a required check lacked data),
 2 invalid input or configuration, 3 a failure while running.
@@ -16,8 +22,12 @@ Exit codes: 0 passed (warnings allowed), 1 a policy rule failed (or a required c
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
+import logging
 import os
+import platform
 import shlex
 import sys
 import time
@@ -25,22 +35,67 @@ import traceback
 import warnings
 from pathlib import Path
 
+import torch
+
+from . import __version__
+from .console import colour_allowed, coloured, console_logging, verbosity
 from .errors import AuditkitError, InputError
+from .summary import (
+    ErrorSummary,
+    ModelId,
+    PolicyList,
+    RenderSummary,
+    RunSummary,
+    ValidateSummary,
+    render_summary,
+    run_summary,
+)
+
+log = logging.getLogger(__name__)
 
 EXIT_PASS, EXIT_FAIL, EXIT_INPUT, EXIT_RUNTIME = 0, 1, 2, 3
 STATUS_EXIT = {"pass": EXIT_PASS, "pass_with_warnings": EXIT_PASS, "fail": EXIT_FAIL, "incomplete": EXIT_FAIL}
-BANNER = {"pass": "PASS", "pass_with_warnings": "PASS WITH WARNINGS", "fail": "FAIL", "incomplete": "INCOMPLETE"}
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="auditkit", description="Audit a trained PyTorch model for fairness "
-                                     "and privacy with influence functions, and write a regulator-facing report.")
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser; with ``json_errors`` (``--json`` was given) a usage error also prints
+    ``{"error": ..., "exit_code": 2}`` on stdout before argparse's usage and message on stderr."""
+
+    def __init__(self, *args, json_errors: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.json_errors = json_errors
+
+    def error(self, message: str):
+        if self.json_errors:
+            print(ErrorSummary(error=message, exit_code=EXIT_INPUT).model_dump_json(), flush=True)
+        super().error(message)
+
+
+def _common_options(parser: argparse.ArgumentParser, *, after: bool) -> None:
+    """-v, --quiet and --json; given ``after`` the command's name, their defaults are suppressed so that they do
+    not overwrite the same options given before it."""
+    def default(value):
+        return argparse.SUPPRESS if after else value
+    parser.add_argument("-v", "--verbose", action="count", default=default(0),
+                        help="show debug lines (-vv: also other libraries' debug lines)")
+    parser.add_argument("--quiet", action="store_true", default=default(False),
+                        help="only errors: no progress, no summary (the --json object is still printed)")
+    parser.add_argument("--json", action="store_true", default=default(False),
+                        help="print the summary as one JSON object on stdout, nothing else there (on an error: "
+                             '{"error": ..., "exit_code": ...})')
+
+
+def _parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
+    parser = _Parser(prog="auditkit", json_errors=json_errors, description="Audit a trained PyTorch model for "
+                     "fairness and privacy with influence functions, and write a regulator-facing report.")
+    parser.add_argument("--version", action="version", version=f"auditkit {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected failures")
-    sub = parser.add_subparsers(dest="command", required=True)
+    _common_options(parser, after=False)
+    sub = parser.add_subparsers(dest="command", required=True,
+                                parser_class=functools.partial(_Parser, json_errors=json_errors))
     run = sub.add_parser("run", help="run an audit and write its report")
     run.add_argument("config", help="audit.yaml")
     run.add_argument("--out", required=True, help="output folder (created; an earlier run's folder is replaced)")
-    run.add_argument("--quiet", action="store_true", help="no progress, only errors")
     run.add_argument("--trigger", choices=["manual", "schedule", "ci"], default=None,
                      help="what started the run (default: ci when $CI is set, else manual)")
     run.add_argument("--templates", default=None, help="folder of report templates overriding the built-in ones")
@@ -53,59 +108,34 @@ def _parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a configuration, read its data and build its model, "
                               "without auditing")
     validate.add_argument("config")
-    sub.add_parser("schema", help="print the JSON Schema of audit.yaml")
+    schema = sub.add_parser("schema", help="print the JSON Schema of audit.yaml")
     render = sub.add_parser("render", help="re-render the report of a saved run")
     render.add_argument("run_dir")
     render.add_argument("--templates", default=None)
-    sub.add_parser("policies", help="list the built-in policies")
+    policies = sub.add_parser("policies", help="list the built-in policies")
+    for command in (run, validate, schema, render, policies):
+        _common_options(command, after=True)
     return parser
 
 
-def _summary(run: dict, paths: dict, seconds: float) -> list[str]:
-    checks = run.get("checks", [])
-    counts = {s: sum(c["status"] == s for c in checks) for s in ("pass", "warn", "fail", "insufficient_data")}
-    lines = [f"auditkit {run['report_id']}: {BANNER[run['status']]}",
-             f"  model {run['model']['name']} {run['model']['version']}; policy "
-             f"{(run.get('policy') or {}).get('name', 'none')}: {counts['pass']} passed, {counts['warn']} warned, "
-             f"{counts['fail']} failed, {counts['insufficient_data']} without enough data"]
-    for c in checks:
-        if c["status"] in ("fail", "warn"):
-            scope = "/".join(str(s) for s in (c.get("attribute"), c.get("group")) if s)
-            value = "n/a" if c.get("value") is None else f"{c['value']:.3g}"
-            lines.append(f"  {c['status'].upper():4s} {c['rule']} [{scope}]: {value} (bound {c['bound']})")
-    privacy = run.get("privacy")
-    if privacy:
-        lines.append(f"  privacy: {privacy['n_flagged']} training record(s) flagged at a false-alarm budget of "
-                     f"{privacy['budget']:g}")
-    quality = run.get("data_quality")
-    if quality:
-        lines.append(f"  data quality: {quality['worth_inspecting']} record(s) worth inspecting")
-    lines.append(f"  report: {paths['report.pdf']}  (flagged records, private: {paths['flagged_records.csv']})")
-    lines.append(f"  {seconds:.1f} s")
-    return lines
-
-
-def _run(args) -> int:
+def _run(args) -> tuple[int, RunSummary]:
     from .runner import audit
 
-    quiet = args.quiet
-    say = None if quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     started = time.perf_counter()
     command = "auditkit run " + " ".join(shlex.quote(a) for a in [args.config, "--out", args.out])
+    log.debug("torch threads: %d", args.threads)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = audit(args.config, args.out, trigger=args.trigger or ("ci" if os.environ.get("CI") else "manual"),
-                       templates=args.templates, command=command, progress=say, threads=args.threads,
-                       scheduler=args.scheduler)
+                       templates=args.templates, command=command, threads=args.threads, scheduler=args.scheduler)
     for w in caught:
-        if issubclass(w.category, UserWarning) and say is not None:
-            say(f"warning: {str(w.message).splitlines()[0]}")
-    if not quiet:
-        print("\n".join(_summary(result.run, result.paths, time.perf_counter() - started)))
-    return STATUS_EXIT[result.status]
+        if issubclass(w.category, UserWarning):
+            log.warning((str(w.message).splitlines() or [""])[0])
+    code = STATUS_EXIT[result.status]
+    return code, run_summary(result.run, result.paths, exit_code=code, seconds=time.perf_counter() - started)
 
 
-def _validate(args) -> int:
+def _validate(args) -> tuple[int, ValidateSummary]:
     """Check the configuration, then read the data and build the model as a run would (nothing is computed)."""
     from .config import load_config
     from .inputs import load_data, load_model
@@ -114,22 +144,59 @@ def _validate(args) -> int:
     policy = check_config(config)
     splits = load_data(config).splits
     load_model(config, splits)
-    counts = ", ".join(f"{name} {split.n}" for name, split in splits.items())
-    print(f"{args.config}: valid (model {config.model.name} {config.model.version}; records {counts}; audits "
-          f"{', '.join(config.audits) or 'none'}; policy {policy.name if policy else 'none'})")
-    return EXIT_PASS
+    return EXIT_PASS, ValidateSummary(config=args.config, model=ModelId(name=config.model.name,
+                                                                         version=config.model.version),
+                                      records={name: split.n for name, split in splits.items()},
+                                      audits=list(config.audits), policy=policy.name if policy else None)
 
 
-def _render(args) -> int:
+def _render(args) -> tuple[int, RenderSummary]:
     from .writer import rerender
     paths = rerender(Path(args.run_dir), templates=Path(args.templates) if args.templates else None)
-    print(f"re-rendered {paths['report.pdf']}")
-    return EXIT_PASS
+    run = json.loads((Path(args.run_dir) / "run.json").read_text(encoding="utf-8"))
+    return EXIT_PASS, render_summary(run, paths)
+
+
+COMMANDS = {"run": _run, "validate": _validate, "render": _render}
+
+
+def _print_summary(args, summary, stdout) -> None:
+    """The command's summary on ``stdout``: one JSON object with --json, else lines for people (none with
+    --quiet); the banner of a run in colour on a terminal that allows it."""
+    if args.json:
+        print(summary.model_dump_json(), file=stdout, flush=True)
+    elif not args.quiet:
+        colour = colour_allowed(stdout)
+        print("\n".join(summary.lines(banner=lambda text, status: coloured(text, status, colour=colour))),
+              file=stdout, flush=True)
+
+
+def _fail(args, code: int, line: str) -> int:
+    """``line`` (``auditkit: ...``) logged as an error (stderr) and, with --json, ``{"error", "exit_code"}`` on
+    stdout; returns ``code``."""
+    log.error("%s", line)
+    if args.json:
+        message = line.removeprefix("auditkit: error: ").removeprefix("auditkit: ")
+        print(ErrorSummary(error=message, exit_code=code).model_dump_json(), flush=True)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    parser = _parser(json_errors="--json" in argv)
     args = parser.parse_args(argv)
+    if args.verbose and args.quiet:
+        parser.error("-v/--verbose and --quiet cannot be combined: give one of them")
+    with console_logging(verbosity(args.verbose, args.quiet)):
+        log.debug("auditkit %s (Python %s, torch %s): auditkit %s", __version__, platform.python_version(),
+                  torch.__version__, shlex.join(argv))
+        return _command(args)
+
+
+def _command(args) -> int:
+    """Run the parsed command: its exit code; an error becomes one line on stderr (and, with --json, the JSON
+    object on stdout)."""
+    stdout = sys.stdout
     try:
         if args.command == "schema":
             from .config import json_schema
@@ -137,22 +204,24 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_PASS
         if args.command == "policies":
             from .policy import builtin_policies
-            print("\n".join(builtin_policies()))
+            names = builtin_policies()
+            print(PolicyList(policies=names).model_dump_json() if args.json else "\n".join(names))
             return EXIT_PASS
-        return {"run": _run, "validate": _validate, "render": _render}[args.command](args)
+        # with --json, whatever else is printed while the command runs (a model builder's print) goes to stderr
+        with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+            code, summary = COMMANDS[args.command](args)
+        _print_summary(args, summary, stdout)
+        return code
     except InputError as exc:
-        print(f"auditkit: error: {exc}", file=sys.stderr)
-        return EXIT_INPUT
+        return _fail(args, EXIT_INPUT, f"auditkit: error: {exc}")
     except KeyboardInterrupt:
-        print("auditkit: interrupted; nothing was written", file=sys.stderr)
-        return 130
+        return _fail(args, 130, "auditkit: interrupted; nothing was written")
     except (AuditkitError, Exception) as exc:  # noqa: BLE001 - the last line of defence: one line, exit 3
         if args.debug:
             traceback.print_exc()
         first = (str(exc).splitlines() or [""])[0]
-        print(f"auditkit: runtime failure: {type(exc).__name__}: {first} (nothing was written; rerun with "
-              "--debug for details)", file=sys.stderr)
-        return EXIT_RUNTIME
+        return _fail(args, EXIT_RUNTIME, f"auditkit: runtime failure: {type(exc).__name__}: {first} (nothing was "
+                     "written; rerun with --debug for details)")
 
 
 if __name__ == "__main__":

@@ -9,12 +9,13 @@ the private list of flagged records (tokens with their record ids, for the data 
 from __future__ import annotations
 
 import hashlib
+import logging
 import platform
 import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -51,10 +52,11 @@ from .inputs import (
 from .models.loading import parameters_sha256
 from .numerics import nonfinite_paths, numerical_limitations, saturation
 from .policy import Policy, check_metrics_available, evaluate, load_policy, observations, overall_status, parse_policy
+from .progress import reporter_for
 from .redaction import redact_record_ids
 from .results import DataQualityResult, FairnessResult, PrivacyResult, data_quality_of, fairness_of, privacy_of
 
-Progress = Callable[[str], None]
+log = logging.getLogger(__name__)
 PACKAGES = ("torch", "numpy", "pandas", "scikit-learn", "fairlearn", "pydantic", "weasyprint", "matplotlib", "jinja2")
 
 #: metric id → plain label of the figures kept in the history store (all observations of the id).
@@ -209,7 +211,7 @@ def stage_training(X: torch.Tensor, y: torch.Tensor, folder: Path, chunk_size: i
     return write_parquet(X, y, folder / "train.parquet", row_group_size=chunk_size * max(1, 4096 // chunk_size))
 
 
-def fit_engine(model, config: AuditConfig, X, y, say: Progress, *, progress=None, backend=None,
+def fit_engine(model, config: AuditConfig, X, y, *, progress=None, backend=None,
                failure: SingularHessianError | None = None) -> tuple[InfluenceEngine, str | None]:
     """Fit the engine; with ``damping: auto`` a singular Hessian gets the suggested damping (and a note).
     ``progress(done, total)`` is called per chunk of the engine's passes over the training records; ``backend``:
@@ -239,7 +241,7 @@ def fit_engine(model, config: AuditConfig, X, y, say: Progress, *, progress=None
         return engine, None
     except SingularHessianError as exc:
         damping = exc.suggested_damping or 1e-3 * engine.hessian_.top_eigenvalue()
-        say(f"  the Hessian is not positive definite: damping {damping:.2g} applied")
+        log.info("  the Hessian is not positive definite: damping %.2g applied", damping)
         note = (f"The Hessian of the training objective at the trained parameters is singular or not positive "
                 f"definite: the model is not at a strict minimum. A damping of {damping:.2g} (about 1e-3 of the "
                 "largest eigenvalue) was added to H, which shrinks influence estimates along flat directions.")
@@ -331,20 +333,21 @@ def _flagged_rows(context: AuditContext, findings: dict) -> list[dict]:
     return rows
 
 
-def run_audit(config: AuditConfig, *, trigger: str = "manual", command: str = "", history: HistoryStore | None = None,
-              progress: Progress | None = None) -> AuditRun:
+def run_audit(config: AuditConfig, *, trigger: str = "manual", command: str = "",
+              history: HistoryStore | None = None) -> AuditRun:
     """Run the configured audit; nothing is written here (see :mod:`auditkit.writer`). The influence engine's
-    chunk work runs where ``config.backend`` says (in process, or on a Dask cluster)."""
+    chunk work runs where ``config.backend`` says (in process, or on a Dask cluster). Steps and progress are
+    logged (INFO, this module's and :mod:`auditkit.progress`'s loggers)."""
     try:
         with influence_backend(config) as (backend, staging):
-            return _run_audit(config, trigger=trigger, command=command, history=history, progress=progress,
-                              backend=backend, staging=staging)
+            return _run_audit(config, trigger=trigger, command=command, history=history, backend=backend,
+                              staging=staging)
     except Float32Overflow as exc:             # the whole audit again in float64, the report says why
-        (progress or (lambda _m: None))(f"  {exc.count} influence values overflowed float32: recomputing in float64")
+        log.info("  %d influence values overflowed float32: recomputing in float64", exc.count)
         wider = config.model_copy(update={"model": config.model.model_copy(update={"dtype": "float64"})})
         with influence_backend(wider) as (backend, staging):
-            return _run_audit(wider, trigger=trigger, command=command, history=history, progress=progress,
-                              backend=backend, staging=staging, notes=(exc.note,))
+            return _run_audit(wider, trigger=trigger, command=command, history=history, backend=backend,
+                              staging=staging, notes=(exc.note,))
 
 
 class Float32Overflow(ArithmeticError):
@@ -359,23 +362,26 @@ class Float32Overflow(ArithmeticError):
                      "that float64 run.")
 
 
-def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: HistoryStore | None,
-               progress: Progress | None, backend, staging: Path | None, notes: tuple[str, ...] = ()) -> AuditRun:
-    say = progress or (lambda _msg: None)
+def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: HistoryStore | None, backend,
+               staging: Path | None, notes: tuple[str, ...] = ()) -> AuditRun:
     started, steps = time.perf_counter(), []
 
     def step(name: str):
         steps.append({"name": name, "seconds": None, "_t": time.perf_counter()})
-        say(f"{name} …")
+        log.info("%s …", name)
 
     def done():
         steps[-1]["seconds"] = round(time.perf_counter() - steps[-1].pop("_t"), 3)
+        log.debug("%s: %.2f s", steps[-1]["name"], steps[-1]["seconds"])
 
     policy = check_config(config)
     where = "in process"
     if backend is not None:                     # connects now: an unreachable scheduler fails before any work
         where = f"{backend!r}, {backend.n_workers} worker thread(s)"
-        say(f"influence backend: {where}")
+        log.info("influence backend: %s", where)
+    log.debug("configuration sha256 %s; seed %d; influence method %s, damping %s, dtype %s, chunks of %d records",
+              config.sha256, config.seed, config.influence.method, config.influence.damping, config.model.dtype,
+              config.influence.chunk_size)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % 2**32)
     step("load data and model")
@@ -387,13 +393,10 @@ def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: Hist
     saturated = saturation(model, X, y, loss=config.model.loss)
     done()
     step("fit the influence engine")
-    reporter = None
-    if progress is not None:
-        from .progress import ProgressReporter
-        reporter = ProgressReporter("influence")
+    reporter = reporter_for("influence")
     if backend is not None:                     # the workers read the training records from Parquet
         X, y = stage_training(X, y, staging, config.influence.chunk_size), None
-    engine, damping_note = fit_engine(model, config, X, y, say, progress=reporter, backend=backend)
+    engine, damping_note = fit_engine(model, config, X, y, progress=reporter, backend=backend)
     done()
     context = AuditContext(model, engine, splits, loss=config.model.loss, l2=config.model.l2,
                            train_fn=training_function(config), seed=config.seed)
@@ -406,7 +409,7 @@ def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: Hist
     except SingularHessianError as exc:         # an iterative solver meets non-positive curvature only now
         if config.influence.damping != "auto" or engine.damping > 0:
             raise InputError(f"influence.damping: {exc}; or set 'damping: auto'") from None
-        engine, damping_note = fit_engine(model, config, X, y, say, progress=reporter, backend=backend, failure=exc)
+        engine, damping_note = fit_engine(model, config, X, y, progress=reporter, backend=backend, failure=exc)
         context = AuditContext(model, engine, splits, loss=config.model.loss, l2=config.model.l2,
                                train_fn=training_function(config), seed=config.seed)
         prefetch(context, options_by_plugin)
@@ -541,7 +544,7 @@ def configuration(config: AuditConfig | Mapping | str | PathLike, *, data: Mappi
 
 def audit(config: AuditConfig | Mapping | str | PathLike, out: str | Path | None = None, *,
           data: Mapping | None = None, model: torch.nn.Module | None = None, trigger: str = "manual",
-          templates: str | Path | None = None, command: str = "", progress: Progress | None = None,
+          templates: str | Path | None = None, command: str = "",
           threads: int | None = None, scheduler: str | None = None) -> AuditRun:
     """Run an audit from a configuration (the path of audit.yaml, a dict of its sections, or a loaded one) and,
     when ``out`` is given, write its report and outputs there and record it in the history store.
@@ -556,7 +559,8 @@ def audit(config: AuditConfig | Mapping | str | PathLike, out: str | Path | None
     ``auditkit run audit.yaml --out DIR`` is ``audit("audit.yaml", "DIR")`` plus the exit code of its
     ``status``: pass / pass_with_warnings → 0, fail / incomplete → 1. ``threads`` sets torch's thread count
     for the run (None: leave it as it is). ``scheduler`` (``--scheduler``): the address of a Dask scheduler whose
-    workers do the influence engine's chunk work, instead of the configuration's ``backend``.
+    workers do the influence engine's chunk work, instead of the configuration's ``backend``. Steps and progress
+    are logged (INFO; shown by the ``auditkit`` command unless ``--quiet``).
     """
     from .writer import check_output, write_run
 
@@ -570,9 +574,9 @@ def audit(config: AuditConfig | Mapping | str | PathLike, out: str | Path | None
     if out is not None:
         check_output(Path(out))
     history = history_store(config, Path(out) if out is not None else None)
-    result = run_audit(config, trigger=trigger, command=command, history=history, progress=progress)
+    result = run_audit(config, trigger=trigger, command=command, history=history)
     if out is not None:
-        (progress or (lambda _m: None))("write the report …")
+        log.info("write the report …")
         result.paths = write_run(result.run, result.flagged, Path(out),
                                  templates=Path(templates) if templates else None)
         if history is not None:

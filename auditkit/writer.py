@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -23,6 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import InputError
+
+log = logging.getLogger(__name__)
 
 FINDINGS_KEYS = ("schema", "report_id", "created_utc", "status", "checks", "fairness", "privacy", "data_quality",
                  "influence", "model", "data", "policy", "provenance")
@@ -116,9 +119,11 @@ def _prepare(out: Path) -> Path:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         for stale in _stale(out.parent, out.name):
+            log.debug("removing %s, the staging folder of a run that was killed", stale)
             shutil.rmtree(stale, ignore_errors=True)
         tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
         tmp.mkdir()
+        log.debug("writing into %s (renamed to %s when complete)", tmp, out)
     except OSError as exc:
         raise InputError(f"--out {str(out)!r} cannot be written ({exc.strerror or exc}): choose a folder you can "
                          "write to") from None

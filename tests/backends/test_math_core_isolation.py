@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CORE = ROOT / "auditkit" / "influence"
-FORBIDDEN = {"dask", "distributed", "pyarrow", "yaml", "jinja2", "weasyprint", "pandas"}
+FORBIDDEN = {"dask", "distributed", "pyarrow", "yaml", "jinja2", "weasyprint", "pandas", "tqdm"}
 ALLOWED_AUDITKIT = {"auditkit.errors"}          # the core may raise auditkit's errors, nothing more from outside
 
 PROBE = """

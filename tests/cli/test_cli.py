@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -16,6 +17,7 @@ from conftest import ROOT
 from test_report_document import REPORT_MD_TITLES
 
 from auditkit.cli import main
+from auditkit.summary import RunSummary
 
 EXAMPLE = ROOT / "examples/heart_disease"
 OUTPUTS = {"report.html", "report.pdf", "findings.json", "run.json", "flagged_records.csv", "figures"}
@@ -50,7 +52,7 @@ def cli(*args, cwd=ROOT):
 def first_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("run")
     config = make_config(tmp)
-    code, out, err = cli("run", config, "--out", tmp / "report")
+    code, out, err = cli("run", config, "--out", tmp / "report", "--json")
     return tmp, config, code, out, err
 
 
@@ -67,8 +69,42 @@ def test_run_writes_every_output_and_exits_with_the_policy_status(first_run):
     assert set(findings["provenance"]["hashes"]) == {"model", "config", "policy", "data"}
     assert findings["checks"] and all(c["status"] in ("pass", "warn", "fail", "insufficient_data")
                                       for c in findings["checks"])
-    assert f"auditkit {run['report_id']}:" in out            # the one-screen summary
-    assert "fit the influence engine" in err                 # progress on the terminal
+    assert "fit the influence engine …\n" in err              # progress on stderr
+    assert re.search(r"^influence: [\d,]+ records in \d+ s \([\d,]+ records/s\)$", err, re.M)
+    assert "\r" not in err and "\x1b[" not in err             # not a terminal: plain lines, no bar
+
+
+def test_the_json_summary_is_one_object_agreeing_with_the_run_files(first_run):
+    """--json: stdout is one JSON object (nothing else), and its figures are those of run.json, findings.json and
+    flagged_records.csv of the same run."""
+    tmp, _, code, out, _ = first_run
+    report = tmp / "report"
+    run = json.loads((report / "run.json").read_text())
+    findings = json.loads((report / "findings.json").read_text())
+    flagged = pd.read_csv(report / "flagged_records.csv")
+    assert out.endswith("}\n") and out.count("\n") == 1
+    summary = json.loads(out)
+    RunSummary.model_validate(summary)
+    assert (summary["report_id"], summary["status"]) == (findings["report_id"], findings["status"])
+    assert summary["exit_code"] == code and summary["report_id"] == run["report_id"]
+    assert summary["model"] == {"name": run["model"]["name"], "version": run["model"]["version"]}
+    assert summary["policy"] == findings["policy"]["name"]
+    statuses = [c["status"] for c in findings["checks"]]
+    assert summary["checks"] == {"passed": statuses.count("pass"), "warned": statuses.count("warn"),
+                                 "failed": statuses.count("fail"),
+                                 "insufficient_data": statuses.count("insufficient_data")}
+    assert summary["failed_or_warned"] == [
+        {"status": c["status"], "rule": c["rule"], "metric": c["metric"],
+         "scope": "/".join(str(s) for s in (c["attribute"], c["group"]) if s), "value": c["value"],
+         "bound": c["bound"]} for c in findings["checks"] if c["status"] in ("fail", "warn")]
+    assert summary["failed_or_warned"] and {c["status"] for c in summary["failed_or_warned"]} == {"fail", "warn"}
+    assert summary["privacy"] == {"flagged": findings["privacy"]["n_flagged"], "budget": findings["privacy"]["budget"]}
+    assert summary["privacy"]["flagged"] == (flagged["finding"] == "privacy flag").sum() > 0
+    quality = findings["data_quality"]
+    assert summary["data_quality"] == {"worth_inspecting": quality["worth_inspecting"],
+                                       "suspects_listed": len(quality["suspects"])}
+    assert summary["data_quality"]["suspects_listed"] == (flagged["finding"] == "data quality suspect").sum() > 0
+    assert summary["paths"] == {p.name: str(p) for p in report.iterdir()} and set(summary["paths"]) == OUTPUTS
 
 
 def test_flagged_records_are_private_and_the_report_holds_no_record_id(first_run):
@@ -88,12 +124,16 @@ def test_flagged_records_are_private_and_the_report_holds_no_record_id(first_run
             assert f"{number}. {title}" in flat, title
 
 
-def test_render_reproduces_the_report_without_recomputing(first_run):
+def test_render_reproduces_the_report_without_recomputing(first_run, capsys):
     tmp, _, _, _, _ = first_run
     report = tmp / "report"
     before = (report / "run.json").read_bytes()
     figures = {p.name: p.read_bytes() for p in (report / "figures").iterdir()}
-    assert main(["render", str(report)]) == 0
+    assert main(["render", str(report), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    run = json.loads(before)
+    assert summary == {"command": "render", "report_id": run["report_id"], "run_status": run["status"],
+                       "exit_code": 0, "paths": {p.name: str(p) for p in report.iterdir()}}
     assert (report / "run.json").read_bytes() == before
     assert {p.name: p.read_bytes() for p in (report / "figures").iterdir()} == figures
     assert stat.S_IMODE((report / "flagged_records.csv").stat().st_mode) == 0o600
@@ -122,6 +162,9 @@ def test_invalid_configuration_exits_2_with_one_line_and_writes_nothing(tmp_path
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith(f"auditkit: error: {config}: model.l2: Input should be a valid number")
     assert not (tmp_path / "report").exists()
+    code, out, err_json = cli("run", config, "--out", tmp_path / "report", "--json")
+    assert code == 2 and err_json == err
+    assert json.loads(out) == {"error": err.removeprefix("auditkit: error: ").removesuffix("\n"), "exit_code": 2}
 
 
 def test_a_failing_rule_exits_1(tmp_path):
@@ -158,10 +201,11 @@ PASSING_POLICY = {"policy": "lenient", "title": "Lenient", "rules": [
      "severity": "fail", "requirement": "test"}]}
 
 
-def test_a_passing_policy_exits_0(tmp_path):
+def test_a_passing_policy_exits_0(tmp_path, capsys):
     (tmp_path / "lenient.yaml").write_text(yaml.safe_dump(PASSING_POLICY))
     config = make_config(tmp_path, edit=lambda d: d.update(policy="lenient.yaml", history=False))
     assert main(["run", str(config), "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    assert capsys.readouterr() == ("", "")                    # --quiet: nothing on stdout nor on stderr
     assert json.loads((tmp_path / "r/findings.json").read_text())["status"] == "pass"
 
 

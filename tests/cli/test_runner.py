@@ -34,18 +34,18 @@ def test_auto_damping_rescues_a_singular_hessian_and_says_so(loaded):
     splits, X, y = loaded
     # without the L2 term the one-hot columns (every level of a category, plus the bias) are collinear
     config = config_with(lambda d: d["model"].update(l2=0.0))
-    engine, note = fit_engine(load_model(config, splits), config, X, y, lambda _m: None)
+    engine, note = fit_engine(load_model(config, splits), config, X, y)
     assert engine.damping > 0 and "damping of" in note and "not at a strict minimum" in note
     fixed = config_with(lambda d: (d["model"].update(l2=0.0), d["influence"].update(damping=0.0)))
     with pytest.raises(InputError, match=r"^influence.damping: the Hessian is singular .*; or set 'damping: auto'$"):
-        fit_engine(load_model(fixed, splits), fixed, X, y, lambda _m: None)
+        fit_engine(load_model(fixed, splits), fixed, X, y)
 
 
 def test_stability_settings_scale_the_ridge_and_swap_the_solver(loaded):
     splits, X, y = loaded
     config = config_with()
     model = load_model(config, splits)
-    engine, note = fit_engine(model, config, X, y, lambda _m: None)
+    engine, note = fit_engine(model, config, X, y)
     assert note is None and engine.damping == 0.0
     engines, settings = alternative_engines(model, config, engine, X, y)
     assert [(s["label"], s["method"], s["l2"]) for s in settings] == [
@@ -87,11 +87,11 @@ def test_weights_are_optional_and_the_parameters_are_hashed(loaded):
 def test_solver_and_its_options_come_from_the_configuration(loaded):
     splits, X, y = loaded
     config = config_with(lambda d: d["influence"].update(method="arnoldi", options={"rank": 20}))
-    engine, _ = fit_engine(load_model(config, splits), config, X, y, lambda _m: None)
+    engine, _ = fit_engine(load_model(config, splits), config, X, y)
     assert engine.method == "arnoldi" and engine.summary()["solver"]["rank"] == 20
     bad = config_with(lambda d: d["influence"].update(method="arnoldi", options={"rnk": 3}))
     with pytest.raises(InputError, match=r"^influence: option\(s\) \['rnk'\] are not known to method='arnoldi'"):
-        fit_engine(load_model(bad, splits), bad, X, y, lambda _m: None)
+        fit_engine(load_model(bad, splits), bad, X, y)
 
 
 def test_the_default_second_solver_is_ekfac_for_linear_layers_else_cg():
@@ -107,8 +107,8 @@ def test_the_default_second_solver_is_ekfac_for_linear_layers_else_cg():
 def test_the_gradient_cache_is_used_when_configured(loaded, tmp_path):
     splits, X, y = loaded
     config = config_with(lambda d: d["influence"].update(cache=str(tmp_path / "cache")))
-    engine, _ = fit_engine(load_model(config, splits), config, X, y, lambda _m: None)
+    engine, _ = fit_engine(load_model(config, splits), config, X, y)
     first = engine.influence(X[:3], y[:3])
     assert any((tmp_path / "cache").rglob("*.npy"))                 # gradients written on the first pass
-    again, _ = fit_engine(load_model(config, splits), config, X, y, lambda _m: None)
+    again, _ = fit_engine(load_model(config, splits), config, X, y)
     assert abs(again.influence(X[:3], y[:3]) - first).max() < 1e-12
