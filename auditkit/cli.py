@@ -10,7 +10,8 @@
     auditkit policies                                   list the built-in policies
 
 Exit codes: 0 passed (warnings allowed), 1 a policy rule failed (or a required check lacked data),
-2 invalid input or configuration, 3 a failure while running.
+2 invalid input or configuration, 3 a failure while running, 130 / 143 interrupted by SIGINT (Ctrl-C) /
+SIGTERM (cleanly: a report is put in place whole with its history row, or not at all).
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import sys
 import time
 import traceback
 import warnings
 from pathlib import Path
 
-from .errors import AuditkitError, InputError
+from . import interrupts
+from .errors import AuditkitError, BackendError, InputError, OutputError
 
 EXIT_PASS, EXIT_FAIL, EXIT_INPUT, EXIT_RUNTIME = 0, 1, 2, 3
 STATUS_EXIT = {"pass": EXIT_PASS, "pass_with_warnings": EXIT_PASS, "fail": EXIT_FAIL, "incomplete": EXIT_FAIL}
@@ -102,16 +105,23 @@ def _run(args) -> int:
             say(f"warning: {str(w.message).splitlines()[0]}")
     if not quiet:
         print("\n".join(_summary(result.run, result.paths, time.perf_counter() - started)))
+    signum = interrupts.pending()
+    if signum is not None:
+        print(f"auditkit: {signal.Signals(signum).name} arrived while the report was being put in place: the run "
+              f"completed, its report is in {result.paths['report.pdf'].parent}", file=sys.stderr)
+        return 128 + signum
     return STATUS_EXIT[result.status]
 
 
 def _validate(args) -> int:
-    """Check the configuration, then read the data and build the model as a run would (nothing is computed)."""
+    """Check the configuration and where it writes (history store, staging folder), then read the data and build
+    the model as a run would (nothing is computed)."""
     from .config import load_config
     from .inputs import load_data, load_model
-    from .runner import check_config
+    from .runner import check_config, check_destinations
     config = load_config(args.config)
     policy = check_config(config)
+    check_destinations(config, None)
     splits = load_data(config).splits
     load_model(config, splits)
     counts = ", ".join(f"{name} {split.n}" for name, split in splits.items())
@@ -130,6 +140,7 @@ def _render(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    interrupts.install()
     try:
         if args.command == "schema":
             from .config import json_schema
@@ -143,15 +154,22 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"auditkit: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
-    except KeyboardInterrupt:
-        print("auditkit: interrupted; nothing was written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        print(f"auditkit: interrupted ({signal.Signals(signum).name}); no report or history row was written",
+              file=sys.stderr)
+        return 128 + signum
+    except (OutputError, BackendError) as exc:     # their messages say what was written
+        if args.debug:
+            traceback.print_exc()
+        print(f"auditkit: runtime failure: {exc} (rerun with --debug for details)", file=sys.stderr)
+        return EXIT_RUNTIME
     except (AuditkitError, Exception) as exc:  # noqa: BLE001 - the last line of defence: one line, exit 3
         if args.debug:
             traceback.print_exc()
-        first = (str(exc).splitlines() or [""])[0]
-        print(f"auditkit: runtime failure: {type(exc).__name__}: {first} (nothing was written; rerun with "
-              "--debug for details)", file=sys.stderr)
+        first = (str(exc).splitlines() or [""])[0][:300]
+        print(f"auditkit: runtime failure: {type(exc).__name__}: {first} (no report or history row was written; "
+              "rerun with --debug for details)", file=sys.stderr)
         return EXIT_RUNTIME
 
 

@@ -9,6 +9,8 @@ received, and how to fix it.
     AuditkitError                      root of everything auditkit raises on purpose
     ├── InputError (ValueError)        bad arguments or data: shapes, NaN/inf, labels, unknown options
     ├── NotFittedError (RuntimeError)  an engine used before ``fit``
+    ├── OutputError (RuntimeError)     writing the outputs failed; the message says what was and was not written
+    ├── BackendError (RuntimeError)    the Dask cluster failed (workers lost, scheduler gone, versions differ)
     ├── ModelTooLargeError             ``method="exact"`` asked of a model with too many parameters
     └── HessianError (ArithmeticError) the Hessian cannot be inverted as asked
         └── SingularHessianError       it is singular or not positive definite: add damping
@@ -30,6 +32,14 @@ class InputError(AuditkitError, ValueError):
 
 class NotFittedError(AuditkitError, RuntimeError):
     """A fitted object was used before ``fit`` was called."""
+
+
+class OutputError(AuditkitError, RuntimeError):
+    """Writing a run's outputs failed; the message states exactly what was written and what was not."""
+
+
+class BackendError(AuditkitError, RuntimeError):
+    """The cluster doing the influence work failed: workers lost, scheduler gone, versions that differ."""
 
 
 class ModelTooLargeError(AuditkitError, ValueError):
@@ -67,6 +77,8 @@ __all__ = [
     "AuditkitError",
     "InputError",
     "NotFittedError",
+    "OutputError",
+    "BackendError",
     "ModelTooLargeError",
     "HessianError",
     "SingularHessianError",
