@@ -21,6 +21,19 @@ received, and how to fix it.
 
 from __future__ import annotations
 
+import reprlib
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxtuple, _REPR.maxset = 2, 4, 4, 4, 4
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 60, 60, 40
+
+
+def shown(value, limit: int = 80) -> str:
+    """``repr(value)`` bounded for an error message: at most ``limit`` characters, however large or deeply
+    nested the value (an aliased YAML value can expand to 10^9 items: a full ``repr`` would never finish)."""
+    text = _REPR.repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
 
 class AuditkitError(Exception):
     """Root of every error auditkit raises on purpose."""

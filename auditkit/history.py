@@ -146,6 +146,8 @@ class HistoryStore:
             try:
                 problems = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
             except sqlite3.DatabaseError as exc:
+                if "not a database" in str(exc):
+                    raise self._error(exc) from None
                 problems = [str(exc)]
             if problems != ["ok"]:
                 raise InputError(f"history: the history store {self.shown!r} is damaged (SQLite integrity check: "

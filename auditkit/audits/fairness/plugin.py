@@ -42,9 +42,9 @@ class FairnessOptions(PluginOptions):
     intersections: list[list[str]] = []
     reference: dict[str, str] = {}
     min_group_size: int = Field(30, ge=1)
-    bootstrap: int = Field(1000, ge=0)
+    bootstrap: int = Field(1000, ge=0, le=100_000)
     confidence: float = Field(0.95, gt=0, lt=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**64 - 1)
     attribution: AttributionOptions = AttributionOptions()
     explain: ExplainOptions = ExplainOptions()
 
