@@ -145,22 +145,20 @@ class HistoryStore:
         try:
             try:
                 problems = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
-            except sqlite3.DatabaseError as exc:
-                if "not a database" in str(exc):
-                    raise self._error(exc) from None
-                problems = [str(exc)]
-            if problems != ["ok"]:
-                raise InputError(f"history: the history store {self.shown!r} is damaged (SQLite integrity check: "
-                                 f"{problems[0][:120]}): {fix}")
-            try:
                 conn.execute("BEGIN IMMEDIATE")
                 conn.execute("ROLLBACK")
-            except sqlite3.OperationalError as exc:
+            except sqlite3.DatabaseError as exc:
                 if "locked" in str(exc) or "busy" in str(exc):
                     raise InputError(f"history: the history store {self.shown!r} is locked by another program "
                                      f"(waited {LOCK_WAIT_S:g} s): let it finish and rerun, or give another "
                                      "'history' store") from None
-                raise self._error(exc) from None
+                if "not a database" in str(exc):
+                    raise self._error(exc) from None
+                problems = [str(exc)]
+            if problems != ["ok"]:
+                first = " ".join(str(problems[0]).split())
+                raise InputError(f"history: the history store {self.shown!r} is damaged (SQLite integrity check: "
+                                 f"{first[:120]}): {fix}")
         finally:
             conn.close()
 

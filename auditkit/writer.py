@@ -97,8 +97,8 @@ def write_manifest(folder: Path, report_id: str) -> None:
 
 def foreign_files(folder: Path) -> list[str]:
     """What in ``folder`` auditkit did not write, as paths relative to it: everything when it has no readable
-    ``manifest.json``; else each entry not listed there (or changed since: other size or SHA-256). Folders that
-    hold listed files count as written."""
+    ``manifest.json``; else each file not listed there (or changed since: other size or SHA-256), and each link or
+    special file. A folder is not named itself (removing an empty one loses nothing; the files in it are named)."""
     entries = sorted(p for p in folder.rglob("*"))
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
@@ -108,7 +108,6 @@ def foreign_files(folder: Path) -> list[str]:
         listed = None
     if listed is None:
         return [p.relative_to(folder).as_posix() for p in entries]
-    parents = {Path(k).parent.as_posix() for k in listed} | {q.as_posix() for k in listed for q in Path(k).parents}
     foreign = []
     for p in entries:
         rel = p.relative_to(folder).as_posix()
@@ -116,10 +115,7 @@ def foreign_files(folder: Path) -> list[str]:
             continue
         if p.is_symlink() or not (p.is_file() or p.is_dir()):
             foreign.append(rel)
-        elif p.is_dir():
-            if rel not in parents:
-                foreign.append(rel)
-        else:
+        elif p.is_file():
             entry = listed.get(rel)
             same = isinstance(entry, dict) and entry.get("bytes") == p.stat().st_size
             if not (same and entry.get("sha256") == _sha256(p)):
