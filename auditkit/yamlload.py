@@ -57,8 +57,10 @@ class UniqueKeyLoader(yaml.SafeLoader):
     def get_single_node(self):
         node = super().get_single_node()
         if node is not None and expanded_size(node) > MAX_NODES:
-            raise YAMLLimitError(None, None, f"the document expands to more than {MAX_NODES:,} values (aliases of "
-                                 "aliases): write the values out", node.start_mark)
+            problem = (f"the document expands to more than {MAX_NODES:,} values (aliases of aliases): write the "
+                       "values out" if self._aliases else f"the document holds more than {MAX_NODES:,} values: is "
+                       "it the right file?")
+            raise YAMLLimitError(None, None, problem, node.start_mark)
         return node
 
     def construct_mapping(self, node, deep=False):
