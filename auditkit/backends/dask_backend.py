@@ -239,7 +239,7 @@ class DaskBackend:
             self._client.get_versions(check=True)
         except ValueError as exc:
             self.close()
-            lines = [line.strip() for line in str(exc).splitlines() if line.strip() and set(line.strip()) - set("+-|")]
+            lines = [" ".join(line.split()) for line in str(exc).splitlines() if set(line.strip()) - set("+-| ")]
             detail = "; ".join(lines[1:4])[:200] or lines[0] if lines else "versions differ"
             raise InputError(f"the Dask cluster at {self.scheduler} runs other versions of its packages than this "
                              f"machine ({detail}): install the same versions of dask, distributed, Python, torch and "
