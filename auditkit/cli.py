@@ -137,6 +137,14 @@ def _render(args) -> int:
     return EXIT_PASS
 
 
+def _what_was_written() -> str:
+    """What this command left behind, for a message after a failure or a signal (never a false "nothing")."""
+    where = interrupts.written()
+    if where is None:
+        return "no report or history row was written"
+    return f"the report was written to {str(where)!r} (with its history row, if any) before that"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -156,8 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INPUT
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", signal.SIGINT)
-        print(f"auditkit: interrupted ({signal.Signals(signum).name}); no report or history row was written",
-              file=sys.stderr)
+        print(f"auditkit: interrupted ({signal.Signals(signum).name}); {_what_was_written()}", file=sys.stderr)
         return 128 + signum
     except (OutputError, BackendError) as exc:     # their messages say what was written
         if args.debug:
@@ -168,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         first = (str(exc).splitlines() or [""])[0][:300]
-        print(f"auditkit: runtime failure: {type(exc).__name__}: {first} (no report or history row was written; "
-              "rerun with --debug for details)", file=sys.stderr)
+        print(f"auditkit: runtime failure: {type(exc).__name__}: {first} ({_what_was_written()}; rerun with "
+              "--debug for details)", file=sys.stderr)
         return EXIT_RUNTIME
 
 

@@ -4,7 +4,8 @@ The command line calls :func:`install`: either signal then raises :class:`Interr
 in the main thread, so every ``finally`` and staging clean-up runs as for Ctrl-C, and the command exits with
 ``128 + signal number`` after one line. Inside :func:`deferred` (putting the report in place and committing its
 history row) a signal is only noted; :func:`pending` tells the command line afterwards that it arrived, once the
-outputs are whole.
+outputs are whole. :func:`written` tells it whether a report was put in place, so that no message says
+otherwise.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 from contextlib import contextmanager
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-_state = {"depth": 0, "pending": None}
+_state = {"depth": 0, "pending": None, "written": None}
 
 
 class Interrupted(KeyboardInterrupt):
@@ -34,7 +35,7 @@ def _handler(signum, _frame) -> None:
 
 def install() -> None:
     """Route SIGINT and SIGTERM to :class:`Interrupted` (main thread only; elsewhere nothing changes)."""
-    _state["pending"] = None
+    _state["pending"] = _state["written"] = None
     if threading.current_thread() is threading.main_thread():
         for signum in SIGNALS:
             signal.signal(signum, _handler)
@@ -53,3 +54,14 @@ def deferred():
 def pending() -> int | None:
     """The signal that arrived during a :func:`deferred` block, if any."""
     return _state["pending"]
+
+
+def note_written(where) -> None:
+    """Record that a report (and its history row) was put in place at ``where``: a later failure or signal must
+    not say that nothing was written."""
+    _state["written"] = where
+
+
+def written():
+    """Where a report was put in place during this command, if anywhere (see :func:`note_written`)."""
+    return _state["written"]

@@ -34,7 +34,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from .errors import InputError, OutputError
-from .interrupts import deferred
+from .interrupts import deferred, note_written
 
 FINDINGS_KEYS = ("schema", "report_id", "created_utc", "status", "checks", "fairness", "privacy", "data_quality",
                  "influence", "model", "data", "policy", "provenance")
@@ -251,6 +251,7 @@ def _staged(out: Path, *, report_id: str, commit=None):
             with (commit() if commit is not None else nullcontext()):
                 trash, swapped = _swap(tmp, out), True
             swapped = False
+            note_written(out)
             if trash is not None:
                 shutil.rmtree(trash, ignore_errors=True)
     except BaseException:

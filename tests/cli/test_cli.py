@@ -18,7 +18,8 @@ from test_report_document import REPORT_MD_TITLES
 from auditkit.cli import main
 
 EXAMPLE = ROOT / "examples/heart_disease"
-OUTPUTS = {"report.html", "report.pdf", "findings.json", "run.json", "flagged_records.csv", "figures"}
+OUTPUTS = {"report.html", "report.pdf", "findings.json", "run.json", "flagged_records.csv", "figures",
+           "manifest.json"}
 
 
 def make_config(tmp_path, *, edit=None, name="audit.yaml"):

@@ -283,3 +283,19 @@ def test_the_row_and_the_report_land_together(tmp_path, capsys, stand_in):
     assert [r["report_id"] for r in rows] == ["AK-NEW"] and rows[0]["run_dir"] == str(out.resolve())
     assert json.loads((out / "manifest.json").read_text())["report_id"] == "AK-NEW"
     assert os.listdir(out.parent) == ["report"]
+
+
+def test_a_failure_after_the_report_is_in_place_does_not_claim_that_nothing_was_written(tmp_path, capsys, stand_in,
+                                                                                         monkeypatch):
+    config = make_case(tmp_path)
+    out = tmp_path / "runs" / "report"
+
+    def summary(*args):
+        raise RuntimeError("the summary could not be printed")
+
+    monkeypatch.setattr("auditkit.cli._summary", summary)
+    assert main(["run", str(config), "--out", str(out)]) == 3
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"auditkit: runtime failure: RuntimeError: the summary could not be printed (the report was written to "
+        f"{str(out)!r} (with its history row, if any) before that; rerun with --debug for details)")
+    assert json.loads((out / "run.json").read_text())["report_id"] == "AK-NEW"
