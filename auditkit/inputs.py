@@ -66,7 +66,7 @@ def _frames(config: AuditConfig) -> tuple[dict[str, pd.DataFrame], dict[str, str
                 raise InputError(f"data.split: the {name} part has {len(rows)} record(s) of the table's {len(table)}: "
                                  f"change data.split.test/holdout so that every part has at least "
                                  f"{MIN_SPLIT_RECORDS} records")
-        frames = {k: table.iloc[np.sort(v)] for k, v in parts.items() if len(v)}   # index: rows of the table
+        frames = {k: table.iloc[np.sort(v)].copy() for k, v in parts.items() if len(v)}   # index: the table's rows
         return frames, {k: f"{path.name} ({k} part, split seed {data.split.seed})" for k in frames}
     frames, sources = {}, {}
     for name in ("train", "test", "holdout"):

@@ -150,7 +150,8 @@ def test_an_output_folder_with_other_files_is_refused(tmp_path, capsys):
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     assert main(["run", str(config), "--out", str(tmp_path / "busy"), "--quiet"]) == 2
-    assert "is not empty and holds no earlier auditkit run" in capsys.readouterr().err
+    assert "is a folder auditkit did not write (it has no manifest.json; it holds 'notes.txt')" in \
+        capsys.readouterr().err
     assert [p.name for p in (tmp_path / "busy").iterdir()] == ["notes.txt"]
 
 
