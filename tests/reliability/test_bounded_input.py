@@ -40,7 +40,7 @@ def _refused_run(config, capsys, expected):
     (lambda d: d["audits"]["fairness"].update(bootstrap=10**12), None),
     (lambda d: d["influence"].update(chunk_size=2**40),
      "influence.chunk_size: Input should be less than or equal to 2147483647 (got 1099511627776)"),
-    (lambda d: d.update(seed=list(range(50_000))),        # a long value is shown shortened
+    (lambda d: d.update(seed=list(range(2_000))),         # a long value is shown shortened
      "seed: Input should be a valid integer (got [0, 1, 2, 3, ...])"),
 ])
 def test_integers_beyond_their_range_are_refused_before_any_work(edit, expected, tmp_path, capsys):
