@@ -96,18 +96,18 @@ def write_manifest(folder: Path, report_id: str) -> None:
 
 
 def foreign_files(folder: Path) -> list[str]:
-    """What in ``folder`` auditkit did not write, as paths relative to it: everything when it has no readable
-    ``manifest.json``; else each file not listed there (or changed since: other size or SHA-256), and each link or
-    special file. A folder is not named itself (removing an empty one loses nothing; the files in it are named)."""
-    entries = sorted(p for p in folder.rglob("*"))
+    """What in ``folder`` auditkit did not write, as paths relative to it: its top-level entries when it has no
+    readable ``manifest.json``; else each file not listed there (or changed since: other size or SHA-256), and each
+    link or special file. A folder is not named itself (removing an empty one loses nothing; its files are named)."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
         files = manifest["files"] if manifest.get("schema") == MANIFEST_SCHEMA else None
         listed = {str(k): v for k, v in files.items()} if isinstance(files, dict) else None
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         listed = None
-    if listed is None:
-        return [p.relative_to(folder).as_posix() for p in entries]
+    if listed is None:                              # not auditkit's: its top level is enough to say so
+        return sorted(p.name for p in folder.iterdir())
+    entries = sorted(folder.rglob("*"))
     foreign = []
     for p in entries:
         rel = p.relative_to(folder).as_posix()

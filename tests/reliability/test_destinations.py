@@ -76,7 +76,7 @@ def test_a_folder_of_the_users_files_is_refused_even_with_a_run_json(tmp_path, c
     (out / "data" / "patients-2025.csv").write_text("id\n1\n")
     message = _refused(config, out, capsys, [], stand_in)
     assert message == (f"--out {str(out)!r} is a folder auditkit did not write (it has no manifest.json; it holds "
-                       "'data', 'data/patients-2025.csv', 'notes.txt' and 1 more): choose a new or empty folder; "
+                       "'data', 'notes.txt', 'run.json'): choose a new or empty folder; "
                        "auditkit replaces only a folder it wrote")
     assert (out / "notes.txt").read_text() == "my notes"
 
@@ -85,7 +85,7 @@ def test_a_folder_of_the_users_files_is_refused_even_with_a_run_json(tmp_path, c
     (lambda out: (out / "notes.txt").write_text("mine"), "'notes.txt'"),
     (lambda out: (out / "report.html").write_text("<html>edited by hand</html>"), "'report.html'"),
     (lambda out: (out / "figures" / "mine.svg").write_text("<svg/>"), "'figures/mine.svg'"),
-    (lambda out: (out / "manifest.json").write_text("{not json"), "'figures/gap.svg'"),
+    (lambda out: (out / "manifest.json").write_text("{not json"), "'figures', 'findings.json', 'flagged_records.csv'"),
 ])
 def test_an_earlier_run_with_a_file_added_or_changed_is_refused(damage, named, tmp_path, capsys, stand_in):
     config = make_case(tmp_path)
