@@ -170,3 +170,20 @@ def test_numeric_ids_and_the_largest_seed_through_a_whole_audit(tmp_path):
     assert whole.findall(text_of(report_html(run))) == []
     tokens = re.findall(r"records: \[(R-\w{8}), (R-\w{8})\]", annex)
     assert tokens and re.search(rf"# patient {tokens[0][0]} was re-examined; see also {tokens[0][1]}\.", annex)
+
+
+def test_numeric_ids_are_tokenised_in_text_and_settings_keep_their_numbers():
+    from types import SimpleNamespace
+
+    from auditkit.redaction import redact_record_ids
+
+    splits = {"train": SimpleNamespace(ids=["55", "920", "007", "12"]), "test": SimpleNamespace(ids=["17", "18"])}
+    text = ("data:\n  sensitive: [{column: age_band, from: age, bands: [55]}]  # 55 years\n"
+            "report: {population: \"920 patients; case 007 (see 12.) and 12.5 mg, v12, 1920\"}\n"
+            "audits:\n  fairness:\n    bootstrap: 920\n    explain: {records: [17, '18']}\n"
+            "# patients 17 and (18) were re-examined; 007-b is not 007\n")
+    out = redact_record_ids(text, splits, lambda split, i: f"R-{split[:2].upper()}{i}")
+    assert out == ("data:\n  sensitive: [{column: age_band, from: age, bands: [55]}]  # R-TR0 years\n"
+                   "report: {population: \"R-TR1 patients; case R-TR2 (see R-TR3.) and 12.5 mg, v12, 1920\"}\n"
+                   "audits:\n  fairness:\n    bootstrap: 920\n    explain: {records: [R-TE0, R-TE1]}\n"
+                   "# patients R-TE0 and (R-TE1) were re-examined; R-TR2-b is not R-TR2\n")
