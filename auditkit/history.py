@@ -134,7 +134,11 @@ class HistoryStore:
         """An existing SQLite file: not empty, intact (``PRAGMA quick_check``), its write lock free."""
         path = Path(self.target)
         fix = "restore it from a backup, or move it away to start a new history"
-        if path.stat().st_size == 0:
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise self._error(exc) from None
+        if size == 0:
             raise InputError(f"history: the history store {self.shown!r} is an empty file (0 bytes; auditkit never "
                              f"writes one, so it was truncated): {fix}")
         try:

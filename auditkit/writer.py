@@ -223,7 +223,11 @@ def _swap(tmp: Path, out: Path) -> Path | None:
         _refuse_foreign(out, out)                  # checked again: files may have been added during the run
         trash = out.parent / f".{out.name}.old-{os.getpid()}-{secrets.token_hex(3)}"
         os.rename(out, trash)
-        os.rename(tmp, out)
+        try:
+            os.rename(tmp, out)
+        except BaseException:
+            os.rename(trash, out)                  # the earlier folder back in its place
+            raise
         return trash
     os.rename(tmp, out)
     return None
@@ -259,9 +263,9 @@ def _staged(out: Path, *, report_id: str, commit=None):
             try:
                 _unswap(tmp, out, trash)
             except OSError as exc:
-                raise OutputError(f"the new report is in {str(out)!r} but it could not be recorded together with "
-                                  f"it, and the earlier folder could not be put back ({exc.strerror or exc}): "
-                                  f"it is in {str(trash)!r}") from exc
+                earlier = f"the earlier folder is in {str(trash)!r}" if trash is not None else "there was none"
+                raise OutputError(f"the new report is in {str(out)!r} but what had to be committed with it was not, "
+                                  f"and the swap could not be undone ({exc.strerror or exc}); {earlier}") from exc
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
