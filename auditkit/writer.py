@@ -305,6 +305,14 @@ def rerender(run_dir: Path, *, templates: Path | None = None) -> dict[str, Path]
                          "edited or truncated; rerun the audit") from None
     if not isinstance(run, dict) or run.get("schema") != "auditkit.run/1":
         raise InputError(f"{str(source)!r} is not an auditkit run (schema auditkit.run/1): rerun the audit")
+    foreign = foreign_files(run_dir)
+    if foreign:
+        names = ", ".join(repr(f) for f in foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        why = (f"has no {MANIFEST} (it was written by an earlier auditkit, or not by auditkit)"
+               if not (run_dir / MANIFEST).is_file() else f"holds files auditkit did not write or that changed since "
+               f"({names})")
+        raise InputError(f"{str(run_dir)!r} {why}: re-rendering replaces the folder whole, so move such files out, "
+                         "or rerun the audit into a new folder")
     with _staged(run_dir, report_id=str(run.get("report_id"))) as tmp:
         for name in ("run.json", "findings.json", "flagged_records.csv"):
             if (run_dir / name).exists():

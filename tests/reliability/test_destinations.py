@@ -299,3 +299,16 @@ def test_a_failure_after_the_report_is_in_place_does_not_claim_that_nothing_was_
         f"auditkit: runtime failure: RuntimeError: the summary could not be printed (the report was written to "
         f"{str(out)!r} (with its history row, if any) before that; rerun with --debug for details)")
     assert json.loads((out / "run.json").read_text())["report_id"] == "AK-NEW"
+
+
+def test_render_never_replaces_a_folder_holding_the_users_files(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("auditkit.report.render_run", fake_render)
+    out = _earlier_run(tmp_path / "report")
+    (out / "review-notes.md").write_text("signed off by J.")
+    assert main(["render", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"auditkit: error: {str(out)!r} holds files auditkit did not write or that changed since ('review-notes.md'): "
+        "re-rendering replaces the folder whole, so move such files out, or rerun the audit into a new folder\n")
+    assert (out / "review-notes.md").read_text() == "signed off by J."
+    (out / "review-notes.md").unlink()
+    assert main(["render", str(out)]) == 0 and writer.foreign_files(out) == []
