@@ -16,7 +16,8 @@ nothing else there; on an error, ``{"error": ..., "exit_code": ...}`` there too)
 stderr through :mod:`logging` (configured in :mod:`auditkit.console`); ``NO_COLOR`` turns colour off.
 
 Exit codes: 0 passed (warnings allowed), 1 a policy rule failed (or a required check lacked data),
-2 invalid input or configuration, 3 a failure while running.
+2 invalid input or configuration, 3 a failure while running, 130 / 143 interrupted by SIGINT (Ctrl-C) /
+SIGTERM (cleanly: a report is put in place whole with its history row, or not at all).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import logging
 import os
 import platform
 import shlex
+import signal
 import sys
 import time
 import traceback
@@ -37,9 +39,9 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
+from . import __version__, interrupts
 from .console import colour_allowed, coloured, console_logging, verbosity
-from .errors import AuditkitError, InputError
+from .errors import AuditkitError, BackendError, InputError, OutputError
 from .summary import (
     ErrorSummary,
     ModelId,
@@ -132,16 +134,23 @@ def _run(args) -> tuple[int, RunSummary]:
         if issubclass(w.category, UserWarning):
             log.warning((str(w.message).splitlines() or [""])[0])
     code = STATUS_EXIT[result.status]
+    signum = interrupts.pending()
+    if signum is not None:
+        log.error("auditkit: %s arrived while the report was being put in place: the run completed, its report is "
+                  "in %s", signal.Signals(signum).name, result.paths["report.pdf"].parent)
+        code = 128 + signum
     return code, run_summary(result.run, result.paths, exit_code=code, seconds=time.perf_counter() - started)
 
 
 def _validate(args) -> tuple[int, ValidateSummary]:
-    """Check the configuration, then read the data and build the model as a run would (nothing is computed)."""
+    """Check the configuration and where it writes (history store, staging folder), then read the data and build
+    the model as a run would (nothing is computed)."""
     from .config import load_config
     from .inputs import load_data, load_model
-    from .runner import check_config
+    from .runner import check_config, check_destinations
     config = load_config(args.config)
     policy = check_config(config)
+    check_destinations(config, None)
     splits = load_data(config).splits
     load_model(config, splits)
     return EXIT_PASS, ValidateSummary(config=args.config, model=ModelId(name=config.model.name,
@@ -181,6 +190,14 @@ def _fail(args, code: int, line: str) -> int:
     return code
 
 
+def _what_was_written() -> str:
+    """What this command left behind, for a message after a failure or a signal (never a false "nothing")."""
+    where = interrupts.written()
+    if where is None:
+        return "no report or history row was written"
+    return f"the report was written to {str(where)!r} (with its history row, if any) before that"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     parser = _parser(json_errors="--json" in argv)
@@ -197,6 +214,7 @@ def _command(args) -> int:
     """Run the parsed command: its exit code; an error becomes one line on stderr (and, with --json, the JSON
     object on stdout)."""
     stdout = sys.stdout
+    interrupts.install()
     try:
         if args.command == "schema":
             from .config import json_schema
@@ -214,14 +232,20 @@ def _command(args) -> int:
         return code
     except InputError as exc:
         return _fail(args, EXIT_INPUT, f"auditkit: error: {exc}")
-    except KeyboardInterrupt:
-        return _fail(args, 130, "auditkit: interrupted; nothing was written")
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        return _fail(args, 128 + signum, f"auditkit: interrupted ({signal.Signals(signum).name}); "
+                     f"{_what_was_written()}")
+    except (OutputError, BackendError) as exc:     # their messages say what was written
+        if args.debug:
+            traceback.print_exc()
+        return _fail(args, EXIT_RUNTIME, f"auditkit: runtime failure: {exc} (rerun with --debug for details)")
     except (AuditkitError, Exception) as exc:  # noqa: BLE001 - the last line of defence: one line, exit 3
         if args.debug:
             traceback.print_exc()
-        first = (str(exc).splitlines() or [""])[0]
-        return _fail(args, EXIT_RUNTIME, f"auditkit: runtime failure: {type(exc).__name__}: {first} (nothing was "
-                     "written; rerun with --debug for details)")
+        first = (str(exc).splitlines() or [""])[0][:300]
+        return _fail(args, EXIT_RUNTIME, f"auditkit: runtime failure: {type(exc).__name__}: {first} "
+                     f"({_what_was_written()}; rerun with --debug for details)")
 
 
 if __name__ == "__main__":

@@ -30,10 +30,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from .errors import InputError
-from .yamlload import safe_load
+from .errors import InputError, shown
+from .yamlload import YAMLLimitError, safe_load
 
 CODE_REF = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
+#: seeds are unsigned 64-bit integers (torch's generators take no more)
+SEED_MAX = 2**64 - 1
 #: pydantic names the member of a union that failed in the error location ("model.l2.float"): not a key
 UNION_MEMBER = re.compile(r"^(float|int|str|bool|none|(dict|list|literal|function-\w+)\[.*\])$")
 
@@ -128,7 +130,7 @@ class SplitConfig(Strict):
 
     test: float = Field(0.25, gt=0, lt=1)
     holdout: float = Field(0.0, ge=0, lt=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="seed of the split: 0 to 2**64-1")
 
     @model_validator(mode="after")
     def _sum(self):
@@ -174,7 +176,7 @@ class StabilityConfig(Strict):
     damping_factors: list[float] = Field(default_factory=lambda: [0.1, 10.0])
     second_solver: Literal["auto", "exact", "cg", "lissa", "arnoldi", "ekfac", "kfac", "none"] = Field(
         "auto", description="auto: EK-FAC for models made of nn.Linear layers (fast at any n), else CG")
-    top_k: int = Field(10, ge=1)
+    top_k: int = Field(10, ge=1, le=1_000_000)
     robust_agreement: float = Field(0.7, gt=0, le=1, description="top-k overlap at or above which a finding "
                                                                  "is called robust")
 
@@ -187,7 +189,7 @@ class InfluenceConfig(Strict):
     options: dict[str, Any] = Field(default_factory=dict, description="options of the method, e.g. {rank: 50} "
                                     "for arnoldi, {tol: 1e-8} for cg (see docs/methods.md)")
     damping: float | Literal["auto"] = "auto"
-    chunk_size: int = Field(256, ge=1)
+    chunk_size: int = Field(256, ge=1, le=2**31 - 1)
     cache: str | None = Field(None, description="folder of an on-disk cache of per-record training gradients, "
                                                 "keyed by hashes of model and data (reused by later runs)")
     stability: StabilityConfig = StabilityConfig()
@@ -206,8 +208,8 @@ class BackendConfig(Strict):
 
     kind: Literal["local", "dask"] = "local"
     scheduler: str | None = Field(None, description="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
-    workers: int | None = Field(None, ge=1, description="worker processes of a local Dask cluster (when no scheduler "
-                                                        "is given; default: one per CPU core)")
+    workers: int | None = Field(None, ge=1, le=1024, description="worker processes of a local Dask cluster (when no "
+                                                                 "scheduler is given; default: one per CPU core)")
     staging: str | None = Field(None, description="folder where the training records are written as Parquet for the "
                                                   "workers to read; every worker must see it under the same path "
                                                   "(default: the system's temporary folder, enough on one machine)")
@@ -254,7 +256,7 @@ class AuditConfig(Strict):
                                                               "list of them (their rules are checked together)")
     history: str | bool = Field(True, description="SQLite file of past runs (true: history.sqlite beside the "
                                                   "output directory; false: no history)")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="the seed of every random choice of the run: 0 to 2**64-1")
     backend: BackendConfig = BackendConfig()
 
     # Set by load_config and auditkit.audit, not by the file.
@@ -287,8 +289,8 @@ def describe_error(exc: ValidationError, where: str) -> str:
     if first["type"] == "missing":
         return f"{where}: {loc} is required but missing: add it (see `auditkit schema`)"
     got = first.get("input")
-    shown = "" if isinstance(got, dict) else f" (got {got!r})"
-    return f"{where}: {loc}: {msg}{shown}"
+    value = "" if isinstance(got, dict) else f" (got {shown(got)})"
+    return f"{where}: {loc}: {msg}{value}"
 
 
 def parse_config(data: Any, *, where: str = "configuration", base_dir: Path | None = None,
@@ -326,6 +328,10 @@ def load_config(path: str | Path, *, in_memory: frozenset[str] = frozenset()) ->
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"configuration file {str(path)!r} cannot be read ({type(exc).__name__}): check its "
                          "permissions and that it is UTF-8 text") from None
+    except YAMLLimitError as exc:
+        mark = exc.problem_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise InputError(f"configuration file {str(path)!r} is refused{at}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

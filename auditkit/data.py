@@ -41,6 +41,7 @@ from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from .datacheck import check_feature_values
 from .errors import InputError, NotFittedError
 
 FORMATS = ".csv, .parquet or .pq"
@@ -423,11 +424,14 @@ def _user_call(fn: Callable, frame: pd.DataFrame, featurizer: Any, step: str, sp
 
 
 def prepare_splits(splits: Mapping[str, pd.DataFrame | str | PathLike], spec: DataSpec, *,
-                   featurizer: Any = None) -> dict[str, AuditData]:
+                   featurizer: Any = None, unseen_levels: str = "zeros") -> dict[str, AuditData]:
     """Load, validate and featurize every split; the featurizer and the classes come from ``"train"``.
 
     ``featurizer``: None → :class:`TabularFeaturizer`; else an object with ``fit``/``transform`` or a
-    callable ``frame -> array`` (see the module docstring). Raises :class:`InputError` on bad input.
+    callable ``frame -> array`` (see the module docstring). With the :class:`TabularFeaturizer`, every split's
+    feature values are checked first (:func:`auditkit.datacheck.check_feature_values`: numbers, integers within
+    64 bits, and with ``unseen_levels="refuse"`` categories that train has), naming split, row and column.
+    Raises :class:`InputError` on bad input.
     """
     if not isinstance(splits, Mapping):
         raise InputError(f"splits must be a dict of split name to DataFrame or path, e.g. {{'train': ..., "
@@ -443,7 +447,9 @@ def prepare_splits(splits: Mapping[str, pd.DataFrame | str | PathLike], spec: Da
         raise InputError(f"featurizer must be an object with fit(frame) and transform(frame), or a callable "
                          f"frame -> array; got {type(featurizer).__name__}")
     names = ["train"] + [k for k in splits if k != "train"]
-    frames = {k: load_table(splits[k], id_column=spec.id_column).reset_index(drop=True) for k in names}
+    tables = {k: load_table(splits[k], id_column=spec.id_column) for k in names}
+    origin = {k: table.index for k, table in tables.items()}      # row positions in the tables, for messages
+    frames = {k: table.reset_index(drop=True) for k, table in tables.items()}
 
     features: list[str] = []
     for name in names:
@@ -481,6 +487,9 @@ def prepare_splits(splits: Mapping[str, pd.DataFrame | str | PathLike], spec: Da
                              f"train split: {values}; every class must occur in train")
         labels[name] = y.to_numpy(np.int64)
 
+    if isinstance(featurizer, TabularFeaturizer):        # its column kinds are known: check every split
+        check_feature_values(frames, features, categorical=featurizer.categorical, rows=origin,
+                             unseen_levels=unseen_levels)
     fit = getattr(featurizer, "fit", None)
     if callable(fit) and hasattr(featurizer, "transform"):
         _user_call(fit, frames["train"][features].copy(), featurizer, "fit", "train")

@@ -9,6 +9,8 @@ received, and how to fix it.
     AuditkitError                      root of everything auditkit raises on purpose
     ├── InputError (ValueError)        bad arguments or data: shapes, NaN/inf, labels, unknown options
     ├── NotFittedError (RuntimeError)  an engine used before ``fit``
+    ├── OutputError (RuntimeError)     writing the outputs failed; the message says what was and was not written
+    ├── BackendError (RuntimeError)    the Dask cluster failed (workers lost, scheduler gone, versions differ)
     ├── ModelTooLargeError             ``method="exact"`` asked of a model with too many parameters
     └── HessianError (ArithmeticError) the Hessian cannot be inverted as asked
         └── SingularHessianError       it is singular or not positive definite: add damping
@@ -18,6 +20,19 @@ received, and how to fix it.
 """
 
 from __future__ import annotations
+
+import reprlib
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxtuple, _REPR.maxset = 2, 4, 4, 4, 4
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 60, 60, 40
+
+
+def shown(value, limit: int = 80) -> str:
+    """``repr(value)`` bounded for an error message: at most ``limit`` characters, however large or deeply
+    nested the value (an aliased YAML value can expand to 10^9 items: a full ``repr`` would never finish)."""
+    text = _REPR.repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class AuditkitError(Exception):
@@ -30,6 +45,14 @@ class InputError(AuditkitError, ValueError):
 
 class NotFittedError(AuditkitError, RuntimeError):
     """A fitted object was used before ``fit`` was called."""
+
+
+class OutputError(AuditkitError, RuntimeError):
+    """Writing a run's outputs failed; the message states exactly what was written and what was not."""
+
+
+class BackendError(AuditkitError, RuntimeError):
+    """The cluster doing the influence work failed: workers lost, scheduler gone, versions that differ."""
 
 
 class ModelTooLargeError(AuditkitError, ValueError):
@@ -67,6 +90,8 @@ __all__ = [
     "AuditkitError",
     "InputError",
     "NotFittedError",
+    "OutputError",
+    "BackendError",
     "ModelTooLargeError",
     "HessianError",
     "SingularHessianError",

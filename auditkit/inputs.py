@@ -107,7 +107,7 @@ def _frames(config: AuditConfig) -> tuple[dict[str, pd.DataFrame], dict[str, str
                 raise InputError(f"data.split: the {name} part has {len(rows)} record(s) of the table's {len(table)}: "
                                  f"change data.split.test/holdout so that every part has at least "
                                  f"{MIN_SPLIT_RECORDS} records")
-        frames = {k: table.iloc[np.sort(v)].reset_index(drop=True) for k, v in parts.items() if len(v)}
+        frames = {k: table.iloc[np.sort(v)].copy() for k, v in parts.items() if len(v)}   # index: the table's rows
         source = path.name if tables is None else IN_MEMORY
         return frames, {k: f"{source} ({k} part, split seed {data.split.seed})" for k in frames}
     frames, sources = {}, {}
@@ -179,7 +179,9 @@ def load_data(config: AuditConfig) -> LoadedData:
         features = [c for c in first.columns if c not in {data.target, data.id_column} | derived]
     spec = DataSpec(target=data.target, sensitive=tuple(s.column for s in data.sensitive), id_column=data.id_column,
                     features=tuple(features), favourable=data.favourable)
-    splits = prepare_splits(frames, spec, featurizer=featurizer)
+    if featurizer is None:
+        featurizer = TabularFeaturizer()
+    splits = prepare_splits(frames, spec, featurizer=featurizer, unseen_levels="refuse")
     for name, split in splits.items():
         if split.n == 0:
             raise InputError(f"data: the {name} split has no records: give a table with at least one row")

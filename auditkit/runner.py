@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import platform
 import secrets
 import shutil
@@ -181,6 +182,39 @@ def gradient_source(config: AuditConfig):
     return GradientCache(config.path(config.influence.cache))
 
 
+def check_staging(config: AuditConfig) -> Path | None:
+    """The folder under which a Dask run stages its training records (None: the system's temporary folder),
+    refused unless a folder can be created in it. Creates nothing that outlives the check."""
+    if config.backend.kind == "local":
+        return None
+    b = config.backend
+    parent = config.path(b.staging) if b.staging is not None else None
+    if parent is not None and not parent.is_dir():
+        raise InputError(f"backend.staging: folder {str(parent)!r} does not exist: create it (on a file system "
+                         "every worker can read under the same path) or remove backend.staging")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix="auditkit-staging-probe-", dir=parent))
+    except OSError as exc:
+        where = str(parent) if parent is not None else tempfile.gettempdir()
+        key = "backend.staging" if parent is not None else "backend (the system's temporary folder)"
+        raise InputError(f"{key}: no folder can be created in {where!r} ({exc.strerror or exc}): give a writable "
+                         "backend.staging folder") from None
+    return parent
+
+
+def check_destinations(config: AuditConfig, out: Path | None) -> HistoryStore | None:
+    """Every place a run writes, checked before any work: the output folder (``out``; None: no report), the
+    history store (opened, its schema, integrity and write lock checked) and the Dask staging folder. Returns
+    the history store (None: no history)."""
+    from .writer import check_output
+
+    if out is not None:
+        check_output(Path(out))
+    history = history_store(config, Path(out) if out is not None else None)
+    check_staging(config)
+    return history
+
+
 @contextmanager
 def influence_backend(config: AuditConfig):
     """``(backend, staging folder)`` for the configured ``backend``: ``(None, None)`` in process; for Dask, the
@@ -191,11 +225,8 @@ def influence_backend(config: AuditConfig):
         yield None, None
         return
     from .backends import make_backend
+    parent = check_staging(config)
     backend = make_backend("dask", scheduler=b.scheduler, workers=b.workers)
-    parent = config.path(b.staging) if b.staging is not None else None
-    if parent is not None and not parent.is_dir():
-        raise InputError(f"backend.staging: folder {str(parent)!r} does not exist: create it (on a file system "
-                         "every worker can read under the same path) or remove backend.staging")
     folder = Path(tempfile.mkdtemp(prefix="auditkit-staging-", dir=parent))
     try:
         yield backend, folder
@@ -554,7 +585,8 @@ def audit(config: AuditConfig | Mapping | str | PathLike, out: str | Path | None
     files; the configuration still says which columns are what (target, ids, sensitive attributes, features).
     The run document names their source "in-memory DataFrame" and hashes their content. ``model``: the trained
     torch ``nn.Module`` in place of ``model.builder`` and ``model.weights`` (a copy is audited; the object is
-    not changed). The run's findings as pandas tables: :mod:`auditkit.results`.
+    not changed). The run's findings as pandas tables: :mod:`auditkit.results`. Every destination is checked
+    before any work (:func:`check_destinations`); the report folder and the history row land together.
 
     ``auditkit run audit.yaml --out DIR`` is ``audit("audit.yaml", "DIR")`` plus the exit code of its
     ``status``: pass / pass_with_warnings → 0, fail / incomplete → 1. ``threads`` sets torch's thread count
@@ -562,7 +594,7 @@ def audit(config: AuditConfig | Mapping | str | PathLike, out: str | Path | None
     workers do the influence engine's chunk work, instead of the configuration's ``backend``. Steps and progress
     are logged (INFO; shown by the ``auditkit`` command unless ``--quiet``).
     """
-    from .writer import check_output, write_run
+    from .writer import write_run
 
     if threads is not None:
         if threads < 1:
@@ -571,15 +603,13 @@ def audit(config: AuditConfig | Mapping | str | PathLike, out: str | Path | None
     config = configuration(config, data=data, model=model)
     if scheduler is not None:
         config = with_scheduler(config, scheduler)
-    if out is not None:
-        check_output(Path(out))
-    history = history_store(config, Path(out) if out is not None else None)
+    history = check_destinations(config, out)
     result = run_audit(config, trigger=trigger, command=command, history=history)
     if out is not None:
         log.info("write the report …")
+        commit = None if history is None else history.transaction(
+            result.run, figures=key_figures(result.observations), observations=result.observations,
+            run_dir=str(Path(out).resolve()))
         result.paths = write_run(result.run, result.flagged, Path(out),
-                                 templates=Path(templates) if templates else None)
-        if history is not None:
-            history.record(result.run, figures=key_figures(result.observations), observations=result.observations,
-                           run_dir=str(Path(out).resolve()))
+                                 templates=Path(templates) if templates else None, commit=commit)
     return result

@@ -132,7 +132,7 @@ class QualityOptions(PluginOptions):
     out_of_fold: bool = Field(True, description="with a training function: rank by out-of-fold loss "
                               "(``folds`` extra trainings); False keeps the engine-only ranking")
     folds: int = Field(5, ge=2, le=50, description="K of the K-fold cross-fitting (out-of-fold losses)")
-    seed: int = Field(0, description="seed of the folds and of the fold models")
+    seed: int = Field(0, ge=0, le=2**64 - 1, description="seed of the folds and of the fold models")
 
 
 def default_order(loss: np.ndarray, self_influence: np.ndarray, out_of_fold: np.ndarray | None = None) -> np.ndarray:

@@ -10,7 +10,7 @@ from importlib.metadata import entry_points
 
 from pydantic import ValidationError
 
-from ..errors import InputError
+from ..errors import InputError, shown
 from .base import AuditContext, AuditPlugin, InfluenceRequests
 
 ENTRY_POINT_GROUP = "auditkit.audits"
@@ -41,7 +41,7 @@ def validate_options(plugin: type[AuditPlugin], options: dict | None):
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "options"
         raise InputError(f"options of audit {plugin.name!r}: {where}: {first['msg']} "
-                         f"(got {first.get('input')!r})") from None
+                         f"(got {shown(first.get('input'))})") from None
 
 
 def run_plugin(name: str, context: AuditContext, options: dict | None = None):

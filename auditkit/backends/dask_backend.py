@@ -24,6 +24,12 @@ a module's parameters for transform wrappers during a call (and EK-FAC registers
 failed ("Cannot access storage of TensorWrapper") and the run waited for ever; threads sharing one live
 object would also see each other's swapped parameters.
 
+Failures are named in plain words (:class:`~auditkit.errors.BackendError`, or ``InputError`` for a setup
+problem found on connecting): every worker lost (none rejoined within the connection timeout), a task whose
+workers all died (Dask's ``KilledWorker``: out of memory, or killed), the scheduler gone (connection closed),
+and, on connecting, packages whose versions differ between this machine, the scheduler and the workers. An error
+raised by the computation itself passes through unchanged.
+
 Import cost: this module imports ``distributed`` only when a backend connects.
 """
 
@@ -39,10 +45,12 @@ import uuid
 import warnings
 import weakref
 from collections import OrderedDict
+from concurrent.futures import CancelledError
+from contextlib import contextmanager
 
 import torch
 
-from ..errors import InputError
+from ..errors import BackendError, InputError
 from ..influence.records import Records, _add, prepare_chunk
 
 SCHEDULER = re.compile(r"^[a-z][a-z0-9+]*://\S+$")
@@ -223,6 +231,19 @@ class DaskBackend:
             self.close()
             raise InputError(f"the Dask scheduler at {self.scheduler} has no workers (waited "
                              f"{timeout:g} s): start some with `dask worker {self.scheduler}`") from None
+        self._check_versions()
+
+    def _check_versions(self) -> None:
+        """Refuse a cluster whose required packages differ in version from this machine's (Dask's own check)."""
+        try:
+            self._client.get_versions(check=True)
+        except ValueError as exc:
+            self.close()
+            lines = [" ".join(line.split()) for line in str(exc).splitlines() if set(line.strip()) - set("+-| ")]
+            detail = "; ".join(lines[1:4])[:200] or lines[0] if lines else "versions differ"
+            raise InputError(f"the Dask cluster at {self.scheduler} runs other versions of its packages than this "
+                             f"machine ({detail}): install the same versions of dask, distributed, Python, torch and "
+                             "auditkit on this machine, the scheduler and the workers") from None
 
     def close(self) -> None:
         """Disconnect (and stop the local cluster, if this backend started one)."""
@@ -246,7 +267,60 @@ class DaskBackend:
     @property
     def n_workers(self) -> int:
         """Worker threads of the cluster now."""
-        return sum(self.client.nthreads().values())
+        with self._plain_failures():
+            return sum(self.client.nthreads().values())
+
+    def _where(self) -> str:
+        if self.scheduler:
+            return f"the Dask scheduler at {self.scheduler}"
+        return "the local Dask cluster" if self._own_client else "the Dask cluster of the given client"
+
+    def _workers(self) -> list[str]:
+        """Addresses of the cluster's workers; when none is left, wait for one to join (a nanny restarts a lost
+        local worker) up to the connection timeout, then fail in plain words."""
+        workers = sorted(self.client.scheduler_info()["workers"])
+        if workers:
+            return workers
+        import dask
+        from dask.utils import parse_timedelta
+        timeout = self.connect_timeout
+        if timeout is None:
+            timeout = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), default="s")
+        try:
+            self.client.wait_for_workers(1, timeout=timeout)
+        except (OSError, TimeoutError):
+            raise BackendError(f"every Dask worker of {self._where()} was lost and none joined again within "
+                               f"{timeout:g} s: the workers may have run out of memory or been stopped; restart them "
+                               "(give them more memory, or a smaller influence.chunk_size) and rerun") from None
+        return sorted(self.client.scheduler_info()["workers"])
+
+    @contextmanager
+    def _plain_failures(self):
+        """Cluster failures met while computing, as a :class:`BackendError` in plain words."""
+        try:
+            yield
+        except (BackendError, InputError):
+            raise
+        except Exception as exc:
+            plain = self._explain(exc)
+            if plain is None:
+                raise
+            raise plain from exc
+
+    def _explain(self, exc: Exception) -> BackendError | None:
+        """A plain-words error for a failure of the cluster (None: not one, e.g. an error of the computation)."""
+        from distributed.comm.core import CommClosedError
+        from distributed.scheduler import KilledWorker
+
+        detail = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        if isinstance(exc, KilledWorker):
+            return BackendError(f"Dask workers were lost: each worker that ran one task of the influence computation "
+                                f"died ({detail}); they may have run out of memory or been killed: give the workers "
+                                "more memory (or a smaller influence.chunk_size) and rerun")
+        if isinstance(exc, (CommClosedError, CancelledError, OSError, TimeoutError)):
+            return BackendError(f"the connection to {self._where()} was lost while computing ({type(exc).__name__}: "
+                                f"{detail}): check that the scheduler is running and reachable, and rerun")
+        return None
 
     # ------------------------------------------------------------------------------------ shipping
     def _put(self, obj):
@@ -278,11 +352,10 @@ class DaskBackend:
         tag = f"auditkit-{getattr(func, '__name__', 'chunks')}-{uuid.uuid4().hex[:8]}"
         # shards dealt round-robin to the workers: left to itself the scheduler runs them all where the held
         # solver lives (data locality), one after the other; allow_other_workers lets a lost worker's go elsewhere
-        workers = sorted(client.scheduler_info()["workers"]) or [None]
+        workers = self._workers()
         return [client.submit(run_shard, remote_func, self._shard(records, a, b) if in_memory else source, a, b,
                               size, dtype, device, remote_args, reduce, key=f"{tag}-{i}", pure=False,
-                              workers=None if workers[0] is None else [workers[i % len(workers)]],
-                              allow_other_workers=True)
+                              workers=[workers[i % len(workers)]], allow_other_workers=True)
                 for i, (a, b) in enumerate(bounds)]
 
     @staticmethod
@@ -294,22 +367,26 @@ class DaskBackend:
     def map_chunks(self, func, records, *args, size: int, dtype, device):
         """``func(x, y, *args)`` for each chunk of ``size`` records, computed on the workers, yielded here in
         record order (a shard's results as soon as it and every shard before it are done)."""
-        futures = self._submit(func, records, args, size=size, dtype=dtype, device=device, reduce=False)
+        with self._plain_failures():
+            futures = self._submit(func, records, args, size=size, dtype=dtype, device=device, reduce=False)
         try:
             for i in range(len(futures)):
-                results = futures[i].result()
+                with self._plain_failures():
+                    results = futures[i].result()
                 futures[i] = None
                 yield from results
         finally:
             pending = [f for f in futures if f is not None]
-            if pending:
+            if pending and self._client is not None and self._client.status == "running":
                 self.client.cancel(pending)
 
     def sum_chunks(self, func, records, *args, size: int, dtype, device):
         """``Σ_chunks func(x, y, *args)``: each shard summed on its worker, the shards' sums here in record
         order; None when there are no records."""
         total = None
-        for part in self.client.gather(self._submit(func, records, args, size=size, dtype=dtype, device=device,
-                                                    reduce=True)):
+        with self._plain_failures():
+            parts = self.client.gather(self._submit(func, records, args, size=size, dtype=dtype, device=device,
+                                                    reduce=True))
+        for part in parts:
             total = _add(total, part)
         return total

@@ -20,7 +20,8 @@ from auditkit.cli import main
 from auditkit.summary import RunSummary
 
 EXAMPLE = ROOT / "examples/heart_disease"
-OUTPUTS = {"report.html", "report.pdf", "findings.json", "run.json", "flagged_records.csv", "figures"}
+OUTPUTS = {"report.html", "report.pdf", "findings.json", "run.json", "flagged_records.csv", "figures",
+           "manifest.json"}
 
 
 def make_config(tmp_path, *, edit=None, name="audit.yaml"):
@@ -192,7 +193,8 @@ def test_an_output_folder_with_other_files_is_refused(tmp_path, capsys):
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     assert main(["run", str(config), "--out", str(tmp_path / "busy"), "--quiet"]) == 2
-    assert "is not empty and holds no earlier auditkit run" in capsys.readouterr().err
+    assert "is a folder auditkit did not write (it has no manifest.json; it holds 'notes.txt')" in \
+        capsys.readouterr().err
     assert [p.name for p in (tmp_path / "busy").iterdir()] == ["notes.txt"]
 
 

@@ -31,7 +31,8 @@ from auditkit.cli import main
 from auditkit.config import load_config
 from auditkit.inputs import load_data
 
-OUTPUTS = {"report.html", "report.pdf", "findings.json", "run.json", "flagged_records.csv", "figures"}
+OUTPUTS = {"report.html", "report.pdf", "findings.json", "run.json", "flagged_records.csv", "figures",
+           "manifest.json"}
 VOLATILE = ("report_id", "created_utc")          # what may differ between two runs of the same audit
 
 

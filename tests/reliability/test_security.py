@@ -173,8 +173,9 @@ def test_the_flagged_records_file_is_0600_whatever_the_umask(tmp_path):
 
 
 def test_record_ids_named_by_the_configuration_are_replaced_by_tokens():
-    """``records:`` lists (numbers included) and any non-numeric id anywhere, comments included; numbers
-    elsewhere (a band edge equal to a numeric id) are left alone."""
+    """``records:`` lists (numbers included) and every id anywhere in text, comments included, whatever its type
+    (numbers as whole numbers, never a part of another one); a setting's own number (the band edge 55, while a
+    record's id is 55) stays."""
     from types import SimpleNamespace
 
     from auditkit.redaction import redact_record_ids
@@ -184,7 +185,7 @@ def test_record_ids_named_by_the_configuration_are_replaced_by_tokens():
     text = ("data:\n  sensitive: [{column: age_band, from: age, bands: [55]}]\naudits:\n  fairness:\n"
             "    explain: {records: [17, \"mrn00cc\", nobody]}\n# mrn00aa looked odd; see also mrn00bb\n")
     out = redact_record_ids(text, splits, lambda split, i: f"R-{split[:2].upper()}{i}")
-    assert "bands: [55]" in out                                   # a number, not taken for record 55
+    assert "bands: [55]" in out                                   # a setting, not taken for record 55
     assert "records: [R-TE0, R-TE1, nobody]" in out               # test records by their tokens
     assert "# R-TR1 looked odd; see also R-TR2" in out            # ids in comments too
     assert "mrn" not in out

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ...errors import InputError
 from ..base import AuditContext, AuditPlugin, InfluenceRequests, PluginOptions
@@ -28,11 +28,19 @@ class AttributionOptions(PluginOptions):
 
 
 class ExplainOptions(PluginOptions):
-    """Test records to explain (by record id), else the misclassified records of the worst-off group."""
+    """Test records to explain (by record id), else the misclassified records of the worst-off group. Ids that
+    YAML reads as integers (``records: [10234, 10235]``) are the ids written so."""
 
     records: list[str] | None = None
     max_records: int = Field(5, ge=0)
     top: int = Field(5, ge=1)
+
+    @field_validator("records", mode="before")
+    @classmethod
+    def _integer_ids(cls, value):
+        if isinstance(value, list):
+            return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+        return value
 
 
 class FairnessOptions(PluginOptions):
@@ -42,9 +50,9 @@ class FairnessOptions(PluginOptions):
     intersections: list[list[str]] = []
     reference: dict[str, str] = {}
     min_group_size: int = Field(30, ge=1)
-    bootstrap: int = Field(1000, ge=0)
+    bootstrap: int = Field(1000, ge=0, le=100_000)
     confidence: float = Field(0.95, gt=0, lt=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**64 - 1)
     attribution: AttributionOptions = AttributionOptions()
     explain: ExplainOptions = ExplainOptions()
 

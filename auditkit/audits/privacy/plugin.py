@@ -55,11 +55,11 @@ class PrivacyOptions(PluginOptions):
     holdout: str = Field("holdout", description="the split of non-members (never trained on)")
     budget: float = Field(0.01, gt=0, lt=1, description="false-positive budget of a flag")
     fprs: list[float] = [0.01, 0.001]
-    reference_models: int = Field(8, ge=0, description="reference models when a training function is given "
+    reference_models: int = Field(8, ge=0, le=1000, description="reference models when a training function is given "
                                                       "(0: none; otherwise at least 3)")
     min_group_size: int = Field(30, ge=1)
     trust_top: int = Field(10, ge=0, description="top-ranked members checked by retraining")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**64 - 1)
 
     @field_validator("reference_models")
     @classmethod
