@@ -4,7 +4,8 @@ Everything goes to a hidden temporary folder beside the output folder first; onl
 written is the temporary folder renamed into place (a rename is atomic within one file system). A run
 that fails is cleaned up; one that is killed (SIGKILL, power loss) leaves at most a hidden ``.NAME.tmp-PID-…``
 folder, never a half-written report, and the next run into the same place removes such folders of processes
-that no longer exist. :func:`check_output` refuses an unusable output folder before anything is computed.
+that no longer exist. :func:`check_output` refuses an unusable output folder, and a machine without the PDF
+renderer's system libraries or fonts (:func:`auditkit.system.check_system`), before anything is computed.
 
 Files: ``report.html``, ``report.pdf`` (PDF/A-3b, ``findings.json`` attached), ``findings.json``,
 ``run.json`` (everything needed to re-render), ``flagged_records.csv`` (created with mode 0600: it maps
@@ -23,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import InputError
+from .system import check_system
 
 FINDINGS_KEYS = ("schema", "report_id", "created_utc", "status", "checks", "fairness", "privacy", "data_quality",
                  "influence", "model", "data", "policy", "provenance")
@@ -68,7 +70,9 @@ def _dump(data: dict, path: Path) -> None:
 
 def check_output(out: Path) -> None:
     """Refuse, before anything is computed, an output folder that cannot be (re)placed: a file, a folder of
-    other files, or a place where nothing can be created. Creates nothing that outlives the check."""
+    other files, or a place where nothing can be created; and a machine that lacks a system library or font of
+    the PDF report (:class:`~auditkit.errors.SystemDependencyError`). Creates nothing that outlives the check."""
+    check_system()
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {str(out)!r} is a file: give a folder for the report")
