@@ -3,6 +3,7 @@
 Importing ``auditkit`` stays light: torch and numpy only (no report or distributed machinery).
 """
 
+from ._version import __version__
 from .errors import (
     AuditkitError,
     ConvergenceWarning,
@@ -25,8 +26,6 @@ def audit(config, out=None, **kwargs):
     from .runner import audit as _audit
     return _audit(config, out, **kwargs)
 
-
-__version__ = "0.1.0"
 
 __all__ = [
     "audit",

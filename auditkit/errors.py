@@ -8,6 +8,7 @@ received, and how to fix it.
 
     AuditkitError                      root of everything auditkit raises on purpose
     ├── InputError (ValueError)        bad arguments or data: shapes, NaN/inf, labels, unknown options
+    │   └── SystemDependencyError      a system library or font the PDF report needs is not installed
     ├── NotFittedError (RuntimeError)  an engine used before ``fit``
     ├── OutputError (RuntimeError)     writing the outputs failed; the message says what was and was not written
     ├── BackendError (RuntimeError)    the Dask cluster failed (workers lost, scheduler gone, versions differ)
@@ -41,6 +42,11 @@ class AuditkitError(Exception):
 
 class InputError(AuditkitError, ValueError):
     """An argument or a data set is malformed: the message names it and says how to fix it."""
+
+
+class SystemDependencyError(InputError):
+    """A system library or font the PDF report needs is missing: the message names it and the package to
+    install (see :mod:`auditkit.system`). An :class:`InputError`, so the command line exits with 2."""
 
 
 class NotFittedError(AuditkitError, RuntimeError):
@@ -89,6 +95,7 @@ class ConvergenceWarning(AuditkitWarning):
 __all__ = [
     "AuditkitError",
     "InputError",
+    "SystemDependencyError",
     "NotFittedError",
     "OutputError",
     "BackendError",

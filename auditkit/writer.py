@@ -4,7 +4,8 @@ Everything goes to a hidden temporary folder beside the output folder first; onl
 written is the temporary folder renamed into place (a rename is atomic within one file system). A run
 that fails is cleaned up; one that is killed (SIGKILL, power loss) leaves at most a hidden ``.NAME.tmp-PID-…``
 folder, never a half-written report, and the next run into the same place removes such folders of processes
-that no longer exist. :func:`check_output` refuses an unusable output folder before anything is computed.
+that no longer exist. :func:`check_output` refuses an unusable output folder, and a machine without the PDF
+renderer's system libraries or fonts (:func:`auditkit.system.check_system`), before anything is computed.
 
 **Only auditkit's own folders are replaced.** Every output folder holds ``manifest.json``: the report id and the
 SHA-256 of each file written. ``--out`` may name an existing folder only when it is empty or such a folder whose
@@ -36,6 +37,7 @@ from pathlib import Path
 
 from .errors import InputError, OutputError
 from .interrupts import deferred, note_written
+from .system import check_system
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +164,9 @@ def output_target(out: Path) -> Path:
 def check_output(out: Path) -> None:
     """Refuse, before anything is computed, an output folder that cannot be (re)placed: a file, a folder
     auditkit did not write (or holding files of the user's), a path through a dangling symbolic link, or a place
-    where nothing can be created. Creates nothing that outlives the check."""
+    where nothing can be created; and a machine that lacks a system library or font of the PDF report
+    (:class:`~auditkit.errors.SystemDependencyError`). Creates nothing that outlives the check."""
+    check_system()
     shown = Path(out)
     out = output_target(shown)
     if out.exists() and not out.is_dir():

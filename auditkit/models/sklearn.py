@@ -134,8 +134,9 @@ def _penalty(est) -> str | None:
 def _logistic(est, n: int) -> tuple[nn.Module, str, dict[str, float]]:
     penalty = _penalty(est)
     if penalty in ("l1", "elasticnet"):
+        l2 = "l1_ratio=0" if getattr(est, "penalty", None) == "deprecated" else "penalty='l2'"  # ≥ 1.8 / older
         raise InputError(f"LogisticRegression with an {penalty} penalty cannot be converted: influence needs a "
-                         "twice-differentiable objective; refit with the L2 penalty (l1_ratio=0)")
+                         f"twice-differentiable objective; refit with the L2 penalty ({l2})")
     if est.class_weight is not None:
         raise InputError(f"LogisticRegression with class_weight={est.class_weight!r} cannot be converted: the "
                          "weighted objective is not the mean loss influence assumes; refit with class_weight=None")

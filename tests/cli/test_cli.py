@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import ROOT
+from report_fixtures import pdf_text
 from test_report_document import REPORT_MD_TITLES
 
 from auditkit.cli import main
@@ -117,12 +118,11 @@ def test_flagged_records_are_private_and_the_report_holds_no_record_id(first_run
     assert len(flagged) > 0 and flagged["record_id"].str.startswith("patient-").all()
     for name in ("report.html", "run.json", "findings.json"):
         assert "patient-" not in (report / name).read_text(), name
-    pdf_text = subprocess.run(["pdftotext", str(report / "report.pdf"), "-"], capture_output=True, text=True)
-    if pdf_text.returncode == 0:
-        assert "patient-" not in pdf_text.stdout and "Page 1 of" in pdf_text.stdout
-        flat = " ".join(pdf_text.stdout.split())
-        for number, title in enumerate(REPORT_MD_TITLES, 1):
-            assert f"{number}. {title}" in flat, title
+    text = pdf_text(report / "report.pdf")
+    assert "patient-" not in text and "Page 1 of" in text
+    flat = " ".join(text.split())
+    for number, title in enumerate(REPORT_MD_TITLES, 1):
+        assert f"{number}. {title}" in flat, title
 
 
 def test_render_reproduces_the_report_without_recomputing(first_run, capsys):

@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
+import sklearn
 import torch
 from conftest import pearson
 from sklearn.exceptions import ConvergenceWarning
@@ -131,11 +132,18 @@ def _fitted_lr(**kw):
     return LogisticRegression(**kw).fit(X, (X[:, 0] > 0).astype(int))
 
 
+# scikit-learn ≥ 1.8 says the penalty with l1_ratio alone (``penalty`` is deprecated); older versions with ``penalty``
+NEW_PENALTY = tuple(int(p) for p in sklearn.__version__.split(".")[:2]) >= (1, 8)
+L1 = {"l1_ratio": 1.0} if NEW_PENALTY else {"penalty": "l1"}
+ELASTICNET = {"l1_ratio": 0.5} if NEW_PENALTY else {"penalty": "elasticnet", "l1_ratio": 0.5}
+REFIT_L2 = "refit with the L2 penalty (l1_ratio=0)" if NEW_PENALTY else "refit with the L2 penalty (penalty='l2')"
+
+
 @pytest.mark.parametrize(("make", "message"), [
-    (lambda: _fitted_lr(l1_ratio=1.0, solver="saga"), "LogisticRegression with an l1 penalty cannot be converted: "
-     "influence needs a twice-differentiable objective; refit with the L2 penalty (l1_ratio=0)"),
-    (lambda: _fitted_lr(l1_ratio=0.5, solver="saga"), "LogisticRegression with an elasticnet penalty cannot be "
-     "converted: influence needs a twice-differentiable objective; refit with the L2 penalty (l1_ratio=0)"),
+    (lambda: _fitted_lr(**L1, solver="saga"), "LogisticRegression with an l1 penalty cannot be converted: "
+     f"influence needs a twice-differentiable objective; {REFIT_L2}"),
+    (lambda: _fitted_lr(**ELASTICNET, solver="saga"), "LogisticRegression with an elasticnet penalty cannot be "
+     f"converted: influence needs a twice-differentiable objective; {REFIT_L2}"),
     (lambda: _fitted_lr(class_weight="balanced"), "LogisticRegression with class_weight='balanced' cannot be "
      "converted: the weighted objective is not the mean loss influence assumes; refit with class_weight=None"),
     (lambda: LogisticRegression(), "this LogisticRegression is not fitted yet: call estimator.fit(X, y) first"),

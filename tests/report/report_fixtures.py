@@ -1,17 +1,17 @@
 """Fixtures of the report tests: the sample run (real plugin output on UCI heart disease), a hostile
-variant of it, and helpers that read a PDF without third-party Python packages."""
+variant of it, and helpers that read a PDF in Python (pypdf, from the ``dev`` extra; no poppler-utils)."""
 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
-import shutil
-import subprocess
 import zlib
 from pathlib import Path
 
 import pytest
+from pypdf import PdfReader
 
 DATA = Path(__file__).parent / "data"
 
@@ -77,17 +77,18 @@ def pdf_streams(pdf: Path) -> list[bytes]:
 
 
 def pdf_text(pdf: Path) -> str:
-    """Text of the PDF in reading order: pdftotext (poppler-utils) when installed; otherwise the text of
-    WeasyPrint's own layout of the ``report.html`` beside it (the same pages, before PDF serialisation)."""
-    if shutil.which("pdftotext"):
-        return subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True,
-                              check=True).stdout
-    from weasyprint import HTML
-    from weasyprint.formatting_structure import boxes
+    """Text of every page of the PDF as pypdf extracts it from the content streams (WeasyPrint writes them in
+    reading order), pages separated by form feeds. Cached per file version: extraction takes seconds."""
+    pdf = Path(pdf).resolve()
+    stat = pdf.stat()
+    return _pdf_text(pdf, stat.st_mtime_ns, stat.st_size)
 
-    from auditkit.report.pdf import AssetFetcher
-    root = pdf.parent
-    doc = HTML(filename=str(root / "report.html"), base_url=root.as_uri() + "/",
-               url_fetcher=AssetFetcher(root)).render()
-    return "\f".join(" ".join(b.text for b in page._page_box.descendants() if isinstance(b, boxes.TextBox))
-                      for page in doc.pages)
+
+@functools.lru_cache(maxsize=8)
+def _pdf_text(pdf: Path, _mtime_ns: int, _size: int) -> str:
+    return "\f".join(page.extract_text() for page in PdfReader(pdf).pages)
+
+
+def pdf_attachments(pdf: Path) -> dict[str, bytes]:
+    """The files embedded in the PDF (its EmbeddedFiles name tree), by name."""
+    return {name: data[0] for name, data in PdfReader(pdf).attachments.items()}
