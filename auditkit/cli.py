@@ -80,7 +80,9 @@ def _summary(run: dict, paths: dict, seconds: float) -> list[str]:
     quality = run.get("data_quality")
     if quality:
         lines.append(f"  data quality: {quality['worth_inspecting']} record(s) worth inspecting")
-    lines.append(f"  report: {paths['report.pdf']}  (flagged records, private: {paths['flagged_records.csv']})")
+    private = str(paths["flagged_records.csv"]) + (f", all records' scores: {paths['record_scores.csv']}"
+                                                  if "record_scores.csv" in paths else "")
+    lines.append(f"  report: {paths['report.pdf']}  (flagged records, private: {private})")
     lines.append(f"  {seconds:.1f} s")
     return lines
 
@@ -106,17 +108,25 @@ def _run(args) -> int:
 
 
 def _validate(args) -> int:
-    """Check the configuration, then read the data and build the model as a run would (nothing is computed)."""
+    """Check the configuration, then read the data, build the model and check that its weights are a minimum of
+    the stated objective on the featurized training records, as a run would (no influence is computed)."""
     from .config import load_config
-    from .inputs import load_data, load_model
+    from .inputs import check_stationarity, load_data, load_model
     from .runner import check_config
     config = load_config(args.config)
     policy = check_config(config)
-    splits = load_data(config).splits
-    load_model(config, splits)
+    loaded = load_data(config)
+    splits = loaded.splits
+    model = load_model(config, splits)
+    fit = check_stationarity(config, model, splits["train"], featurizer=loaded.featurizer)
     counts = ", ".join(f"{name} {split.n}" for name, split in splits.items())
+    accuracy = "" if fit["accuracy"] is None else f", accuracy {fit['accuracy']:.4g}"
+    verdict = "" if fit["stationary"] else f" (above {fit['threshold']:g}: allowed by model.allow_non_stationary)"
     print(f"{args.config}: valid (model {config.model.name} {config.model.version}; records {counts}; audits "
           f"{', '.join(config.audits) or 'none'}; policy {policy.name if policy else 'none'})")
+    print(f"  featurizer: {loaded.featurizer}")
+    print(f"  training records as the audit sees them: loss {fit['loss']:.4g}{accuracy}; gradient norm of the "
+          f"objective {fit['grad_norm']:.3g}, {fit['relative']:.3g} of its size with shuffled labels{verdict}")
     return EXIT_PASS
 
 

@@ -153,6 +153,7 @@ class PrivacyAudit(AuditPlugin):
         risk_h = np.max([h for _, h in scaled.values()], axis=0)
         threshold = flag_threshold(risk_h, options.budget)
         flags = self._flags(context, risk_m, threshold, scaled, options.budget)
+        context.record_scores["privacy_risk"] = risk_m           # every member's, for the private ranking
 
         loss_m, loss_h = context.losses("train"), context.losses(options.holdout)
         attack_scores = {"loss": (-loss_m, -loss_h),
@@ -228,7 +229,7 @@ class PrivacyAudit(AuditPlugin):
         before = context.losses("train")
         actual = []
         for j in top:
-            model = context.retrain_without([int(j)])
+            model = context.retrain_without([int(j)], purpose="privacy trust check")
             actual.append(float(context.losses("train", model)[j] - before[j]))
         actual = np.array(actual)
         under = int(np.sum(actual > 2 * np.maximum(predicted, 0)))
