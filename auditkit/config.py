@@ -161,8 +161,8 @@ class DataConfig(Strict):
         None, description="none (or passthrough): the feature columns as given, numbers already encoded as the model "
                           "was trained on; tabular: auditkit's TabularFeaturizer (standardise, one-hot); "
                           "package.module:function returning an object with fit/transform. Unset: tabular when a "
-                          "column needs it (text, missing values, 'categorical', numbers neither 0/1 nor standardised), "
-                          "else none")
+                          "column needs it (text, missing values, 'categorical', numbers neither 0/1 nor "
+                          "standardised), else none")
     sensitive: list[SensitiveConfig] = Field(default_factory=list, description="attributes to audit fairness over "
                                              "(needed by the fairness audit; optional for privacy and data quality)")
 

@@ -15,8 +15,16 @@ from torch import nn
 
 from .audits.base import TrainFn, warm_start_trainer
 from .config import AuditConfig
-from .data import AuditData, DataSpec, PassThrough, TabularFeaturizer, age_bands, load_table, needs_encoding, \
-    prepare_splits
+from .data import (
+    AuditData,
+    DataSpec,
+    PassThrough,
+    TabularFeaturizer,
+    age_bands,
+    load_table,
+    needs_encoding,
+    prepare_splits,
+)
 from .errors import InputError
 from .influence.stationarity import STATIONARITY_THRESHOLD, stationarity
 from .models import build_model, import_object
