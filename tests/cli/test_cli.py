@@ -18,7 +18,8 @@ from test_report_document import REPORT_MD_TITLES
 from auditkit.cli import main
 
 EXAMPLE = ROOT / "examples/heart_disease"
-OUTPUTS = {"report.html", "report.pdf", "findings.json", "run.json", "flagged_records.csv", "figures"}
+OUTPUTS = {"report.html", "report.pdf", "findings.json", "run.json", "flagged_records.csv", "record_scores.csv",
+           "figures"}
 
 
 def make_config(tmp_path, *, edit=None, name="audit.yaml"):
@@ -97,6 +98,7 @@ def test_render_reproduces_the_report_without_recomputing(first_run):
     assert (report / "run.json").read_bytes() == before
     assert {p.name: p.read_bytes() for p in (report / "figures").iterdir()} == figures
     assert stat.S_IMODE((report / "flagged_records.csv").stat().st_mode) == 0o600
+    assert stat.S_IMODE((report / "record_scores.csv").stat().st_mode) == 0o600
 
 
 def test_a_second_run_sees_the_first_in_its_history(first_run):
