@@ -243,7 +243,7 @@ def check_stationarity(config: AuditConfig, model: nn.Module, train: AuditData, 
         f"model: the weights are not a minimum of the stated objective (mean {m.loss} + L2) on the "
         f"{train.n} training records as featurized: gradient norm {measured['grad_norm']:.3g}, "
         f"{measured['relative']:.3g} of its size with shuffled labels (converged training reaches about 1e-6; "
-        f"refused above {STATIONARITY_THRESHOLD:g}); training loss {measured['loss']:.3f}{accuracy}. Likely causes: "
+        f"refused above {STATIONARITY_THRESHOLD:g}); training loss {measured['loss']:.4g}{accuracy}. Likely causes: "
         f"features encoded differently from training (data.featurizer: {used}; 'none' takes already-encoded "
         f"features as given), a wrong model.l2 ({m.l2}), a wrong model.loss, or a training split other than the "
         "one the model was trained on. Fix the configuration, or set model.allow_non_stationary: true to audit "

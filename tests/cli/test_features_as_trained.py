@@ -108,7 +108,7 @@ def test_refeaturized_columns_are_refused_with_the_measured_numbers(capsys, owne
     message = (f"auditkit: error: model: the weights are not a minimum of the stated objective (mean cross_entropy + "
                f"L2) on the {len(X)} training records as featurized: gradient norm {m['grad_norm']:.3g}, "
                f"{m['relative']:.3g} of its size with shuffled labels (converged training reaches about 1e-6; "
-               f"refused above 0.05); training loss {m['loss']:.3f}, accuracy {m['accuracy']:.3f}. Likely causes: "
+               f"refused above 0.05); training loss {m['loss']:.4g}, accuracy {m['accuracy']:.3f}. Likely causes: "
                "features encoded differently from training (data.featurizer: tabular was used; 'none' takes "
                f"already-encoded features as given), a wrong model.l2 ({L2}), a wrong model.loss, or a training "
                "split other than the one the model was trained on. Fix the configuration, or set "
