@@ -238,13 +238,16 @@ def check_stationarity(config: AuditConfig, model: nn.Module, train: AuditData, 
     if measured["stationary"] or m.allow_non_stationary:
         return measured
     accuracy = "" if measured["accuracy"] is None else f", accuracy {measured['accuracy']:.3f}"
-    used = f"{featurizer.split(' (')[0]} was used" if featurizer else "check data.featurizer"
+    used = featurizer.split(" (")[0] if featurizer else ""
+    hint = ("'tabular' standardises and one-hot encodes" if used == "none"
+            else "'none' takes already-encoded features as given")
+    used = f"{used} was used; {hint}" if used else f"check it; {hint}"
     raise InputError(
         f"model: the weights are not a minimum of the stated objective (mean {m.loss} + L2) on the "
         f"{train.n} training records as featurized: gradient norm {measured['grad_norm']:.3g}, "
-        f"{measured['relative']:.3g} of its size with shuffled labels (converged training reaches about 1e-6; "
+        f"{measured['relative']:.3g} of its size with shuffled labels (converged training reaches 1e-6 or less; "
         f"refused above {STATIONARITY_THRESHOLD:g}); training loss {measured['loss']:.4g}{accuracy}. Likely causes: "
-        f"features encoded differently from training (data.featurizer: {used}; 'none' takes already-encoded "
-        f"features as given), a wrong model.l2 ({m.l2}), a wrong model.loss, or a training split other than the "
+        f"features encoded differently from training (data.featurizer: {used}), a wrong model.l2 ({m.l2}), a "
+        "wrong model.loss, or a training split other than the "
         "one the model was trained on. Fix the configuration, or set model.allow_non_stationary: true to audit "
         "anyway (the report then states it as a limitation)")
