@@ -292,7 +292,7 @@ def _limitations(run: dict, context: AuditContext) -> list[str]:
                    "influence estimates assume a minimum and may be far from what retraining would do.")
     refits = run["influence"]["refits"]
     if refits["not_converged"]:
-        which = ", ".join(f"{v['not_converged']} of {v['count']} {k}" for k, v in refits["by_purpose"].items()
+        which = ", ".join(f"{k}: {v['not_converged']} of {v['count']}" for k, v in refits["by_purpose"].items()
                           if v["not_converged"])
         out.append(f"{refits['not_converged']} of the {refits['count']} retrainings did not converge ({which}; the "
                    f"largest gradient norm left was {refits['largest_grad_norm']:.3g}, relative "

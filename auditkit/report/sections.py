@@ -112,7 +112,7 @@ def training_fit(section: Section, fit: dict | None) -> None:
          "0 at a minimum, which influence estimates assume."),
         ("Relative to shuffled labels", f"{fmt.num(fit.get('relative'))} (accepted up to "
          f"{fmt.num(fit.get('threshold'))})", "The same gradient with the labels shuffled is the scale; converged "
-         "training reaches about 1e-6."),
+         "training reaches 1e-6 or less."),
     ], caption="The model on its training records, as featurized for this audit"))
     if not stationary:
         section.blocks.append(Paragraph(
@@ -205,7 +205,7 @@ def methodology(section: Section, run: dict, **_) -> None:
     if refits.get("count"):
         section.blocks.append(Paragraph(
             f"Retrainings made by this audit: {refits['count']} ("
-            + ", ".join(f"{v['count']} {k}" for k, v in (refits.get("by_purpose") or {}).items())
+            + ", ".join(f"{k}: {v['count']}" for k, v in (refits.get("by_purpose") or {}).items())
             + f"); {refits.get('not_converged', 0)} did not reach a relative gradient norm of "
               f"{fmt.num(refits.get('tolerance'))} (largest left: {fmt.num(refits.get('largest_relative'))})."))
     section.blocks.append(Paragraph(SIGN_CONVENTION, "callout"))

@@ -199,8 +199,11 @@ def test_unconverged_refits_are_counted_and_named(capsys, owner, tmp_path):
     assert refits["by_purpose"] == {"reference model": {"count": 4, "not_converged": 4}}
     assert refits["largest_relative"] > refits["tolerance"] == 1e-3
     text = next(t for t in run["limitations"] if "retrainings did not converge" in t)
-    assert text.startswith("4 of the 4 retrainings did not converge (4 of 4 reference model; the largest gradient "
+    assert text.startswith("4 of the 4 retrainings did not converge (reference model: 4 of 4; the largest gradient "
                            "norm left was ")
+    assert ("Memorisation may be underestimated: self-influence at the final parameters misses records a non-convex "
+            "model has memorised, and the check of the top-ranked records by retraining was switched off (trust_top: "
+            "0).") in run["privacy"]["notes"]
     # per-group results when a sensitive attribute is given
     assert set(run["privacy"]["attacks_by_group"]) == {"sex"} and run["privacy"]["exposure"][0]["attribute"] == "sex"
 

@@ -221,9 +221,11 @@ class PrivacyAudit(AuditPlugin):
         """Actual leave-one-out retraining of the top-ranked members against their self-influence."""
         top = np.argsort(-risk, kind="stable")[: options.trust_top]
         if context.train_fn is None or top.size == 0:
+            why = ("no training function was given to check the top-ranked records by retraining" if
+                   context.train_fn is None else "the check of the top-ranked records by retraining was switched "
+                                                 "off (trust_top: 0)")
             notes.append("Memorisation may be underestimated: self-influence at the final parameters misses "
-                         "records a non-convex model has memorised, and no training function was given to "
-                         "check the top-ranked records by retraining.")
+                         f"records a non-convex model has memorised, and {why}.")
             return {"checked": False, "records": []}
         predicted = context.self_influence(leverage=True)[top]
         before = context.losses("train")
