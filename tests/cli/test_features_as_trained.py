@@ -197,7 +197,7 @@ def test_unconverged_refits_are_counted_and_named(capsys, owner, tmp_path):
     refits = run["influence"]["refits"]
     # the reference models (half the records each) stay at the full-data weights: not a minimum on their half
     assert refits["by_purpose"] == {"reference model": {"count": 4, "not_converged": 4}}
-    assert refits["largest_relative"] > refits["tolerance"] == 1e-3
+    assert refits["largest_relative"] > refits["tolerance"] == 1e-5
     text = next(t for t in run["limitations"] if "retrainings did not converge" in t)
     assert text.startswith("4 of the 4 retrainings did not converge (reference model: 4 of 4; the largest gradient "
                            "norm left was ")
