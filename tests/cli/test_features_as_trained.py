@@ -230,9 +230,23 @@ def test_privacy_only_needs_no_test_table(owner):
     assert check_config(parse_config(doc, base_dir=owner["dir"])) is None
 
 
-def test_the_builder_is_still_found_from_the_current_directory(owner):
-    code, out, err = cli("validate", config(owner, "cwd.yaml", featurizer="none"), cwd=owner["dir"])
+def test_the_builder_is_still_found_from_the_current_directory(capsys, owner, monkeypatch):
+    """A module that is only in the folder auditkit runs from (not beside the configuration) is found too."""
+    folder = owner["dir"] / "cwd"
+    folder.mkdir()
+    module = f"cwd_{owner['module']}"
+    (folder / f"{module}.py").write_text(BUILDER)
+    path = config(owner, "cwd.yaml", featurizer="none")
+    path.write_text(path.read_text().replace(f"{owner['module']}:build", f"{module}:build"))
+    monkeypatch.chdir(folder)
+    code, out, err = here(capsys, "validate", path)
     assert code == 0, err
+    monkeypatch.chdir(owner["dir"] / "..")
+    code, out, err = here(capsys, "validate", config(owner, "nowhere.yaml", featurizer="none",
+                                                     model={"builder": "not_here_at_all:build"}))
+    assert (code, err) == (2, "auditkit: error: model.builder: cannot import module 'not_here_at_all' (No module named "
+                              "'not_here_at_all'): install it, put it on PYTHONPATH, or put it in the current "
+                              "directory or the configuration file's folder\n")
 
 
 def test_none_refuses_text_and_a_categorical_list(capsys, owner, tmp_path):
