@@ -75,19 +75,22 @@ def stationarity(model: nn.Module, X, y, *, loss="cross_entropy", l2: L2 = 0.0, 
     try:
         fn = ModelFunction(model, loss_fn, dtype=dtype, device=first.device)
         lam = l2_vector(check_l2(l2), fn.names, fn.sizes, dtype=dtype, device=first.device)
-        X = X.to(dtype) if isinstance(X, torch.Tensor) else torch.tensor(np.asarray(X), dtype=dtype)
-        y = y if isinstance(y, torch.Tensor) else torch.tensor(np.asarray(y))
+        if not isinstance(X, torch.Tensor):
+            X = np.asarray(X)                              # converted chunk by chunk: no second copy of all of X
+        y = (y if isinstance(y, torch.Tensor) else torch.tensor(np.asarray(y))).to(first.device)
         if y.is_floating_point() or loss in ("bce", "mse"):
             y = y.to(dtype)
         n = X.shape[0]
-        perm = torch.as_tensor(np.random.default_rng(seed).permutation(n))
+        perm = torch.as_tensor(np.random.default_rng(seed).permutation(n), device=first.device)
         shuffled = y[perm]
         total = torch.zeros_like(fn.theta)
         total_shuffled = torch.zeros_like(fn.theta)
         loss_sum, correct = 0.0, 0
         gradient = grad(lambda t, xb, yb: fn.loss_sum(t, xb, yb), has_aux=False)
         for start in range(0, n, chunk_size):
-            xb, yb, sb = X[start:start + chunk_size], y[start:start + chunk_size], shuffled[start:start + chunk_size]
+            xb = torch.as_tensor(np.array(X[start:start + chunk_size]) if isinstance(X, np.ndarray)
+                                 else X[start:start + chunk_size]).to(device=first.device, dtype=dtype)
+            yb, sb = y[start:start + chunk_size], shuffled[start:start + chunk_size]
             total += gradient(fn.theta, xb, yb)
             total_shuffled += gradient(fn.theta, xb, sb)
             with torch.no_grad():
