@@ -390,7 +390,8 @@ def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: Hist
     fit = check_stationarity(config, model, splits["train"], featurizer=loaded.featurizer)
     say(f"  training records as the audit sees them: loss {fit['loss']:.4g}"
         + ("" if fit["accuracy"] is None else f", accuracy {fit['accuracy']:.4g}")
-        + f"; gradient norm {fit['grad_norm']:.3g} ({fit['relative']:.3g} of shuffled labels')")
+        + f"; gradient norm of the objective {fit['grad_norm']:.3g}, {fit['relative']:.3g} of its size with shuffled "
+          "labels")
     dtype = DTYPES[config.model.dtype]
     X, y = torch.tensor(splits["train"].X, dtype=dtype), torch.tensor(splits["train"].y)
     saturated = saturation(model, X, y, loss=config.model.loss)
