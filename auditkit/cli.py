@@ -48,6 +48,7 @@ from .summary import (
     PolicyList,
     RenderSummary,
     RunSummary,
+    TrainingFit,
     ValidateSummary,
     render_summary,
     run_summary,
@@ -143,20 +144,24 @@ def _run(args) -> tuple[int, RunSummary]:
 
 
 def _validate(args) -> tuple[int, ValidateSummary]:
-    """Check the configuration and where it writes (history store, staging folder), then read the data and build
-    the model as a run would (nothing is computed)."""
+    """Check the configuration and where it writes (history store, staging folder), then read the data, build the
+    model and check that its weights are a minimum of the stated objective on the featurized training records, as a
+    run would (no influence is computed)."""
     from .config import load_config
-    from .inputs import load_data, load_model
+    from .inputs import check_stationarity, load_data, load_model
     from .runner import check_config, check_destinations
     config = load_config(args.config)
     policy = check_config(config)
     check_destinations(config, None)
-    splits = load_data(config).splits
-    load_model(config, splits)
+    loaded = load_data(config)
+    splits = loaded.splits
+    model = load_model(config, splits)
+    fit = check_stationarity(config, model, splits["train"], featurizer=loaded.featurizer)
     return EXIT_PASS, ValidateSummary(config=args.config, model=ModelId(name=config.model.name,
                                                                          version=config.model.version),
                                       records={name: split.n for name, split in splits.items()},
-                                      audits=list(config.audits), policy=policy.name if policy else None)
+                                      audits=list(config.audits), policy=policy.name if policy else None,
+                                      featurizer=str(loaded.featurizer), training_fit=TrainingFit(**fit))
 
 
 def _render(args) -> tuple[int, RenderSummary]:

@@ -4,7 +4,9 @@
 
     report:    who, what for, who signs (text only)
     model:     builder "package.module:function" + weights file (loaded with weights_only=True), loss, l2
-    data:      train / test / holdout tables (or one table split by seed), target, ids, sensitive attributes
+               (checked: the weights must be a minimum of mean loss + L2 on the featurized training records)
+    data:      train / test / holdout tables (or one table split by seed), target, ids, sensitive attributes,
+               featurizer (none: features as given; tabular: standardise + one-hot; unset: chosen by the columns)
     influence: solver, damping ("auto": none unless the Hessian is singular), stability check settings
     audits:    plugin name → its options (validated by the plugin itself)
     policy:    a policy file or a built-in policy name
@@ -16,7 +18,9 @@ checks a file without running it. Relative paths are read relative to the config
 
 **Naming code runs code.** ``model.builder``, ``model.train_fn`` and ``data.featurizer`` name Python
 functions that auditkit imports and calls: a configuration file is as trusted as the code it names.
-Policies never name code, and plugins are found by registered name only.
+Policies never name code, and plugins are found by registered name only. Their modules are imported from
+the configuration file's folder as well as the current directory (then the rest of ``sys.path``), the way
+relative file paths are read from the configuration file's folder.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from .yamlload import YAMLLimitError, safe_load
 CODE_REF = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 #: seeds are unsigned 64-bit integers (torch's generators take no more)
 SEED_MAX = 2**64 - 1
+#: built-in values of data.featurizer (anything else names code)
+FEATURIZERS = ("none", "passthrough", "tabular")
 #: pydantic names the member of a union that failed in the error location ("model.l2.float"): not a key
 UNION_MEMBER = re.compile(r"^(float|int|str|bool|none|(dict|list|literal|function-\w+)\[.*\])$")
 
@@ -88,6 +94,9 @@ class ModelConfig(Strict):
         None, description="'warm_start' (auditkit retrains the objective from the trained weights) or "
                           "package.module:function(model, X, y) -> model; enables verification by retraining")
     previous_version: str | None = None
+    allow_non_stationary: bool = Field(
+        False, description="audit even when the weights are not a minimum of the stated objective (mean loss + L2) "
+                           "on the training records as featurized; the report then states it as a limitation")
 
     @field_validator("l2")
     @classmethod
@@ -128,7 +137,7 @@ class SensitiveConfig(Strict):
 class SplitConfig(Strict):
     """Split one table at random (seeded): fractions of test and holdout, the rest is train."""
 
-    test: float = Field(0.25, gt=0, lt=1)
+    test: float = Field(0.25, ge=0, lt=1, description="0 for an audit without fairness (privacy, data quality)")
     holdout: float = Field(0.0, ge=0, lt=1)
     seed: int = Field(0, ge=0, le=SEED_MAX, description="seed of the split: 0 to 2**64-1")
 
@@ -152,9 +161,21 @@ class DataConfig(Strict):
     id_column: str | None = None
     features: list[str] | None = None
     categorical: list[str] = Field(default_factory=list)
-    featurizer: str | None = Field(None, pattern=CODE_REF,
-                                   description="package.module:function returning an object with fit/transform")
-    sensitive: list[SensitiveConfig] = Field(..., min_length=1)
+    featurizer: str | None = Field(
+        None, description="none (or passthrough): the feature columns as given, numbers already encoded as the model "
+                          "was trained on; tabular: auditkit's TabularFeaturizer (standardise, one-hot); "
+                          "package.module:function returning an object with fit/transform. Unset: tabular when a "
+                          "column needs it (text, missing values, 'categorical', numbers neither 0/1 nor "
+                          "standardised), else none")
+    sensitive: list[SensitiveConfig] = Field(default_factory=list, description="attributes to audit fairness over "
+                                             "(needed by the fairness audit; optional for privacy and data quality)")
+
+    @field_validator("featurizer")
+    @classmethod
+    def _featurizer(cls, value):
+        if value is not None and value not in FEATURIZERS and not re.match(CODE_REF, value):
+            raise ValueError("must be none, passthrough, tabular or package.module:function")
+        return value
 
     @model_validator(mode="after")
     def _sources(self, info: ValidationInfo):
@@ -165,8 +186,8 @@ class DataConfig(Strict):
                 raise ValueError("give either 'table' (+ 'split') or 'train'/'test'/'holdout' files, not both")
             if self.split is None:
                 raise ValueError("'table' needs 'split' (fractions of test and holdout records and a seed)")
-        elif not (self.train and self.test):
-            raise ValueError("name the 'train' and 'test' tables (or one 'table' with a 'split')")
+        elif not self.train:
+            raise ValueError("name the 'train' table (with 'test' and/or 'holdout'), or one 'table' with a 'split'")
         return self
 
 

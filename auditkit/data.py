@@ -6,7 +6,8 @@
     splits = prepare_splits({"train": "train.parquet", "test": "test.csv", "holdout": holdout_df}, spec)
     splits["train"].X, splits["train"].y, splits["test"].groups, splits["holdout"].ids
 
-- Tables come from a DataFrame (copied) or a ``.csv`` / ``.parquet`` / ``.pq`` file (:func:`load_table`).
+- Tables come from a DataFrame (copied) or a ``.csv`` (also compressed: ``.csv.gz``, ``.csv.bz2``, ``.csv.xz``,
+  ``.csv.zst``, ``.csv.zip``) / ``.parquet`` / ``.pq`` file (:func:`load_table`).
 - The featurizer is fitted on the **train split only** and applied unchanged to every split.
 - Labels are encoded ``0..C-1`` in the order of ``classes`` (the sorted target values of train).
 - Sensitive attributes are kept aside as string groups (missing → the explicit group ``"unknown"``,
@@ -44,13 +45,16 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from .datacheck import check_feature_values
 from .errors import InputError, NotFittedError
 
-FORMATS = ".csv, .parquet or .pq"
+FORMATS = ".csv (or .csv.gz, .csv.bz2, .csv.xz, .csv.zst, .csv.zip), .parquet or .pq"
+#: compressions of a CSV file pandas reads by the file's last suffix
+CSV_COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst", ".zip")
 MISSING_LEVEL = "missing"
 UNKNOWN_GROUP = "unknown"
 
 
 def load_table(source: pd.DataFrame | str | PathLike, *, id_column: str | None = None) -> pd.DataFrame:
-    """A DataFrame (copied) or a table file: ``.csv`` (pandas defaults), ``.parquet`` or ``.pq``.
+    """A DataFrame (copied) or a table file: ``.csv`` (pandas defaults; compressed ``.csv.gz`` and the other
+    ``CSV_COMPRESSIONS`` too), ``.parquet`` or ``.pq``.
 
     ``id_column``, when given, is read from CSV as text, so that ids such as ``"007"`` keep their zeros.
     """
@@ -61,8 +65,11 @@ def load_table(source: pd.DataFrame | str | PathLike, *, id_column: str | None =
                          f"got {type(source).__name__}")
     path = Path(source)
     suffix = path.suffix.lower()
+    if suffix in CSV_COMPRESSIONS and len(path.suffixes) > 1 and path.suffixes[-2].lower() == ".csv":
+        suffix = ".csv"                                  # pandas infers the compression from the last suffix
     if suffix not in (".csv", ".parquet", ".pq"):
-        raise InputError(f"table file {str(path)!r} has an unsupported suffix {path.suffix!r}: "
+        shown = "".join(path.suffixes[-2:]) if suffix in CSV_COMPRESSIONS else path.suffix
+        raise InputError(f"table file {str(path)!r} has an unsupported suffix {shown!r}: "
                          f"supported formats are {FORMATS} (or pass a pandas DataFrame)")
     if not path.exists():
         raise InputError(f"table file {str(path)!r} does not exist: pass a path to a {FORMATS} file, "
@@ -305,6 +312,63 @@ def _sample_std_scale(scaler: StandardScaler, imputed: np.ndarray, columns: Sequ
                              f"magnitude {float(np.abs(imputed[:, j]).max()):.3g}): rescale the column (e.g. other "
                              "units)")
     return np.where(np.isfinite(std) & (std > 0), std, 1.0)
+
+
+class PassThrough:
+    """The feature columns as given (``data.featurizer: none``): numbers already encoded the way the model was
+    trained on them (standardised, one-hot), taken unchanged as float64, in the order of the features.
+
+    Refuses a column that holds text or missing values (:class:`InputError` naming the column; infinities are
+    refused after featurization by :func:`prepare_splits`):
+    such a column needs encoding, by :class:`TabularFeaturizer` or the model owner's featurizer.
+    """
+
+    def fit(self, frame: pd.DataFrame) -> PassThrough:
+        self.feature_names_ = [str(c) for c in frame.columns]
+        return self.transform_check(frame)
+
+    def transform_check(self, frame: pd.DataFrame) -> PassThrough:
+        for col in frame.columns:
+            values = frame[col]
+            if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+                raise InputError(f"data.featurizer none takes numbers as given, but feature column {col!r} has dtype "
+                                 f"{values.dtype}: encode it as the model was trained (numbers), or set "
+                                 "data.featurizer: tabular")
+            missing = int(values.isna().sum())
+            if missing:
+                raise InputError(f"data.featurizer none takes numbers as given, but feature column {col!r} has "
+                                 f"{missing} missing value(s): fill them as the model's training did, or set "
+                                 "data.featurizer: tabular (which imputes the median)")
+        return self
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """``frame`` as a float64 matrix (columns in the order fitted)."""
+        self.transform_check(frame)
+        return frame[self.feature_names_].to_numpy(np.float64)
+
+
+#: largest |mean| and the range of the standard deviation of a column called already standardised
+STANDARDISED_MEAN, STANDARDISED_STD = 0.25, (0.75, 1.33)
+
+
+def needs_encoding(frame: pd.DataFrame) -> str | None:
+    """Why a training table's feature columns need :class:`TabularFeaturizer` (text or boolean values, missing
+    values, or numbers that are neither 0/1 nor already standardised: |mean| ≤ 0.25, 0.75 ≤ std ≤ 1.33), or None
+    when every column looks encoded already (the automatic choice of ``data.featurizer``)."""
+    for col in frame.columns:
+        values = frame[col]
+        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            return f"column {col!r} is not numeric"
+        if values.isna().any():
+            return f"column {col!r} has missing values"
+        x = values.to_numpy(np.float64)
+        if np.isin(x, (0.0, 1.0)).all():
+            continue
+        low, high = STANDARDISED_STD
+        std = float(x.std(ddof=1)) if x.size > 1 else 0.0
+        if not (abs(float(x.mean())) <= STANDARDISED_MEAN and low <= std <= high):
+            return f"column {col!r} is neither 0/1 nor standardised (mean {float(x.mean()):.3g}, std {std:.3g})"
+    return None
 
 
 @dataclass(eq=False)
@@ -553,4 +617,4 @@ def age_bands(series: pd.Series, edges: Sequence[float] = (40, 60)) -> pd.Series
     return pd.Series(out, index=series.index, name=series.name, dtype=object).astype(str)
 
 
-__all__ = ["DataSpec", "TabularFeaturizer", "AuditData", "load_table", "prepare_splits", "age_bands"]
+__all__ = ["DataSpec", "TabularFeaturizer", "PassThrough", "AuditData", "load_table", "prepare_splits", "age_bands"]

@@ -17,8 +17,18 @@ from torch import nn
 
 from .audits.base import TrainFn, warm_start_trainer
 from .config import AuditConfig
-from .data import AuditData, DataSpec, TabularFeaturizer, age_bands, load_table, prepare_splits
+from .data import (
+    AuditData,
+    DataSpec,
+    PassThrough,
+    TabularFeaturizer,
+    age_bands,
+    load_table,
+    needs_encoding,
+    prepare_splits,
+)
 from .errors import InputError
+from .influence.stationarity import STATIONARITY_THRESHOLD, stationarity
 from .models import build_model, import_object
 from .models.loading import cast_finite
 
@@ -37,6 +47,7 @@ class LoadedData:
     splits: dict[str, AuditData]
     sources: dict[str, str]        # split → file name (never a full path)
     hashes: dict[str, str]         # split → SHA-256 of the split's content
+    featurizer: str = "tabular"    # which featurizer made the model inputs, in words (for the report)
 
 
 def file_sha256(path) -> str:
@@ -101,7 +112,7 @@ def _frames(config: AuditConfig) -> tuple[dict[str, pd.DataFrame], dict[str, str
         order = np.random.default_rng(data.split.seed).permutation(len(table))
         n_test, n_hold = round(data.split.test * len(table)), round(data.split.holdout * len(table))
         parts = {"test": order[:n_test], "holdout": order[n_test:n_test + n_hold], "train": order[n_test + n_hold:]}
-        wanted = {"train": True, "test": True, "holdout": data.split.holdout > 0}
+        wanted = {"train": True, "test": data.split.test > 0, "holdout": data.split.holdout > 0}
         for name, rows in parts.items():
             if wanted[name] and len(rows) < MIN_SPLIT_RECORDS:
                 raise InputError(f"data.split: the {name} part has {len(rows)} record(s) of the table's {len(table)}: "
@@ -158,20 +169,6 @@ def load_data(config: AuditConfig) -> LoadedData:
                                      f"is not in the {name} table: fix 'from'")
                 frame[s.column] = age_bands(frame[s.from_column], edges=s.bands)
     hashes = {name: frame_sha256(frame) for name, frame in frames.items()}
-    featurizer = None
-    if data.featurizer is not None:
-        make = import_object(data.featurizer, "data.featurizer")
-        fix = "name a function or class that returns an object with fit(frame) and transform(frame)"
-        if not callable(make):
-            raise InputError(f"data.featurizer: {data.featurizer!r} is not callable: {fix}")
-        try:
-            featurizer = make()
-        except Exception as exc:  # noqa: BLE001 - user code: any failure is a problem of the configuration
-            detail = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
-            raise InputError(f"data.featurizer: calling {data.featurizer!r} failed ({type(exc).__name__}: {detail}): "
-                             f"{fix}") from None
-    elif data.categorical:
-        featurizer = TabularFeaturizer(categorical=data.categorical)
     derived = {s.column for s in data.sensitive if s.from_column is not None}
     features = data.features
     if features is None:
@@ -179,14 +176,49 @@ def load_data(config: AuditConfig) -> LoadedData:
         features = [c for c in first.columns if c not in {data.target, data.id_column} | derived]
     spec = DataSpec(target=data.target, sensitive=tuple(s.column for s in data.sensitive), id_column=data.id_column,
                     features=tuple(features), favourable=data.favourable)
-    if featurizer is None:
-        featurizer = TabularFeaturizer()
+    missing = [c for c in features if c not in frames["train"].columns]
+    featurizer, described = (None, "") if missing else choose_featurizer(config, frames["train"][features])
+    # (missing columns: refused in prepare_splits, by name)
     splits = prepare_splits(frames, spec, featurizer=featurizer, unseen_levels="refuse")
     for name, split in splits.items():
         if split.n == 0:
             raise InputError(f"data: the {name} split has no records: give a table with at least one row")
     _disjoint(splits)
-    return LoadedData(splits, sources, hashes)
+    return LoadedData(splits, sources, hashes, described)
+
+
+def choose_featurizer(config: AuditConfig, train: pd.DataFrame) -> tuple[object, str]:
+    """The featurizer ``data.featurizer`` asks for, and what it is in words: ``none``/``passthrough`` (the columns
+    as given), ``tabular`` (:class:`TabularFeaturizer`), code named ``package.module:function``, or, unset, tabular
+    when the columns need it (``data.categorical`` given, or :func:`auditkit.data.needs_encoding`), else none."""
+    data = config.data
+    choice = data.featurizer
+    if choice in ("none", "passthrough"):
+        if data.categorical:
+            raise InputError(f"data.featurizer {choice!r} takes the columns as given, but data.categorical lists "
+                             f"{data.categorical[0]!r} to encode: remove data.categorical, or set data.featurizer: "
+                             "tabular")
+        return PassThrough(), f"none (data.featurizer: {choice}): the feature columns as given"
+    if choice == "tabular":
+        return TabularFeaturizer(categorical=data.categorical), ("tabular (data.featurizer: tabular): numbers "
+                                                                 "standardised, categories one-hot")
+    if choice is not None:
+        make = import_object(choice, "data.featurizer", base_dir=config.base_dir)
+        fix = "name a function or class that returns an object with fit(frame) and transform(frame)"
+        if not callable(make):
+            raise InputError(f"data.featurizer: {choice!r} is not callable: {fix}")
+        try:
+            return make(), f"{choice} (data.featurizer)"
+        except Exception as exc:  # noqa: BLE001 - user code: any failure is a problem of the configuration
+            detail = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+            raise InputError(f"data.featurizer: calling {choice!r} failed ({type(exc).__name__}: {detail}): "
+                             f"{fix}") from None
+    why = "data.categorical is given" if data.categorical else needs_encoding(train)
+    if why is None:
+        return PassThrough(), ("none (chosen automatically: every feature column is numeric, complete, and 0/1 or "
+                               "already standardised; set data.featurizer: tabular to standardise them)")
+    return TabularFeaturizer(categorical=data.categorical), (f"tabular (chosen automatically: {why}): numbers "
+                                                            "standardised, categories one-hot")
 
 
 def in_memory_model(config: AuditConfig) -> nn.Module | None:
@@ -220,7 +252,8 @@ def load_model(config: AuditConfig, splits: dict[str, AuditData]) -> nn.Module:
         model = cast_finite(copy.deepcopy(given), DTYPES[m.dtype], "model")
     else:
         weights = config.path(m.weights) if m.weights else None
-        model = build_model(m.builder, weights, kwargs=m.builder_args, dtype=DTYPES[m.dtype])
+        model = build_model(m.builder, weights, kwargs=m.builder_args, dtype=DTYPES[m.dtype],
+                            base_dir=config.base_dir)
     train = splits["train"]
     x = torch.tensor(train.X[:2], dtype=DTYPES[m.dtype])
     try:
@@ -264,7 +297,33 @@ def training_function(config: AuditConfig) -> TrainFn | None:
         return None
     if m.train_fn == "warm_start":
         return warm_start_trainer(loss=m.loss, l2=m.l2)
-    fn = import_object(m.train_fn, "model.train_fn")
+    fn = import_object(m.train_fn, "model.train_fn", base_dir=config.base_dir)
     if not callable(fn):
         raise InputError(f"model.train_fn: {m.train_fn!r} is not callable: name a function (model, X, y) -> model")
     return fn
+
+
+def check_stationarity(config: AuditConfig, model: nn.Module, train: AuditData, *, featurizer: str = "") -> dict:
+    """:func:`auditkit.influence.stationarity.stationarity` of the model on the featurized training records, with
+    the threshold and the verdict; an :class:`InputError` naming the likely causes when the weights are far from
+    a minimum of the stated objective, unless ``model.allow_non_stationary`` is set."""
+    m = config.model
+    measured = stationarity(model, train.X, train.y, loss=m.loss, l2=m.l2, seed=config.seed, dtype=DTYPES[m.dtype])
+    measured.update(threshold=STATIONARITY_THRESHOLD, stationary=bool(measured["relative"] <= STATIONARITY_THRESHOLD),
+                    allowed=bool(m.allow_non_stationary))
+    if measured["stationary"] or m.allow_non_stationary:
+        return measured
+    accuracy = "" if measured["accuracy"] is None else f", accuracy {measured['accuracy']:.3f}"
+    used = featurizer.split(" (")[0] if featurizer else ""
+    hint = ("'tabular' standardises and one-hot encodes" if used == "none"
+            else "'none' takes already-encoded features as given")
+    used = f"{used} was used; {hint}" if used else f"check it; {hint}"
+    raise InputError(
+        f"model: the weights are not a minimum of the stated objective (mean {m.loss} + L2) on the "
+        f"{train.n} training records as featurized: gradient norm {measured['grad_norm']:.3g}, "
+        f"{measured['relative']:.3g} of its size with shuffled labels (converged training reaches 1e-6 or less; "
+        f"refused above {STATIONARITY_THRESHOLD:g}); training loss {measured['loss']:.4g}{accuracy}. Likely causes: "
+        f"features encoded differently from training (data.featurizer: {used}), a wrong model.l2 ({m.l2}), a "
+        "wrong model.loss, or a training split other than the "
+        "one the model was trained on. Fix the configuration, or set model.allow_non_stationary: true to audit "
+        "anyway (the report then states it as a limitation)")

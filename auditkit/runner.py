@@ -41,6 +41,7 @@ from .influence import InfluenceEngine
 from .inputs import (
     DTYPES,
     ROLES,
+    check_stationarity,
     file_sha256,
     has_holdout,
     in_memory_model,
@@ -80,6 +81,7 @@ class AuditRun:
     flagged: list[dict]
     observations: list[dict] = field(default_factory=list)
     paths: dict = field(default_factory=dict)     # output files, once written
+    scores: list[dict] = field(default_factory=list)   # every training record's scores (private, with ids)
 
     @property
     def status(self) -> str:
@@ -117,6 +119,14 @@ def check_config(config: AuditConfig):
     for name, options in config.audits.items():
         validate_options(load_plugin(name), options)
     tables, model = in_memory_tables(config), in_memory_model(config)
+    if "fairness" in config.audits:
+        d = config.data
+        if d.test is None and (d.split is None or d.split.test == 0) and (tables is None or "test" not in tables):
+            raise InputError("audits.fairness needs a test table: give data.test (or data.split.test > 0), or remove "
+                             "the fairness audit")
+        if not d.sensitive:
+            raise InputError("audits.fairness needs data.sensitive (the attributes to compare groups by): add it, or "
+                             "remove the fairness audit")
     if "privacy" in config.audits:
         holdout = (config.audits["privacy"] or {}).get("holdout", "holdout")
         if holdout == "holdout" and not has_holdout(config):
@@ -343,10 +353,41 @@ def _limitations(run: dict, context: AuditContext) -> list[str]:
         if unknown:
             out.append(f"{unknown} record(s) have no value for {s['attribute']!r}: they form the group 'unknown' "
                        "and are left out of disparities.")
-    out.append("Sensitive attributes that are not model inputs can still be reached through correlated features "
-               "(proxies); the disparities measured here include such effects, the drivers name records, not "
-               "features.")
+    fit = run["model"]["training_fit"]
+    if not fit["stationary"]:
+        out.append(f"The audited weights are not a minimum of the stated objective on the training records as "
+                   f"featurized (gradient norm {fit['grad_norm']:.3g}, {fit['relative']:.3g} of its size with shuffled "
+                   f"labels, above the {fit['threshold']:g} the audit accepts; model.allow_non_stationary was set): "
+                   "influence estimates assume a minimum and may be far from what retraining would do.")
+    refits = run["influence"]["refits"]
+    if refits["not_converged"]:
+        which = ", ".join(f"{k}: {v['not_converged']} of {v['count']}" for k, v in refits["by_purpose"].items()
+                          if v["not_converged"])
+        out.append(f"{refits['not_converged']} of the {refits['count']} retrainings did not converge ({which}; the "
+                   f"largest gradient norm left was {refits['largest_grad_norm']:.3g}, relative "
+                   f"{refits['largest_relative']:.3g} against a tolerance of {refits['tolerance']:.3g}): results "
+                   "measured by retraining carry that optimisation error.")
+    if run.get("fairness"):
+        out.append("Sensitive attributes that are not model inputs can still be reached through correlated features "
+                   "(proxies); the disparities measured here include such effects, the drivers name records, not "
+                   "features.")
     return out
+
+
+def _score_rows(context: AuditContext) -> list[dict]:
+    """Every training record with each score the plugins computed for it (driver scores of each fairness gap,
+    privacy risk, data-quality score), for the private ``record_scores.csv``: the full rankings."""
+    if not context.record_scores:
+        return []
+    train = context.train
+    classes = [str(c) for c in train.classes]
+    rows = []
+    for j in range(train.n):
+        row = {"token": context.token("train", j), "split": "train", "record_id": str(train.ids[j]),
+               "label": classes[train.y[j]], "groups": {c: str(train.groups[c].iat[j]) for c in train.groups.columns}}
+        row.update({name: float(values[j]) for name, values in context.record_scores.items()})
+        rows.append(row)
+    return rows
 
 
 def _flagged_rows(context: AuditContext, findings: dict) -> list[dict]:
@@ -419,6 +460,10 @@ def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: Hist
     loaded = load_data(config)
     splits = loaded.splits
     model = load_model(config, splits)
+    fit = check_stationarity(config, model, splits["train"], featurizer=loaded.featurizer)
+    log.info("  training records as the audit sees them: loss %.4g%s; gradient norm of the objective %.3g, %.3g of "
+             "its size with shuffled labels", fit["loss"],
+             "" if fit["accuracy"] is None else f", accuracy {fit['accuracy']:.4g}", fit["grad_norm"], fit["relative"])
     dtype = DTYPES[config.model.dtype]
     X, y = torch.tensor(splits["train"].X, dtype=dtype), torch.tensor(splits["train"].y)
     saturated = saturation(model, X, y, loss=config.model.loss)
@@ -430,7 +475,7 @@ def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: Hist
     engine, damping_note = fit_engine(model, config, X, y, progress=reporter, backend=backend)
     done()
     context = AuditContext(model, engine, splits, loss=config.model.loss, l2=config.model.l2,
-                           train_fn=training_function(config), seed=config.seed)
+                           train_fn=training_function(config), seed=config.seed, relative=fit["relative"])
     findings = {"fairness": None, "privacy": None, "data_quality": None}
     nonfinite: dict[str, list[str]] = {}
     options_by_plugin = plugin_options(config, policy)
@@ -442,7 +487,7 @@ def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: Hist
             raise InputError(f"influence.damping: {exc}; or set 'damping: auto'") from None
         engine, damping_note = fit_engine(model, config, X, y, progress=reporter, backend=backend, failure=exc)
         context = AuditContext(model, engine, splits, loss=config.model.loss, l2=config.model.l2,
-                               train_fn=training_function(config), seed=config.seed)
+                               train_fn=training_function(config), seed=config.seed, relative=fit["relative"])
         prefetch(context, options_by_plugin)
     overflowed = context.nonfinite_answers()
     if overflowed and config.model.dtype == "float32":
@@ -478,8 +523,9 @@ def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: Hist
                   "parameters_sha256": parameters_sha256(model),
                   "framework": f"PyTorch {torch.__version__}", "parameters": int(engine.n_params_),
                   "architecture": " ".join(str(model).split())[:300], "builder": model_builder(config), "loss": m.loss,
-                  "l2": m.l2, "previous_version": m.previous_version},
+                  "l2": m.l2, "previous_version": m.previous_version, "training_fit": fit},
         "data": {"target": d.target, "favourable": str(train.classes[train.favourable_index]),
+                 "featurizer": loaded.featurizer,
                  "classes": [str(c) for c in train.classes], "n_features": int(train.X.shape[1]),
                  "splits": [{"name": k, "role": ROLES.get(k, k), "source": loaded.sources[k], "rows": v.n,
                              "sha256": loaded.hashes[k]} for k, v in splits.items()],
@@ -490,7 +536,7 @@ def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: Hist
                      for s in d.sensitive]},
         "influence": {"method": engine.method, "damping": engine.damping, "damping_note": damping_note,
                       "dtype": m.dtype, "l2": m.l2, "seed": config.seed, "parameters": int(engine.n_params_),
-                      "convention": engine.summary()["convention"],
+                      "convention": engine.summary()["convention"], "refits": context.refit_summary(),
                       "stability": {"settings": settings, "findings": stable}},
         **findings,
     }
@@ -515,7 +561,7 @@ def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: Hist
                          "versions": versions(), "seed": config.seed, "command": command,
                          "config_text": redact_record_ids(config.redacted_text, splits, context.token)}
     run["runtime"] = {"seconds": round(time.perf_counter() - started, 2), "steps": steps, "backend": where}
-    return AuditRun(json_safe(run), _flagged_rows(context, findings), obs)
+    return AuditRun(json_safe(run), _flagged_rows(context, findings), obs, scores=_score_rows(context))
 
 
 def key_figures(observations_: list[dict]) -> dict[str, float]:
@@ -611,5 +657,6 @@ def audit(config: AuditConfig | Mapping | str | PathLike, out: str | Path | None
             result.run, figures=key_figures(result.observations), observations=result.observations,
             run_dir=str(Path(out).resolve()))
         result.paths = write_run(result.run, result.flagged, Path(out),
-                                 templates=Path(templates) if templates else None, commit=commit)
+                                 templates=Path(templates) if templates else None, commit=commit,
+                                 scores=result.scores)
     return result

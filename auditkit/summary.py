@@ -90,10 +90,24 @@ class RunSummary(Strict):
                          f"{self.privacy.budget:g}")
         if self.data_quality:
             lines.append(f"  data quality: {self.data_quality.worth_inspecting} record(s) worth inspecting")
-        lines.append(f"  report: {self.paths['report.pdf']}  (flagged records, private: "
-                     f"{self.paths['flagged_records.csv']})")
+        private = self.paths["flagged_records.csv"] + (f", all records' scores: {self.paths['record_scores.csv']}"
+                                                      if "record_scores.csv" in self.paths else "")
+        lines.append(f"  report: {self.paths['report.pdf']}  (flagged records, private: {private})")
         lines.append(f"  {self.seconds:.1f} s")
         return lines
+
+
+class TrainingFit(Strict):
+    """The stationarity check: the stated objective (mean loss + L2) and its gradient at the given weights, on the
+    training records as featurized (:func:`auditkit.inputs.check_stationarity`)."""
+
+    loss: float
+    accuracy: float | None
+    grad_norm: float = Field(description="norm of the objective's gradient at the given weights")
+    relative: float = Field(description="grad_norm over the same norm with the labels shuffled")
+    threshold: float = Field(description="relative above which the weights are not taken for a minimum")
+    stationary: bool
+    allowed: bool = Field(description="model.allow_non_stationary was set (the run proceeds whatever relative is)")
 
 
 class ValidateSummary(Strict):
@@ -107,11 +121,19 @@ class ValidateSummary(Strict):
     records: dict[str, int] = Field(description="split name → records")
     audits: list[str]
     policy: str | None
+    featurizer: str = Field(description="how the tables' columns became the model's inputs, and why")
+    training_fit: TrainingFit
 
     def lines(self, *, banner=None) -> list[str]:
         records = ", ".join(f"{name} {n}" for name, n in self.records.items())
+        fit = self.training_fit
+        accuracy = "" if fit.accuracy is None else f", accuracy {fit.accuracy:.4g}"
+        verdict = "" if fit.stationary else f" (above {fit.threshold:g}: allowed by model.allow_non_stationary)"
         return [f"{self.config}: valid (model {self.model.name} {self.model.version}; records {records}; audits "
-                f"{', '.join(self.audits) or 'none'}; policy {self.policy or 'none'})"]
+                f"{', '.join(self.audits) or 'none'}; policy {self.policy or 'none'})",
+                f"  featurizer: {self.featurizer}",
+                f"  training records as the audit sees them: loss {fit.loss:.4g}{accuracy}; gradient norm of the "
+                f"objective {fit.grad_norm:.3g}, {fit.relative:.3g} of its size with shuffled labels{verdict}"]
 
 
 class RenderSummary(Strict):

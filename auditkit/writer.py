@@ -18,7 +18,9 @@ after the folder is in place, and if it fails the earlier folder is put back, so
 
 Files: ``manifest.json``, ``report.html``, ``report.pdf`` (PDF/A-3b, ``findings.json`` attached), ``findings.json``,
 ``run.json`` (everything needed to re-render), ``flagged_records.csv`` (created with mode 0600: it maps
-tokens to record ids and is meant for the data owner only) and ``figures/``.
+tokens to record ids and is meant for the data owner only), ``record_scores.csv`` (mode 0600 too, when a plugin
+scored records: every training record's id, token, label, groups and scores, the full rankings to sort and
+filter without rerunning) and ``figures/``.
 """
 
 from __future__ import annotations
@@ -70,15 +72,23 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def write_flagged_csv(rows: list[dict], path: Path) -> None:
-    """The private flagged-records file, created with permissions 0600 (owner read/write only)."""
+def write_flagged_csv(rows: list[dict], path: Path, columns: tuple[str, ...] = CSV_COLUMNS) -> None:
+    """The private flagged-records file (or any private table of records, ``columns`` in order), created with
+    permissions 0600 (owner read/write only)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(CSV_COLUMNS)
+        writer.writerow(columns)
         for row in rows:
-            writer.writerow([_cell(row.get(c, "")) for c in CSV_COLUMNS])
+            writer.writerow([_cell(row.get(c, "")) for c in columns])
     os.chmod(path, 0o600)
+
+
+def write_scores_csv(rows: list[dict], path: Path) -> None:
+    """``record_scores.csv``: one row per training record, its identity columns then every score (mode 0600)."""
+    fixed = ("token", "split", "record_id", "label", "groups")
+    scores = tuple(dict.fromkeys(k for row in rows for k in row if k not in fixed))
+    write_flagged_csv(rows, path, fixed + scores)
 
 
 def _dump(data: dict, path: Path) -> None:
@@ -285,9 +295,10 @@ def _paths(folder: Path) -> dict[str, Path]:
 
 
 def write_run(run: dict, flagged: list[dict], out: Path, *, templates: Path | None = None,
-              commit=None) -> dict[str, Path]:
+              commit=None, scores: list[dict] | None = None) -> dict[str, Path]:
     """Write every output of a run into ``out`` atomically; returns the final paths. ``commit``: see
-    :func:`_staged` (the history row, recorded together with the folder)."""
+    :func:`_staged` (the history row, recorded together with the folder). ``scores``: rows of
+    ``record_scores.csv`` (not written when there are none)."""
     from .report import render_run  # heavy (matplotlib, WeasyPrint): imported only when writing
 
     out = output_target(Path(out))
@@ -295,6 +306,8 @@ def write_run(run: dict, flagged: list[dict], out: Path, *, templates: Path | No
         _dump(run, tmp / "run.json")
         _dump(findings_of(run), tmp / "findings.json")
         write_flagged_csv(flagged, tmp / "flagged_records.csv")
+        if scores:
+            write_scores_csv(scores, tmp / "record_scores.csv")
         render_run(run, tmp, templates=templates, findings_path=tmp / "findings.json")
     return _paths(out)
 
@@ -323,7 +336,7 @@ def rerender(run_dir: Path, *, templates: Path | None = None) -> dict[str, Path]
         raise InputError(f"{str(run_dir)!r} {why}: re-rendering replaces the folder whole, so move such files out, "
                          "or rerun the audit into a new folder")
     with _staged(run_dir, report_id=str(run.get("report_id"))) as tmp:
-        for name in ("run.json", "findings.json", "flagged_records.csv"):
+        for name in ("run.json", "findings.json", "flagged_records.csv", "record_scores.csv"):
             if (run_dir / name).exists():
                 shutil.copy2(run_dir / name, tmp / name)
         if not (tmp / "findings.json").exists():

@@ -48,8 +48,10 @@ def test_the_example_is_valid_and_paths_are_relative_to_it():
      "data: give either 'table' (+ 'split') or 'train'/'test'/'holdout' files, not both"),
     (lambda d: d["data"].update(split={"test": 0.6, "holdout": 0.5}),
      "data.split: test + holdout must leave records for training (sum < 1)"),
-    (lambda d: d["data"].update(sensitive=[]), "data.sensitive: List should have at least 1 item after validation, "
-                                              "not 0 (got [])"),
+    (lambda d: d["data"].update(featurizer="os.system"),
+     "data.featurizer: must be none, passthrough, tabular or package.module:function (got 'os.system')"),
+    (lambda d: d["data"].update(table=None, split=None),
+     "data: name the 'train' table (with 'test' and/or 'holdout'), or one 'table' with a 'split'"),
     (lambda d: d["data"]["sensitive"][1].pop("bands"),
      "data.sensitive.1: 'from' and 'bands' go together: give both to derive bands, or neither"),
     (lambda d: d["influence"].update(damping=-0.1), "influence.damping: must be 'auto' or a number ≥ 0 (got -0.1)"),

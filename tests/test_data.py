@@ -231,26 +231,45 @@ def test_bad_user_featurizer(train, test, featurizer, message):
 # ---------------------------------------------------------------- bad input, word for word
 
 
+FORMATS = ".csv (or .csv.gz, .csv.bz2, .csv.xz, .csv.zst, .csv.zip), .parquet or .pq"
+
+
 def test_load_table_errors(tmp_path):
     missing = tmp_path / "nope.csv"
     with pytest.raises(InputError, match=exact(
-            f"table file {str(missing)!r} does not exist: pass a path to a .csv, .parquet or .pq file, or a "
-            f"pandas DataFrame")):
+            f"table file {str(missing)!r} does not exist: pass a path to a {FORMATS} file, or a pandas DataFrame")):
         load_table(missing)
     xlsx = tmp_path / "data.xlsx"
     xlsx.write_text("x")
     with pytest.raises(InputError, match=exact(
-            f"table file {str(xlsx)!r} has an unsupported suffix '.xlsx': supported formats are .csv, .parquet "
-            f"or .pq (or pass a pandas DataFrame)")):
+            f"table file {str(xlsx)!r} has an unsupported suffix '.xlsx': supported formats are {FORMATS} (or pass "
+            "a pandas DataFrame)")):
         load_table(xlsx)
+    gz = tmp_path / "data.txt.gz"
+    gz.write_bytes(b"x")
+    with pytest.raises(InputError, match=exact(
+            f"table file {str(gz)!r} has an unsupported suffix '.txt.gz': supported formats are {FORMATS} (or pass "
+            "a pandas DataFrame)")):
+        load_table(gz)
     broken = tmp_path / "broken.parquet"
     broken.write_text("this is not parquet")
     with pytest.raises(InputError, match="^" + re.escape(f"could not read table file {str(broken)!r} as Parquet (")
                        + r".+" + re.escape("): check that it is a valid Parquet file") + "$"):
         load_table(broken)
     with pytest.raises(InputError, match=exact(
-            "table source must be a pandas DataFrame or a path to a .csv, .parquet or .pq file; got list")):
+            f"table source must be a pandas DataFrame or a path to a {FORMATS} file; got list")):
         load_table([[1, 2]])
+
+
+@pytest.mark.parametrize("name", ["t.csv.gz", "t.CSV.GZ", "t.csv.bz2", "t.csv.xz", "t.parquet"])
+def test_tables_as_people_keep_them_read_back_equal(name, tmp_path):
+    frame = pd.DataFrame({"id": ["007", "010"], "x": [0.125, -3.5], "c": ["a", "b"]})
+    path = tmp_path / name
+    if name.endswith("parquet"):
+        frame.to_parquet(path)
+    else:
+        frame.to_csv(path, index=False, compression={".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}[path.suffix.lower()])
+    pd.testing.assert_frame_equal(load_table(path, id_column="id"), frame, check_dtype=False)
 
 
 def test_missing_columns(train):

@@ -36,6 +36,13 @@ from torch import nn
 from ..errors import InputError
 from ..influence import InfluenceEngine, fit_model
 from ..influence.losses import resolve_loss
+from ..influence.stationarity import stationarity
+
+#: a retrained model counts as converged when its relative gradient norm (``stationarity``) is at most this, or
+#: at most the audited model's own: a leave-one-out change is of order 1/n, so a refit must get much closer to its
+#: minimum than the audit's own check asks of the audited model (``warm_start`` reaches 1e-8 and less when it
+#: converges)
+REFIT_TOLERANCE = 1e-5
 
 #: ``train(model, X, y) -> model``: retrains a copy of the trained model (warm start) on X, y.
 TrainFn = Callable[[nn.Module, np.ndarray, np.ndarray], nn.Module]
@@ -101,15 +108,20 @@ class InfluenceRequests:
 
 
 class AuditContext:
-    """Everything a plugin may read. ``splits`` maps "train", "test" (and "holdout") to AuditData;
+    """Everything a plugin may read. ``splits`` maps "train" (and "test", "holdout") to AuditData;
     ``train_fn`` retrains a copy of the model (verification, reference models); ``checkpoints`` are state
-    dicts saved during training (TracIn-style signals)."""
+    dicts saved during training (TracIn-style signals).
+
+    Every retraining made through ``trained_on`` is recorded in ``refits``: its purpose, records, final gradient
+    norm of the objective on its records (``auditkit.influence.stationarity``) and whether it converged (relative
+    gradient norm at most ``REFIT_TOLERANCE`` or at most the audited model's own, ``relative``). Plugins may put
+    one score per training record in ``record_scores`` (name → (n,) array): the private full ranking."""
 
     def __init__(self, model: nn.Module, engine: InfluenceEngine, splits: dict, *, loss: str = "cross_entropy",
                  l2: float = 0.0, train_fn: TrainFn | None = None, checkpoints: list[dict] | None = None,
-                 seed: int = 0):
-        if "train" not in splits or "test" not in splits:
-            raise InputError(f"an audit needs 'train' and 'test' splits, got {sorted(splits)}")
+                 seed: int = 0, relative: float = 0.0):
+        if "train" not in splits:
+            raise InputError(f"an audit needs a 'train' split, got {sorted(splits)}")
         self.model = model
         self.engine = engine
         self.splits = splits
@@ -124,6 +136,9 @@ class AuditContext:
         self._measures: dict = {}
         self._explained: dict[str, dict[int, np.ndarray]] = {}
         self.passes = 0  # streamed passes over the training gradients made through this context
+        self.relative = float(relative)
+        self.refits: list[dict] = []
+        self.record_scores: dict[str, np.ndarray] = {}
 
     @property
     def train(self):
@@ -131,6 +146,9 @@ class AuditContext:
 
     @property
     def test(self):
+        if "test" not in self.splits:
+            raise InputError(f"this audit needs a test split (data.test, or data.split.test > 0), got "
+                             f"{sorted(self.splits)}")
         return self.splits["test"]
 
     def token(self, split: str, position: int) -> str:
@@ -237,10 +255,11 @@ class AuditContext:
         arrays += [row for rows in self._explained.values() for row in rows.values()]
         return int(sum(np.count_nonzero(~np.isfinite(np.asarray(a, dtype=np.float64))) for a in arrays))
 
-    def trained_on(self, rows, *, seed: tuple[int, int] | None = None) -> nn.Module:
+    def trained_on(self, rows, *, seed: tuple[int, int] | None = None, purpose: str = "retraining") -> nn.Module:
         """``train_fn(deepcopy(model), X[rows], y[rows])`` on the training records ``rows`` (positions or a mask):
         the model it returns, or the copy it trained in place (None returned). With ``seed``, torch's generator
-        is seeded from ``SeedSequence(seed)`` during the call and restored after."""
+        is seeded from ``SeedSequence(seed)`` during the call and restored after. Recorded in ``refits`` under
+        ``purpose`` with its final gradient norm."""
         if self.train_fn is None:
             raise InputError("no training function was given: pass train_fn to verify by retraining")
         net = copy.deepcopy(self.model)
@@ -255,13 +274,35 @@ class AuditContext:
         if not isinstance(net, nn.Module):
             raise InputError(f"train_fn returned {type(net).__name__}: it must return the trained model "
                              "(a torch.nn.Module) or None after training the copy it receives in place")
+        self._record_refit(net, X, y, purpose)
         return net
 
-    def retrain_without(self, remove) -> nn.Module:
+    def _record_refit(self, net: nn.Module, X: np.ndarray, y: np.ndarray, purpose: str) -> None:
+        """Add the retrained model's stationarity on its own records to ``refits``."""
+        measured = stationarity(net, X, y, loss=self.loss, l2=self.l2, seed=self.seed, dtype=self.engine.dtype)
+        self.refits.append({"purpose": purpose, "records": int(len(y)), "grad_norm": measured["grad_norm"],
+                            "relative": measured["relative"],
+                            "converged": bool(measured["relative"] <= max(REFIT_TOLERANCE, self.relative))})
+
+    def refit_summary(self) -> dict:
+        """The retrainings so far: how many, how many did not converge, the largest relative gradient norm, and
+        per purpose the counts."""
+        purposes = {}
+        for r in self.refits:
+            entry = purposes.setdefault(r["purpose"], {"count": 0, "not_converged": 0})
+            entry["count"] += 1
+            entry["not_converged"] += int(not r["converged"])
+        return {"count": len(self.refits), "not_converged": sum(not r["converged"] for r in self.refits),
+                "tolerance": max(REFIT_TOLERANCE, self.relative),
+                "largest_relative": max((r["relative"] for r in self.refits), default=None),
+                "largest_grad_norm": max((r["grad_norm"] for r in self.refits), default=None),
+                "by_purpose": purposes}
+
+    def retrain_without(self, remove, *, purpose: str = "leave-out retraining") -> nn.Module:
         """The model retrained without training records at positions ``remove`` (needs ``train_fn``)."""
         keep = np.ones(self.train.n, dtype=bool)
         keep[np.asarray(remove, dtype=int)] = False
-        return self.trained_on(keep)
+        return self.trained_on(keep, purpose=purpose)
 
     @cached_property
     def favourable(self) -> int:

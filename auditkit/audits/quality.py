@@ -120,7 +120,7 @@ def out_of_fold_losses(context: AuditContext, *, folds: int = 5, seed: int = 0) 
     out = np.full(train.n, np.nan)
     for k in range(folds):
         held = fold == k
-        net = context.trained_on(~held, seed=(int(seed), k))
+        net = context.trained_on(~held, seed=(int(seed), k), purpose="out-of-fold model")
         out[held] = context.losses("train", net)[held]
     return out, fold
 
@@ -204,6 +204,7 @@ class DataQualityAudit(AuditPlugin):
                     + " On the benchmark MLPs this ranking found fewer flipped labels than the out-of-fold one "
                       "(benchmarks/results/privacy_detection.md).")
         order = default_order(loss, influence, score if measured else None)
+        context.record_scores["data_quality_score"] = score       # every record's, for the private ranking
         inspect = score > EVEN_ODDS
         classes = [str(c) for c in train.classes]
         suspects = [{"token": context.token("train", int(j)), "label": classes[train.y[j]],

@@ -19,20 +19,23 @@ from torch import nn
 from ..errors import InputError
 
 
-def import_object(ref: str, what: str) -> Any:
+def import_object(ref: str, what: str, *, base_dir: str | Path | None = None) -> Any:
     """The object named ``package.module:attribute`` (the configuration key ``what`` names it).
 
-    Modules are looked up on ``sys.path`` with the current working directory first, as ``python -m`` does.
+    Modules are looked up on ``sys.path`` with the current working directory first, as ``python -m`` does,
+    then ``base_dir`` (the configuration file's folder, where relative file paths are read from too).
     """
     module_name, _, attribute = ref.partition(":")
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
+    folders = [os.getcwd()] + ([str(Path(base_dir).resolve())] if base_dir is not None else [])
+    for position, folder in enumerate(folders):
+        if folder not in sys.path:
+            sys.path.insert(position, folder)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise InputError(f"{what}: cannot import module {module_name!r} ({exc}): install it or put it on "
-                         "PYTHONPATH (paths are relative to where auditkit runs)") from None
+        where = " or the configuration file's folder" if base_dir is not None else ""
+        raise InputError(f"{what}: cannot import module {module_name!r} ({exc}): install it, put it on "
+                         f"PYTHONPATH, or put it in the current directory{where}") from None
     try:
         return getattr(module, attribute)
     except AttributeError:
@@ -59,9 +62,10 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def build_model(builder: str, weights: Path | None, *, kwargs: dict | None = None,
-                dtype: torch.dtype = torch.float64) -> nn.Module:
-    """``builder(**kwargs)`` filled with the weights (if a file is given), in ``dtype``, in eval mode."""
-    make = import_object(builder, "model.builder")
+                dtype: torch.dtype = torch.float64, base_dir: Path | None = None) -> nn.Module:
+    """``builder(**kwargs)`` filled with the weights (if a file is given), in ``dtype``, in eval mode; the
+    builder's module is imported as :func:`import_object` does (``base_dir``: the configuration's folder)."""
+    make = import_object(builder, "model.builder", base_dir=base_dir)
     if not callable(make):
         raise InputError(f"model.builder: {builder!r} is not callable: name a function that returns an nn.Module")
     try:

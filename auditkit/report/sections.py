@@ -102,6 +102,31 @@ def model(section: Section, run: dict, **_) -> None:
                 "weights file was read. The SHA-256 of its parameters (section Reproducibility) identifies the state "
                 "audited.")
     section.blocks.append(Paragraph(text, "small"))
+    training_fit(section, m.get("training_fit"))
+
+
+def training_fit(section: Section, fit: dict | None) -> None:
+    """The model on its training records as the audit featurized them: loss, accuracy, stationarity."""
+    if not fit:
+        return
+    accuracy = fit.get("accuracy")
+    stationary = fit.get("stationary", True)
+    section.blocks.append(kv([
+        ("Training loss (mean)", fmt.num(fit.get("loss"), 3), "Compare with the model owner's figure: a higher value "
+         "means the audit does not see the records as training did."),
+        ("Training accuracy", fmt.pct(accuracy, 1) if accuracy is not None else fmt.DASH, "Share of training records "
+         "predicted correctly, as the audit sees them."),
+        ("Gradient norm of the objective", fmt.num(fit.get("grad_norm")), "Mean loss + L2 at the audited weights: "
+         "0 at a minimum, which influence estimates assume."),
+        ("Relative to shuffled labels", f"{fmt.num(fit.get('relative'))} (accepted up to "
+         f"{fmt.num(fit.get('threshold'))})", "The same gradient with the labels shuffled is the scale; converged "
+         "training reaches 1e-6 or less."),
+    ], caption="The model on its training records, as featurized for this audit"))
+    if not stationary:
+        section.blocks.append(Paragraph(
+            "The audited weights are not a minimum of the stated objective on these records: the audit ran only "
+            "because model.allow_non_stationary was set, and its influence estimates may be far from what "
+            "retraining would do (see the limitations).", "note"))
 
 
 def data(section: Section, run: dict, **_) -> None:
@@ -109,7 +134,8 @@ def data(section: Section, run: dict, **_) -> None:
     section.blocks.append(Paragraph(
         f"Predicted outcome: “{d.get('target', fmt.DASH)}”, classes "
         f"{', '.join(str(c) for c in d.get('classes') or []) or fmt.DASH}; favourable outcome "
-        f"“{d.get('favourable', fmt.DASH)}”; {fmt.count(d.get('n_features'))} input features."))
+        f"“{d.get('favourable', fmt.DASH)}”; {fmt.count(d.get('n_features'))} input features."
+        + (f" Features made from the columns by: {d['featurizer']}." if d.get("featurizer") else "")))
     rows = [[Cell(str(s.get("name", ""))), Cell(str(s.get("role", ""))), Cell(str(s.get("source", ""))),
              Cell(fmt.count(s.get("rows")), "num"), Cell(fmt.short_hash(s.get("sha256")), "hash")]
             for s in d.get("splits") or []]
@@ -183,6 +209,13 @@ def methodology(section: Section, run: dict, **_) -> None:
     ]))
     if inf.get("damping_note"):
         section.blocks.append(Paragraph(str(inf["damping_note"]), "note"))
+    refits = inf.get("refits") or {}
+    if refits.get("count"):
+        section.blocks.append(Paragraph(
+            f"Retrainings made by this audit: {refits['count']} ("
+            + ", ".join(f"{k}: {v['count']}" for k, v in (refits.get("by_purpose") or {}).items())
+            + f"); {refits.get('not_converged', 0)} did not reach a relative gradient norm of "
+              f"{fmt.num(refits.get('tolerance'))} (largest left: {fmt.num(refits.get('largest_relative'))})."))
     section.blocks.append(Paragraph(SIGN_CONVENTION, "callout"))
     stability(section, inf.get("stability") or {})
     privacy_method(section, run)

@@ -31,8 +31,8 @@ from auditkit.cli import main
 from auditkit.config import load_config
 from auditkit.inputs import load_data
 
-OUTPUTS = {"report.html", "report.pdf", "findings.json", "run.json", "flagged_records.csv", "figures",
-           "manifest.json"}
+OUTPUTS = {"report.html", "report.pdf", "findings.json", "run.json", "flagged_records.csv", "record_scores.csv",
+           "figures", "manifest.json"}
 VOLATILE = ("report_id", "created_utc")          # what may differ between two runs of the same audit
 
 
@@ -175,6 +175,7 @@ def test_no_record_id_of_any_record_appears_in_any_report_output(runs):
 def test_the_ids_are_only_in_the_private_flagged_records_file(runs):
     path = runs["out"] / "flagged_records.csv"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((runs["out"] / "record_scores.csv").stat().st_mode) == 0o600   # the full rankings too
     flagged = pd.read_csv(path, dtype=str)
     assert len(flagged) > 0 and set(flagged["record_id"]) <= set(record_ids(920))
     findings = json.loads((runs["out"] / "findings.json").read_text())

@@ -182,3 +182,27 @@ def test_no_share_of_a_gap_that_is_about_zero(sample_run):
     assert "The gap is about zero, so no share is given." in tables[0].note
     assert {row[-1].text for row in tables[0].rows if len(row) == 5} == {fmt.DASH}
     assert "The gap is about zero" not in tables[1].note
+
+
+def test_the_training_fit_featurizer_and_refits_are_shown_when_recorded(sample_run):
+    """Issue 16: the model on its training records as the audit featurized them, which featurizer made the
+    inputs, and the retrainings with their convergence; absent from older runs, then not shown."""
+    assert "as featurized for this audit" not in texts(build_document(sample_run).sections[2])
+    run = copy.deepcopy(sample_run)
+    run["model"]["training_fit"] = {"grad_norm": 2.5e-9, "reference_norm": 0.61, "relative": 4.1e-9, "loss": 0.35876,
+                                    "objective": 0.37574, "accuracy": 0.83794, "n": 506, "threshold": 0.05,
+                                    "stationary": False, "allowed": True}
+    run["data"]["featurizer"] = "tabular (data.featurizer: tabular): numbers standardised, categories one-hot"
+    run["influence"]["refits"] = {"count": 5, "not_converged": 2, "tolerance": 1e-5, "largest_relative": 0.0021,
+                                  "largest_grad_norm": 0.0013, "by_purpose": {"reference model": {
+                                      "count": 4, "not_converged": 2}, "privacy trust check": {
+                                      "count": 1, "not_converged": 0}}}
+    doc = build_document(run)
+    model = texts(doc.sections[2])
+    for text in ("The model on its training records, as featurized for this audit", "0.359", "83.8\u202f%", "2.5e-09",
+                 "4.1e-09 (accepted up to 0.05)", "audit ran only because model.allow_non_stationary was set"):
+        assert text in model, text
+    assert ("Features made from the columns by: tabular (data.featurizer: tabular): numbers standardised, "
+            "categories one-hot.") in texts(doc.sections[3])
+    assert ("Retrainings made by this audit: 5 (reference model: 4, privacy trust check: 1); 2 did not reach a "
+            "relative gradient norm of 1.0e-05 (largest left: 2.1e-03).") in texts(doc.sections[5])

@@ -148,6 +148,7 @@ def attribute_gap(context: AuditContext, table, kind: str, *, reference: str | N
     X, y = context.tensor("test")
     gap = float(measure(context.outputs("test"), y))
     effects = context.influence_on(key, measure, X, y)
+    context.record_scores[f"driver_score {table.attribute} {kind} ({dis_name} vs {adv_name})"] = effects
     order = np.argsort(effects, kind="stable")
 
     train_labels = record_groups(train.groups, table.columns)
@@ -175,7 +176,7 @@ def attribute_gap(context: AuditContext, table, kind: str, *, reference: str | N
     if context.train_fn is not None:
         for k in verify_k:
             if 0 < k <= len(order):
-                model = context.retrain_without(order[:k])
+                model = context.retrain_without(order[:k], purpose="fairness verification")
                 actual = float(measure(context.outputs("test", model), y))
                 result.verification.append({
                     "k": int(k), "predicted_gap": gap + float(cumulative[k - 1]), "actual_gap": actual,

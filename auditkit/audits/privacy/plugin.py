@@ -153,6 +153,7 @@ class PrivacyAudit(AuditPlugin):
         risk_h = np.max([h for _, h in scaled.values()], axis=0)
         threshold = flag_threshold(risk_h, options.budget)
         flags = self._flags(context, risk_m, threshold, scaled, options.budget)
+        context.record_scores["privacy_risk"] = risk_m           # every member's, for the private ranking
 
         loss_m, loss_h = context.losses("train"), context.losses(options.holdout)
         attack_scores = {"loss": (-loss_m, -loss_h),
@@ -220,15 +221,17 @@ class PrivacyAudit(AuditPlugin):
         """Actual leave-one-out retraining of the top-ranked members against their self-influence."""
         top = np.argsort(-risk, kind="stable")[: options.trust_top]
         if context.train_fn is None or top.size == 0:
+            why = ("no training function was given to check the top-ranked records by retraining" if
+                   context.train_fn is None else "the check of the top-ranked records by retraining was switched "
+                                                 "off (trust_top: 0)")
             notes.append("Memorisation may be underestimated: self-influence at the final parameters misses "
-                         "records a non-convex model has memorised, and no training function was given to "
-                         "check the top-ranked records by retraining.")
+                         f"records a non-convex model has memorised, and {why}.")
             return {"checked": False, "records": []}
         predicted = context.self_influence(leverage=True)[top]
         before = context.losses("train")
         actual = []
         for j in top:
-            model = context.retrain_without([int(j)])
+            model = context.retrain_without([int(j)], purpose="privacy trust check")
             actual.append(float(context.losses("train", model)[j] - before[j]))
         actual = np.array(actual)
         under = int(np.sum(actual > 2 * np.maximum(predicted, 0)))

@@ -169,7 +169,7 @@ def reference_attack(context: AuditContext, *, n_models: int = 4, seed: int = 0,
 
     phi_ref = {s: np.empty((n_models, context.splits[s].n)) for s in scored}
     for k in range(n_models):
-        net = context.trained_on(np.flatnonzero(in_model[k]), seed=(seed, k))
+        net = context.trained_on(np.flatnonzero(in_model[k]), seed=(seed, k), purpose="reference model")
         for s in scored:
             phi_ref[s][k] = phi(s, net)
 
