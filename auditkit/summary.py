@@ -101,9 +101,12 @@ class TrainingFit(Strict):
     """The stationarity check: the stated objective (mean loss + L2) and its gradient at the given weights, on the
     training records as featurized (:func:`auditkit.inputs.check_stationarity`)."""
 
-    loss: float
+    n: int = Field(description="training records the check ran on")
+    loss: float = Field(description="mean loss on the training records")
+    objective: float = Field(description="mean loss + L2 at the given weights")
     accuracy: float | None
     grad_norm: float = Field(description="norm of the objective's gradient at the given weights")
+    reference_norm: float = Field(description="the same norm with the labels shuffled (the scale)")
     relative: float = Field(description="grad_norm over the same norm with the labels shuffled")
     threshold: float = Field(description="relative above which the weights are not taken for a minimum")
     stationary: bool

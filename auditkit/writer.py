@@ -316,6 +316,7 @@ def rerender(run_dir: Path, *, templates: Path | None = None) -> dict[str, Path]
     """Re-render a saved run's report from its ``run.json``, without recomputing anything."""
     from .report import render_run
 
+    check_system()
     run_dir = output_target(Path(run_dir))
     source = run_dir / "run.json"
     if not source.is_file():

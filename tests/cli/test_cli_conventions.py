@@ -63,6 +63,9 @@ def test_verbose_before_or_after_the_command_shows_debug_lines_and_quiet_nothing
 def test_json_on_validate_and_on_errors(config, capsys, tmp_path):
     assert main(["validate", str(config), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
+    fit = summary.pop("training_fit")
+    assert fit["stationary"] and fit["relative"] < 1e-6 and fit["n"] == 506 and 0 < fit["accuracy"] <= 1
+    assert summary.pop("featurizer").startswith("tabular (chosen automatically")
     assert summary == {"command": "validate", "config": str(config), "status": "valid", "exit_code": 0,
                        "model": {"name": "heart-disease-triage", "version": "1.0.0"},
                        "records": {"test": 230, "holdout": 184, "train": 506},
@@ -149,8 +152,8 @@ def test_on_a_terminal_with_no_color_a_bar_and_no_escape_codes(config, tmp_path)
 
 @pytest.mark.parametrize("raised, code, message", [
     (RuntimeError("boom\nsecond line"), 3,
-     "runtime failure: RuntimeError: boom (nothing was written; rerun with --debug for details)"),
-    (KeyboardInterrupt(), 130, "interrupted; nothing was written")])
+     "runtime failure: RuntimeError: boom (no report or history row was written; rerun with --debug for details)"),
+    (KeyboardInterrupt(), 130, "interrupted (SIGINT); no report or history row was written")])
 def test_failures_while_running_with_json(raised, code, message, config, capsys, monkeypatch):
     def fails(args):
         raise raised

@@ -290,10 +290,10 @@ def test_a_failure_after_the_report_is_in_place_does_not_claim_that_nothing_was_
     config = make_case(tmp_path)
     out = tmp_path / "runs" / "report"
 
-    def summary(*args):
+    def summary(*args, **kwargs):
         raise RuntimeError("the summary could not be printed")
 
-    monkeypatch.setattr("auditkit.cli._summary", summary)
+    monkeypatch.setattr("auditkit.cli.run_summary", summary)
     assert main(["run", str(config), "--out", str(out)]) == 3
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"auditkit: runtime failure: RuntimeError: the summary could not be printed (the report was written to "
