@@ -161,8 +161,8 @@ def test_wrong_objects_are_refused_in_one_line():
     assert str(err.value) == "configuration: model.builder is required but missing: add it (see `auditkit schema`)"
     with pytest.raises(InputError) as err:
         ak.audit(doc, model=trained_module())
-    assert str(err.value) == ("configuration: data: name the 'train' table (with 'test' and/or 'holdout'), or one 'table' with a "
-                              "'split'")
+    assert str(err.value) == ("configuration: data: name the 'train' table (with 'test' and/or 'holdout'), or "
+                              "one 'table' with a 'split'")
     with pytest.raises(InputError) as err:
         ak.audit(42)
     assert str(err.value) == ("config: got a int: give the path of audit.yaml, a dict of its sections, or a loaded "
