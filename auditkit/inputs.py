@@ -50,14 +50,6 @@ class LoadedData:
     featurizer: str = "tabular"    # which featurizer made the model inputs, in words (for the report)
 
 
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def frame_sha256(frame: pd.DataFrame) -> str:
     """SHA-256 of a table's content (column names and every value, row order included)."""
     h = hashlib.sha256("\x1f".join(map(str, frame.columns)).encode())

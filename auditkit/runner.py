@@ -36,13 +36,13 @@ from .audits.registry import load_plugin, prefetch, run_plugin, validate_options
 from .audits.stability import stability
 from .config import AuditConfig, BackendConfig, InMemoryInputs, load_config, parse_config
 from .errors import HessianError, InputError, SingularHessianError
+from .hashes import file_sha256
 from .history import HistoryStore
 from .influence import InfluenceEngine
 from .inputs import (
     DTYPES,
     ROLES,
     check_stationarity,
-    file_sha256,
     has_holdout,
     in_memory_model,
     in_memory_tables,

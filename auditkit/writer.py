@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import csv
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -38,6 +37,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from .errors import InputError, OutputError
+from .hashes import file_sha256
 from .interrupts import deferred, note_written
 from .system import check_system
 
@@ -95,17 +95,9 @@ def _dump(data: dict, path: Path) -> None:
     path.write_text(json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False), encoding="utf-8")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_manifest(folder: Path, report_id: str) -> None:
     """``folder/manifest.json``: the report id and the size and SHA-256 of every file under ``folder``."""
-    files = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+    files = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
              for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
     _dump({"schema": MANIFEST_SCHEMA, "report_id": report_id, "files": files}, folder / MANIFEST)
 
@@ -133,7 +125,7 @@ def foreign_files(folder: Path) -> list[str]:
         elif p.is_file():
             entry = listed.get(rel)
             same = isinstance(entry, dict) and entry.get("bytes") == p.stat().st_size
-            if not (same and entry.get("sha256") == _sha256(p)):
+            if not (same and entry.get("sha256") == file_sha256(p)):
                 foreign.append(rel)
     return foreign
 
