@@ -29,7 +29,7 @@ import torch
 import yaml
 from pydantic import ValidationError
 
-from . import __version__
+from ._version import __version__
 from .audits.base import AuditContext
 from .audits.jsonsafe import json_safe
 from .audits.registry import load_plugin, prefetch, run_plugin, validate_options

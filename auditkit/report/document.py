@@ -16,7 +16,24 @@ Rules applied here, once, for every renderer:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from . import sections as S
+from .blocks import (
+    Bullets,
+    Cell,
+    Code,
+    Figure,
+    Heading,
+    Paragraph,
+    Section,
+    Signatures,
+    Table,
+    kv,
+    min_cell,
+    suppressed,
+)
+from .fmt import when
 
 SECTION_TITLES = (
     ("cover", "Cover and document control"),
@@ -46,92 +63,6 @@ STATUS_LABELS = {
                                  "and the policy treats that as blocking."),
 }
 
-SIGN_CONVENTION = (
-    "Sign convention of every influence value in this report: the value estimates how much a quantity "
-    "(a loss, or a gap between groups) would change if that one training record were removed and the "
-    "model retrained. For a loss, a positive value means the record helps (removing it would make the "
-    "loss worse); a negative value means it hurts. For a gap between groups, a negative value means "
-    "removing the record would shrink the gap, so the record drives the disparity. Values are in the "
-    "units of the quantity (probability or loss) and are comparable with actual retraining."
-)
-
-
-@dataclass
-class Cell:
-    """One table cell: its text and an optional CSS class (e.g. "fail", "num", "token")."""
-
-    text: str
-    css: str = ""
-    colspan: int = 1
-    sub: str = ""
-
-
-@dataclass
-class Table:
-    """A table; ``rows`` hold :class:`Cell` lists. ``css`` picks a layout ("kv" for label/value pairs)."""
-
-    columns: list[str]
-    rows: list[list[Cell]]
-    caption: str = ""
-    note: str = ""
-    css: str = ""
-    kind: str = "table"
-
-
-@dataclass
-class Paragraph:
-    text: str
-    css: str = ""
-    kind: str = "paragraph"
-
-
-@dataclass
-class Heading:
-    """A sub-heading inside a section."""
-
-    text: str
-    kind: str = "heading"
-
-
-@dataclass
-class Bullets:
-    items: list[str]
-    kind: str = "bullets"
-
-
-@dataclass
-class Figure:
-    """A figure file relative to the report's directory (``figures/name.svg``) and what it shows."""
-
-    src: str
-    caption: str
-    alt: str
-    css: str = ""
-    kind: str = "figure"
-
-
-@dataclass
-class Code:
-    text: str
-    kind: str = "code"
-
-
-@dataclass
-class Signatures:
-    """Sign-off lines: (role, name) pairs; an empty name leaves a blank line to be written in."""
-
-    roles: list[tuple[str, str]]
-    kind: str = "signatures"
-
-
-@dataclass
-class Section:
-    number: int
-    key: str
-    title: str
-    blocks: list = field(default_factory=list)
-    lead: str = ""
-
 
 @dataclass
 class Document:
@@ -152,33 +83,6 @@ class Document:
     lang: str = "en"
 
 
-def kv(pairs: list[tuple[str, str] | tuple[str, str, str]], *, caption: str = "") -> Table:
-    """A two- or three-column label/value(/meaning) table."""
-    three = any(len(p) == 3 for p in pairs)
-    rows = []
-    for p in pairs:
-        row = [Cell(str(p[0]), "label"), Cell(str(p[1]))]
-        if three:
-            row.append(Cell(str(p[2]) if len(p) == 3 else "", "note"))
-        rows.append(row)
-    return Table(["Item", "Value", "What it means"] if three else ["Item", "Value"], rows, caption=caption,
-                 css="kv3" if three else "kv")
-
-
-def min_cell(run: dict) -> int:
-    """The minimum records per reported cell: the fairness audit's minimum group size, else the
-    largest ``min_n`` of the policy's rules, else 30."""
-    for table in (run.get("fairness") or {}).get("groups") or []:
-        if table.get("min_group_size"):
-            return int(table["min_group_size"])
-    ns = [int(r["min_n"]) for r in (run.get("policy") or {}).get("rules") or [] if r.get("min_n")]
-    return max(ns) if ns else 30
-
-
-def suppressed(minimum: int) -> str:
-    return f"suppressed (n < {minimum})"
-
-
 def build_document(run: dict, *, figures: dict[str, str] | None = None, annex: dict | None = None) -> Document:
     """The report's content for ``run``.
 
@@ -186,8 +90,6 @@ def build_document(run: dict, *, figures: dict[str, str] | None = None, annex: d
     to the report's directory; a figure that is absent is simply not shown. ``annex`` describes the
     attached findings file (``{"name", "sha256", "bytes"}``).
     """
-    from . import sections as S
-
     figures = figures or {}
     builders = {
         "cover": S.cover, "scope": S.scope, "model": S.model, "data": S.data, "subgroups": S.subgroups,
@@ -206,7 +108,6 @@ def build_document(run: dict, *, figures: dict[str, str] | None = None, annex: d
     checks = run.get("checks") or []
     counts = [(s.replace("_", " "), sum(1 for c in checks if c.get("status") == s))
               for s in ("pass", "warn", "fail", "insufficient_data")]
-    from .fmt import when
     return Document(
         report_id=str(run.get("report_id", "")), title="Fairness and privacy audit report",
         organisation=str(scope.get("organisation", "")), system=str(scope.get("system", "")),
@@ -214,3 +115,8 @@ def build_document(run: dict, *, figures: dict[str, str] | None = None, annex: d
         created=when(run.get("created_utc")), status=status, status_label=label, status_text=text,
         check_counts=counts, sections=out,
         footer=f"{run.get('report_id', '')} · {model.get('name', '')} {model.get('version', '')}")
+
+
+#: the blocks are defined in :mod:`auditkit.report.blocks`; they are re-exported here, where readers look for them
+__all__ = ["SECTION_TITLES", "STATUS_LABELS", "Document", "build_document", "Section", "Cell", "Table", "Paragraph",
+           "Heading", "Bullets", "Figure", "Code", "Signatures", "kv", "min_cell", "suppressed"]

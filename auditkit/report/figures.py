@@ -24,7 +24,7 @@ import matplotlib.ticker
 import numpy as np
 from matplotlib.figure import Figure
 
-from .document import min_cell
+from .blocks import min_cell
 
 RC = {
     "font.family": "DejaVu Sans", "font.size": 8, "axes.titlesize": 8.5, "axes.labelsize": 8,

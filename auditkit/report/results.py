@@ -9,7 +9,7 @@ suppressed in every table: their metrics and counts are not printed.
 from __future__ import annotations
 
 from . import fmt
-from .document import Bullets, Cell, Figure, Heading, Paragraph, Section, Table, kv, min_cell, suppressed
+from .blocks import Bullets, Cell, Figure, Heading, Paragraph, Section, Table, kv, min_cell, suppressed
 
 SURROGATE_WORDS = {
     "selection_rate": ("selection-rate gap", "predicted probability of “{fav}”, {adv} minus {dis}"),

@@ -7,7 +7,7 @@ raw (the template escapes them). Plain words accompany every number.
 from __future__ import annotations
 
 from . import fmt
-from .document import SIGN_CONVENTION, Bullets, Cell, Code, Heading, Paragraph, Section, Signatures, Table, kv
+from .blocks import Bullets, Cell, Code, Heading, Paragraph, Section, Signatures, Table, kv, min_cell, suppressed
 from .results import fairness, privacy, quality, suppressed_groups  # noqa: F401  (re-exported builders)
 
 DECISION_WORDS = {
@@ -18,6 +18,15 @@ DECISION_WORDS = {
                  "The harmful error is a false accusation, a false positive, so equal false positive rates "
                  "across groups matter most."),
 }
+
+SIGN_CONVENTION = (
+    "Sign convention of every influence value in this report: the value estimates how much a quantity "
+    "(a loss, or a gap between groups) would change if that one training record were removed and the "
+    "model retrained. For a loss, a positive value means the record helps (removing it would make the "
+    "loss worse); a negative value means it hurts. For a gap between groups, a negative value means "
+    "removing the record would shrink the gap, so the record drives the disparity. Values are in the "
+    "units of the quantity (probability or loss) and are comparable with actual retraining."
+)
 
 METRIC_WORDS = [
     ("Selection rate", "Share of the group the model assigns the outcome “{fav}”.",
@@ -156,7 +165,6 @@ def data(section: Section, run: dict, **_) -> None:
 
 
 def subgroups(section: Section, run: dict, **_) -> None:
-    from .document import min_cell, suppressed
     minimum = min_cell(run)
     section.blocks.append(Paragraph(
         f"Groups are formed from each sensitive attribute and from the intersections listed below, on the "
@@ -373,7 +381,6 @@ def bound_text(b: dict) -> str:
 
 
 def limitations(section: Section, run: dict, **_) -> None:
-    from .document import min_cell
     items = [str(x) for x in run.get("limitations") or []]
     inf = run.get("influence") or {}
     if inf.get("damping_note"):

@@ -1,0 +1,115 @@
+"""The building blocks of the report's document model: sections, paragraphs, tables and their cells,
+and the two rules every builder shares (the minimum records per reported cell and its "suppressed" text).
+
+This module imports no section builder, so every builder can import it (the import graph of the report
+package has no circle; ``tests/test_no_import_cycles.py`` keeps it so). All strings stay raw: escaping is
+the template engine's job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Cell:
+    """One table cell: its text and an optional CSS class (e.g. "fail", "num", "token")."""
+
+    text: str
+    css: str = ""
+    colspan: int = 1
+    sub: str = ""
+
+
+@dataclass
+class Table:
+    """A table; ``rows`` hold :class:`Cell` lists. ``css`` picks a layout ("kv" for label/value pairs)."""
+
+    columns: list[str]
+    rows: list[list[Cell]]
+    caption: str = ""
+    note: str = ""
+    css: str = ""
+    kind: str = "table"
+
+
+@dataclass
+class Paragraph:
+    text: str
+    css: str = ""
+    kind: str = "paragraph"
+
+
+@dataclass
+class Heading:
+    """A sub-heading inside a section."""
+
+    text: str
+    kind: str = "heading"
+
+
+@dataclass
+class Bullets:
+    items: list[str]
+    kind: str = "bullets"
+
+
+@dataclass
+class Figure:
+    """A figure file relative to the report's directory (``figures/name.svg``) and what it shows."""
+
+    src: str
+    caption: str
+    alt: str
+    css: str = ""
+    kind: str = "figure"
+
+
+@dataclass
+class Code:
+    text: str
+    kind: str = "code"
+
+
+@dataclass
+class Signatures:
+    """Sign-off lines: (role, name) pairs; an empty name leaves a blank line to be written in."""
+
+    roles: list[tuple[str, str]]
+    kind: str = "signatures"
+
+
+@dataclass
+class Section:
+    number: int
+    key: str
+    title: str
+    blocks: list = field(default_factory=list)
+    lead: str = ""
+
+
+def kv(pairs: list[tuple[str, str] | tuple[str, str, str]], *, caption: str = "") -> Table:
+    """A two- or three-column label/value(/meaning) table."""
+    three = any(len(p) == 3 for p in pairs)
+    rows = []
+    for p in pairs:
+        row = [Cell(str(p[0]), "label"), Cell(str(p[1]))]
+        if three:
+            row.append(Cell(str(p[2]) if len(p) == 3 else "", "note"))
+        rows.append(row)
+    return Table(["Item", "Value", "What it means"] if three else ["Item", "Value"], rows, caption=caption,
+                 css="kv3" if three else "kv")
+
+
+def min_cell(run: dict) -> int:
+    """The minimum records per reported cell: the fairness audit's minimum group size, else the
+    largest ``min_n`` of the policy's rules, else 30."""
+    for table in (run.get("fairness") or {}).get("groups") or []:
+        if table.get("min_group_size"):
+            return int(table["min_group_size"])
+    ns = [int(r["min_n"]) for r in (run.get("policy") or {}).get("rules") or [] if r.get("min_n")]
+    return max(ns) if ns else 30
+
+
+def suppressed(minimum: int) -> str:
+    return f"suppressed (n < {minimum})"
