@@ -1,10 +1,11 @@
 """Number formatting for the report: every number leaves here as a string a non-specialist can read.
 
 Rules: rates (selection rate, TPR, FPR, accuracy, ...) are shown as whole percentages ("38 %", one decimal
-below 1 %), differences of rates as percentage points ("41 pp"), ratios
-and AUCs with two decimals, influence effects in scientific notation when small. A missing value is an
-em dash; an interval is "(95 % CI lo–hi)". Units are joined by a narrow no-break space so that "42 %" never
-breaks across lines. Nothing here knows about HTML: escaping is the template's job.
+below 1 %), differences of rates as percentage points ("41 pp"), ratios and AUCs with two decimals, influence
+effects in scientific notation when small. A missing value is an em dash; an interval is "(95 % CI lo–hi)",
+labelled with the confidence it was computed at (:data:`WILSON_CONFIDENCE` for a single group's rate, the
+disparity's ``confidence`` for a bootstrap interval). Units are joined by a narrow no-break space so that
+"42 %" never breaks across lines. Nothing here knows about HTML: escaping is the template's job.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from __future__ import annotations
 import math
 
 DASH = "—"
+#: confidence of the Wilson score intervals the fairness plugin gives every single-group rate
+#: (``auditkit.audits.fairness.metrics.rate_intervals``: ``wilson_interval``'s default; the run does not record it)
+WILSON_CONFIDENCE = 0.95
 RATES = {"accuracy", "selection_rate", "tpr", "fpr", "fnr", "precision", "flag_rate"}
 
 
@@ -70,24 +74,34 @@ def metric(name: str, x) -> str:
     return pct(x) if name in RATES else num(x)
 
 
-def interval(lo, hi, *, as_pct: bool = False, as_pp: bool = False, digits: int = 2) -> str:
-    """"(95 % CI 17–59 %)"; a dash when either end is missing."""
+def ci_label(confidence: float | None) -> str:
+    """"95 % CI" for ``confidence`` 0.95, "90 % CI" for 0.9; plain "CI" when the level is not known."""
+    if missing(confidence):
+        return "CI"
+    return f"{100 * float(confidence):.6g}\u202f% CI"
+
+
+def interval(lo, hi, *, confidence: float | None, as_pct: bool = False, as_pp: bool = False,
+             digits: int = 2) -> str:
+    """"(90 % CI 17–59 %)" at ``confidence`` 0.9 (the level the interval was computed at, as the findings
+    record it; None: "CI" without a level); an empty string when either end is missing."""
     if missing(lo) or missing(hi):
         return ""
+    label = ci_label(confidence)
     if as_pct:
-        return f"(95\u202f% CI {100 * float(lo):.0f}–{100 * float(hi):.0f}\u202f%)"
+        return f"({label} {100 * float(lo):.0f}–{100 * float(hi):.0f}\u202f%)"
     if as_pp:
         a, b = (f"{100 * float(v):.0f}".replace("-", "−") for v in (lo, hi))
         sep = " to " if float(lo) < 0 else "–"
-        return f"(95\u202f% CI {a}{sep}{b}\u202fpp)"
-    return f"(95\u202f% CI {float(lo):.{digits}f}–{float(hi):.{digits}f})"
+        return f"({label} {a}{sep}{b}\u202fpp)"
+    return f"({label} {float(lo):.{digits}f}–{float(hi):.{digits}f})"
 
 
-def with_interval(name: str, value, ci) -> str:
-    """A group metric followed by its interval when the run carries one."""
+def with_interval(name: str, value, ci, *, confidence: float | None) -> str:
+    """A group metric followed by its interval (computed at ``confidence``) when the run carries one."""
     text = metric(name, value)
     if ci and len(ci) == 2 and not missing(value):
-        text += " " + interval(ci[0], ci[1], as_pct=name in RATES)
+        text += " " + interval(ci[0], ci[1], confidence=confidence, as_pct=name in RATES)
     return text
 
 

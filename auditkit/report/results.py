@@ -48,8 +48,8 @@ def fairness(section: Section, run: dict, *, figures: dict, **_) -> None:
     section.blocks.append(Paragraph(
         f"Rates are measured on the test set. Selection rate: share given “{fav}”. TPR: share of true cases "
         f"caught (lower is worse). FPR: share of false alarms among people without the outcome (higher is worse). "
-        f"Each value is followed by its 95 % confidence interval; groups with fewer than {minimum} records are "
-        f"suppressed."))
+        f"Each value is followed by its {100 * fmt.WILSON_CONFIDENCE:g} % confidence interval; groups with fewer "
+        f"than {minimum} records are suppressed."))
     disparities = f.get("disparities") or {}
     for i, table in enumerate(f.get("groups") or [], start=1):
         attr = str(table.get("attribute", ""))
@@ -65,13 +65,15 @@ def fairness(section: Section, run: dict, *, figures: dict, **_) -> None:
             for name in GROUP_METRICS:
                 ci = iv.get(name)
                 cells.append(Cell(fmt.metric(name, m.get(name)), "num",
-                                  sub=fmt.interval(ci[0], ci[1], as_pct=True) if ci else ""))
+                                  sub=fmt.interval(ci[0], ci[1], as_pct=True,
+                                                       confidence=fmt.WILSON_CONFIDENCE) if ci else ""))
             rows.append(cells)
         section.blocks.append(Table(["Group", "Records", "Selection rate", "TPR", "FPR", "Accuracy"], rows,
                                     caption=f"Per-group results, {attr}"))
         if f"group_metrics_{i}" in figures:
             section.blocks.append(Figure(figures[f"group_metrics_{i}"],
-                                         f"Selection rate, TPR and FPR per {attr} group with 95 % intervals "
+                                         f"Selection rate, TPR and FPR per {attr} group with "
+                                         f"{100 * fmt.WILSON_CONFIDENCE:g} % intervals "
                                          f"(suppressed groups omitted).", f"Per-group metrics by {attr}"))
         disparity_table(section, attr, disparities.get(attr) or [], minimum)
     drivers(section, run, figures=figures)
@@ -84,13 +86,14 @@ def disparity_table(section: Section, attr: str, rows_in: list[dict], minimum: i
         if d.get("status") != "ok":
             rows.append([Cell(name), Cell(str(d.get("reason") or "not computed"), "muted", colspan=4)])
             continue
-        diff_ci, ratio_ci = d.get("difference_ci"), d.get("ratio_ci")
+        diff_ci, ratio_ci, level = d.get("difference_ci"), d.get("ratio_ci"), d.get("confidence")
         better = "higher is better" if d.get("higher_is_better", True) else "lower is better"
         rows.append([Cell(name, sub=better),
                      Cell(str(d.get("worst_group", "")), sub=f"vs {d.get('best_group', '')}"),
                      Cell(fmt.pp(d.get("difference")), "num",
-                          sub=fmt.interval(*diff_ci, as_pp=True) if diff_ci else ""),
-                     Cell(fmt.num(d.get("ratio")), "num", sub=fmt.interval(*ratio_ci) if ratio_ci else ""),
+                          sub=fmt.interval(*diff_ci, as_pp=True, confidence=level) if diff_ci else ""),
+                     Cell(fmt.num(d.get("ratio")), "num",
+                          sub=fmt.interval(*ratio_ci, confidence=level) if ratio_ci else ""),
                      Cell(_reading(d), "note")])
     if not rows:
         return
@@ -101,12 +104,12 @@ def disparity_table(section: Section, attr: str, rows_in: list[dict], minimum: i
     for d in rows_in:
         ir = d.get("impact_ratio_max") or d.get("impact_ratio")
         if d.get("metric") == "selection_rate" and ir and ir.get("value") is not None:
-            ci = ir.get("ci")
+            ci, level = ir.get("ci"), d.get("confidence")
             below = "below" if ir.get("adverse_impact") else "not below"
             section.blocks.append(Paragraph(
                 f"Four-fifths impact ratio ({attr}): {ir.get('group')} is selected at {fmt.num(ir['value'])} times "
-                f"the rate of {ir.get('compared_to')} {fmt.interval(*ci) if ci else ''}. A ratio below "
-                f"{fmt.num(ir.get('threshold', 0.8))} indicates adverse impact; this one is {below} it.",
+                f"the rate of {ir.get('compared_to')} {fmt.interval(*ci, confidence=level) if ci else ''}. A ratio "
+                f"below {fmt.num(ir.get('threshold', 0.8))} indicates adverse impact; this one is {below} it.",
                 "callout fail" if ir.get("adverse_impact") else "callout"))
 
 

@@ -355,12 +355,27 @@ def policy(section: Section, run: dict, **_) -> None:
         rows.append([Cell(str(c.get("rule", "")), "mono", sub=str(c.get("requirement", ""))),
                      Cell(where, sub=f"n = {fmt.count(c.get('n'))}" if c.get("n") is not None else ""),
                      Cell(fmt.num(c.get("value"), 3), "num",
-                          sub=fmt.interval(iv[0], iv[1], digits=3) if iv else "no interval"),
+                          sub=fmt.interval(iv[0], iv[1], digits=3, confidence=check_confidence(run, c))
+                          if iv else "no interval"),
                      Cell(str(c.get("bound", ""))),
                      Cell(status.replace("_", " ").upper(), status, sub=f"by {c.get('decided_by', fmt.DASH)}"),
                      Cell(str(c.get("explanation", "")), "note")])
     section.blocks.append(Table(["Rule", "Where", "Observed", "Bound", "Result", "What it means"], rows,
                                 caption="Results, one per rule and group", css="checks"))
+
+
+def check_confidence(run: dict, check: dict) -> float | None:
+    """The confidence level of a policy check's interval: the Wilson level for a single group's rate against
+    a fixed bound, else (a difference, ratio or impact ratio, or a rate compared with the reference group's)
+    the ``confidence`` of the attribute's bootstrap disparity; None when the run does not say."""
+    parts = str(check.get("metric", "")).split(".")
+    if parts[0] != "fairness" or len(parts) < 2:
+        return None
+    rule = next((r for r in (run.get("policy") or {}).get("rules") or [] if r.get("id") == check.get("rule")), {})
+    if len(parts) == 2 and (rule.get("bound") or {}).get("kind") != "relative_to_reference":
+        return fmt.WILSON_CONFIDENCE
+    rows = ((run.get("fairness") or {}).get("disparities") or {}).get(check.get("attribute")) or []
+    return next((r.get("confidence") for r in rows if r.get("metric") == parts[1]), None)
 
 
 def bound_text(b: dict) -> str:

@@ -136,8 +136,11 @@ def test_number_formats():
     assert fmt.pct(0.004) == "0.4\u202f%"
     assert fmt.pct(-0.22) == "−22\u202f%"
     assert fmt.pp(0.4137) == "41\u202fpp" and fmt.pp(0.0316) == "3.2\u202fpp"
-    assert fmt.interval(0.17, 0.59, as_pct=True) == "(95\u202f% CI 17–59\u202f%)"
-    assert fmt.interval(-0.28, 0.15, as_pp=True) == "(95\u202f% CI −28 to 15\u202fpp)"
+    assert fmt.interval(0.17, 0.59, as_pct=True, confidence=0.95) == "(95\u202f% CI 17–59\u202f%)"
+    assert fmt.interval(-0.28, 0.15, as_pp=True, confidence=0.9) == "(90\u202f% CI −28 to 15\u202fpp)"
+    assert fmt.interval(0.5, 0.75, confidence=0.995) == "(99.5\u202f% CI 0.50–0.75)"
+    assert fmt.interval(0.5, 0.75, confidence=None) == "(CI 0.50–0.75)"
+    assert fmt.with_interval("tpr", 0.4, [0.3, 0.5], confidence=0.8) == "40\u202f% (80\u202f% CI 30–50\u202f%)"
     assert fmt.signed(-0.0048) == "−0.005" and fmt.signed(0.00004) == "+4.0e-05"
     assert fmt.num(None) == fmt.num(float("nan")) == "—"
     assert fmt.short_hash("ab" * 32) == " ".join(["abababababababab"] * 4)
@@ -206,3 +209,24 @@ def test_the_training_fit_featurizer_and_refits_are_shown_when_recorded(sample_r
             "categories one-hot.") in texts(doc.sections[3])
     assert ("Retrainings made by this audit: 5 (reference model: 4, privacy trust check: 1); 2 did not reach a "
             "relative gradient norm of 1.0e-05 (largest left: 2.1e-03).") in texts(doc.sections[5])
+
+
+def test_intervals_are_labelled_with_the_confidence_the_run_used(sample_run):
+    """Issue 17: the bootstrap intervals (disparities, impact ratio, the policy checks on them) carry the
+    ``confidence`` of the fairness options (here 0.9), the Wilson intervals of single rates stay at 95 %."""
+    run = copy.deepcopy(sample_run)
+    for rows in run["fairness"]["disparities"].values():
+        for r in rows:
+            r["confidence"] = 0.9
+    doc = build_document(run)
+    fairness, policy = doc.sections[6], doc.sections[9]
+    disp = next(b for b in fairness.blocks if isinstance(b, Table) and b.caption == "Disparities between sex groups")
+    subs = [c.sub for row in disp.rows for c in row[2:4]]
+    assert subs and all(s.startswith("(90\u202f% CI ") for s in subs), subs
+    assert "the rate of Male (90\u202f% CI 0.18–0.52). A ratio below 0.80" in texts(fairness)
+    rates = next(b for b in fairness.blocks if isinstance(b, Table) and b.caption == "Per-group results, sex")
+    assert rates.rows[0][2].sub.startswith("(95\u202f% CI ")
+    checks = next(b for b in policy.blocks if isinstance(b, Table) and b.caption.startswith("Results, one per rule"))
+    assert [row[2].sub for row in checks.rows] == ["(90\u202f% CI 0.030–0.210)", "(90\u202f% CI 0.180–0.520)"]
+    assert "carry 90\u202f% intervals from a group-stratified bootstrap" in texts(doc.sections[5])
+    assert "95\u202f% CI" not in "".join(subs) and "95\u202f% CI" not in "".join(row[2].sub for row in checks.rows)
