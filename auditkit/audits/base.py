@@ -328,6 +328,9 @@ class AuditPlugin(ABC):
 
     name: ClassVar[str]
     Options: ClassVar[type[PluginOptions]] = PluginOptions
+    #: the pydantic model of the findings' ``to_dict()`` (validated into the run document); None: a free-form
+    #: JSON-safe dict, kept under the run document's ``plugins`` section
+    findings_model: ClassVar[type[BaseModel] | None] = None
 
     def plan(self, context: AuditContext, options: Any) -> InfluenceRequests:
         """The influence questions ``run`` will ask (answered up front in one pass by ``prefetch``); none by

@@ -50,6 +50,7 @@ from pydantic import Field
 from ..errors import InputError
 from .base import AuditContext, AuditPlugin, InfluenceRequests, PluginOptions
 from .jsonsafe import json_safe
+from .quality_findings import DataQualityFindings
 
 EVEN_ODDS = float(np.log(2.0))
 
@@ -177,6 +178,7 @@ class DataQualityAudit(AuditPlugin):
 
     name = "data_quality"
     Options = QualityOptions
+    findings_model = DataQualityFindings
 
     def plan(self, context: AuditContext, options: QualityOptions) -> InfluenceRequests:
         """The leverage-corrected self-influence of every training record."""

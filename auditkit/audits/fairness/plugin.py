@@ -15,6 +15,7 @@ from ..base import AuditContext, AuditPlugin, InfluenceRequests, PluginOptions
 from ..explain import explain
 from .attribution import SURROGATES, Attribution, attribute_gap, gap_request
 from .disparities import disparities
+from .findings import FairnessFindings as FindingsModel
 from .metrics import group_metrics, record_groups
 
 
@@ -84,6 +85,7 @@ class FairnessAudit(AuditPlugin):
 
     name = "fairness"
     Options = FairnessOptions
+    findings_model = FindingsModel
 
     @staticmethod
     def _tables(context: AuditContext, options: FairnessOptions):

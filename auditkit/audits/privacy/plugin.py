@@ -46,6 +46,7 @@ from ...influence.tracin import tracin_self_influence
 from ..base import AuditContext, AuditPlugin, InfluenceRequests, PluginOptions
 from ..jsonsafe import json_safe
 from .attacks import attack_metrics, attack_metrics_by_group, flag_threshold
+from .findings import PrivacyFindings as FindingsModel
 from .reference import reference_attack
 
 
@@ -124,6 +125,7 @@ class PrivacyAudit(AuditPlugin):
 
     name = "privacy"
     Options = PrivacyOptions
+    findings_model = FindingsModel
 
     def plan(self, context: AuditContext, options: PrivacyOptions) -> InfluenceRequests:
         """The leverage-corrected self-influence of every training record."""

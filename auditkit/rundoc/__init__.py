@@ -1,0 +1,38 @@
+"""The typed run document (``run.json``): :class:`RunDocument` and its parts, the schema name, the keys of
+``findings.json``, and :func:`load_run` to read a saved one.
+
+The built-in plugins' findings models live beside their plugins (:mod:`auditkit.audits.fairness.findings`,
+:mod:`auditkit.audits.privacy.findings`, :mod:`auditkit.audits.quality_findings`) and are re-exported here.
+"""
+
+from __future__ import annotations
+
+from ..audits.fairness.findings import FairnessFindings
+from ..audits.privacy.findings import PrivacyFindings
+from ..audits.quality_findings import DataQualityFindings
+from .document import FINDINGS_KEYS, SCHEMA, RunDocument, RunStatus
+from .load import load_run
+from .parts import (
+    Check,
+    DataInfo,
+    Fitting,
+    HistoryRow,
+    Influence,
+    ModelInfo,
+    Numerics,
+    PolicyRecord,
+    Provenance,
+    Refits,
+    Runtime,
+    Saturation,
+    Scope,
+    SignOff,
+    Stability,
+    StabilityFinding,
+    TrainingFit,
+)
+
+__all__ = ["RunDocument", "SCHEMA", "FINDINGS_KEYS", "load_run", "RunStatus", "FairnessFindings",
+           "PrivacyFindings", "DataQualityFindings", "Check", "DataInfo", "Fitting", "HistoryRow", "Influence",
+           "ModelInfo", "Numerics", "PolicyRecord", "Provenance", "Refits", "Runtime", "Saturation", "Scope",
+           "SignOff", "Stability", "StabilityFinding", "TrainingFit"]
