@@ -9,15 +9,15 @@
   gradient and share of the Hessian vanish (``p(1-p) = 0``), so their influence estimates are zero whatever
   their real effect, and extreme logits can overflow float32. :func:`saturation` counts such records with one
   forward pass.
-- A singular Hessian is named by the runner itself (the damping note of ``fit_engine``).
+- A singular Hessian is recorded by the runner itself (``influence.fitting`` of the run document).
 
-:func:`numerical_limitations` turns both into the sentences of the report's limitations section.
+The runner records both in the run document (``numerics``); the report's limitations section turns them into
+sentences (:func:`auditkit.report.limitations.numerical_limitations`).
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
 
 import numpy as np
 import torch
@@ -64,37 +64,3 @@ def saturation(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss
             top = max(top, float(out.abs().max()) if out.numel() else 0.0)
     return {"n": int(len(X)), "certain_right": right, "certain_wrong": wrong, "max_abs_logit": top,
             "dtype": str(dtype).removeprefix("torch.")}
-
-
-def _leaf(path: str) -> str:
-    """The metric name of a path: its last key, without list positions."""
-    return path.rsplit(".", 1)[-1].split("[", 1)[0] or path
-
-
-def numerical_limitations(nonfinite: dict[str, list[str]], saturated: dict | None) -> list[str]:
-    """Sentences for the report's limitations: values that could not be computed (per part of the findings,
-    with the metrics concerned) and saturated predictions."""
-    out = []
-    parts = []
-    for part, paths in nonfinite.items():
-        if paths:
-            counts = Counter(_leaf(p) for p in paths)
-            names = ", ".join(f"{name} ×{n}" if n > 1 else name for name, n in counts.most_common(6))
-            more = ", …" if len(counts) > 6 else ""
-            parts.append(f"{part.replace('_', ' ')}: {len(paths)} ({names}{more})")
-    if parts:
-        out.append("Some figures could not be computed (undefined, e.g. a true-positive rate in a group without "
-                   "positives, or not finite) and are shown as “—”, never as numbers; policy rules on them report "
-                   f"insufficient data. Values per part: {'; '.join(parts)}.")
-    if saturated and (saturated["certain_right"] or saturated["certain_wrong"]):
-        n = saturated["n"]
-        k = saturated["certain_right"] + saturated["certain_wrong"]
-        out.append(f"The model predicts {k} of its {n} training records ({100 * k / n:.1f} %) with certainty: "
-                   f"the probability of the record's own label is exactly 1 ({saturated['certain_right']}) or 0 "
-                   f"({saturated['certain_wrong']}) in {saturated['dtype']}; the largest logit is "
-                   f"{saturated['max_abs_logit']:.3g} in absolute value. This happens when the training data are "
-                   "separable or the weights very large. The loss gradients of these records vanish, so their "
-                   "influence estimates and privacy risk scores are about zero whatever their real effect, and the "
-                   "Hessian rests on the other records and the L2 term: read their low scores with caution, or "
-                   "audit a model trained with more L2 regularisation.")
-    return out

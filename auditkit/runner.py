@@ -52,7 +52,7 @@ from .inputs import (
     training_function,
 )
 from .models.loading import parameters_sha256
-from .numerics import nonfinite_paths, numerical_limitations, saturation
+from .numerics import nonfinite_paths, saturation
 from .policy import Policy, check_metrics_available, evaluate, load_policy, observations, overall_status, parse_policy
 from .progress import reporter_for
 from .redaction import redact_record_ids
@@ -548,7 +548,8 @@ def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: Hist
     run["status"] = overall_status(checks) if policy else "pass"
     run["policy"] = policy.to_dict() if policy else None
     run["key_figures"] = key_figures(obs)
-    run["limitations"] = _limitations(run, context) + numerical_limitations(nonfinite, saturated) + list(notes)
+    run["numerics"] = {"nonfinite": nonfinite, "saturation": saturated}     # the report words them (limitations)
+    run["limitations"] = _limitations(run, context) + list(notes)
     if policy is None:
         run["limitations"].insert(0, "No policy was given: findings are reported without pass/fail checks.")
     run["history"] = [{k: r[k] for k in ("report_id", "created_utc", "model_version", "status", "figures")}

@@ -10,26 +10,27 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
+from ..rundoc import FINDINGS_KEYS, RunDocument, load_run
 from .document import SECTION_TITLES, Document, build_document, min_cell
 
-#: top-level keys of the run that go into findings.json when the caller does not supply one
-FINDINGS_KEYS = ("schema", "report_id", "created_utc", "status", "checks", "fairness", "privacy", "data_quality",
-                 "influence", "policy", "provenance")
 
-
-def findings_subset(run: dict) -> dict:
-    """The machine-readable findings of ``run`` (what is attached to the PDF when no file is given)."""
-    out = {k: run.get(k) for k in FINDINGS_KEYS if k in run}
+def findings_subset(run: RunDocument | Mapping) -> dict:
+    """The machine-readable findings of ``run`` (what is attached to the PDF when no file is given): its
+    :data:`~auditkit.rundoc.FINDINGS_KEYS`, as JSON."""
+    doc = load_run(run).to_json_dict()
+    out = {k: doc[k] for k in FINDINGS_KEYS if k in doc}
     out["schema_of_run"] = out.pop("schema", None)
     out["schema"] = "auditkit.findings/1"
     return out
 
 
-def render_figures(run: dict, outdir: Path) -> dict[str, str]:
+def render_figures(run: RunDocument | Mapping, outdir: Path) -> dict[str, str]:
+    """Write the report's figures of ``run`` under ``outdir/figures``; ``{name: relative path}``."""
     from .figures import render_figures as _render
-    return _render(run, Path(outdir))
+    return _render(load_run(run), Path(outdir))
 
 
 def render_html(document: Document, outdir: Path, *, templates: Path | None = None) -> Path:
@@ -42,15 +43,18 @@ def render_pdf(html_path: Path, pdf_path: Path, *, attachments=()) -> Path:
     return _render(html_path, pdf_path, attachments=attachments)
 
 
-def render_run(run: dict, outdir: Path, *, templates: Path | None = None,
+def render_run(run: RunDocument | Mapping, outdir: Path, *, templates: Path | None = None,
                findings_path: Path | None = None) -> dict[str, Path]:
     """Write ``report.html``, ``report.pdf`` (findings attached) and ``figures/`` into ``outdir``.
 
     ``findings_path``: the findings file to attach; when it lies outside ``outdir`` it is copied in as
     ``findings.json`` (the PDF renderer reads nothing outside ``outdir``); when None, the run's findings
     subset (:func:`findings_subset`) is written to ``outdir/findings.json``. Returns the paths by name:
-    ``html``, ``pdf``, ``findings``, ``figures`` (the folder).
+    ``html``, ``pdf``, ``findings``, ``figures`` (the folder). A dict ``run`` is validated into a
+    :class:`~auditkit.rundoc.RunDocument` first (an :class:`~auditkit.errors.InputError` naming what is missing
+    or invalid, before anything is written).
     """
+    run = load_run(run)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     if findings_path is None:

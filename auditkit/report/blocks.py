@@ -9,6 +9,10 @@ the template engine's job.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..rundoc import RunDocument
 
 
 @dataclass
@@ -88,6 +92,16 @@ class Section:
     lead: str = ""
 
 
+@dataclass
+class Annex:
+    """The findings file attached to the PDF: its name, SHA-256, size in bytes and top-level keys."""
+
+    name: str = "findings.json"
+    sha256: str = ""
+    bytes: int | None = None
+    keys: list[str] = field(default_factory=list)
+
+
 def kv(pairs: list[tuple[str, str] | tuple[str, str, str]], *, caption: str = "") -> Table:
     """A two- or three-column label/value(/meaning) table."""
     three = any(len(p) == 3 for p in pairs)
@@ -101,15 +115,16 @@ def kv(pairs: list[tuple[str, str] | tuple[str, str, str]], *, caption: str = ""
                  css="kv3" if three else "kv")
 
 
-def min_cell(run: dict) -> int:
+def min_cell(run: RunDocument) -> int:
     """The minimum records per reported cell: the fairness audit's minimum group size, else the
     largest ``min_n`` of the policy's rules, else 30."""
-    for table in (run.get("fairness") or {}).get("groups") or []:
-        if table.get("min_group_size"):
-            return int(table["min_group_size"])
-    ns = [int(r["min_n"]) for r in (run.get("policy") or {}).get("rules") or [] if r.get("min_n")]
+    for table in run.fairness.groups if run.fairness else []:
+        if table.min_group_size:
+            return int(table.min_group_size)
+    ns = [int(r.min_n) for r in (run.policy.rules if run.policy else []) if r.min_n]
     return max(ns) if ns else 30
 
 
 def suppressed(minimum: int) -> str:
+    """What a suppressed cell shows instead of its figures: "suppressed (n < 30)"."""
     return f"suppressed (n < {minimum})"

@@ -16,10 +16,15 @@ Rules applied here, once, for every renderer:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
+from ..rundoc import RunDocument, load_run
+from . import results as R
 from . import sections as S
 from .blocks import (
+    Annex,
     Bullets,
     Cell,
     Code,
@@ -34,6 +39,7 @@ from .blocks import (
     suppressed,
 )
 from .fmt import when
+from .plugins import plugin_section
 
 SECTION_TITLES = (
     ("cover", "Cover and document control"),
@@ -83,40 +89,58 @@ class Document:
     lang: str = "en"
 
 
-def build_document(run: dict, *, figures: dict[str, str] | None = None, annex: dict | None = None) -> Document:
-    """The report's content for ``run``.
+BUILDERS = {
+    "cover": S.cover, "scope": S.scope, "model": S.model, "data": S.data, "subgroups": S.subgroups,
+    "methodology": S.methodology, "fairness": R.fairness, "privacy": R.privacy, "quality": R.quality,
+    "policy": S.policy, "limitations": S.limitations, "history": S.history, "signoff": S.signoff,
+    "reproducibility": S.reproducibility, "annex": S.annex,
+}
+
+
+def plan(run: RunDocument) -> list[tuple[str, str, Callable]]:
+    """The sections of the report for ``run`` in order, as ``(key, title, builder)``: the fifteen of
+    ``SECTION_TITLES``, with one section per third-party plugin (``run.plugins``, by name) after the data
+    quality section."""
+    out = []
+    for key, title in SECTION_TITLES:
+        out.append((key, title, BUILDERS[key]))
+        if key == "quality":
+            out += [(f"plugin-{i}", name, partial(plugin_section, name=name, findings=findings))
+                    for i, (name, findings) in enumerate(sorted(run.plugins.items()), start=1)]
+    return out
+
+
+def build_document(run: RunDocument | Mapping, *, figures: dict[str, str] | None = None,
+                   annex: Annex | Mapping | None = None) -> Document:
+    """The report's content for ``run`` (a :class:`~auditkit.rundoc.RunDocument`; a dict is validated into one,
+    an :class:`~auditkit.errors.InputError` naming what is missing or invalid).
 
     ``figures`` maps figure names (see :func:`auditkit.report.figures.render_figures`) to paths relative
     to the report's directory; a figure that is absent is simply not shown. ``annex`` describes the
-    attached findings file (``{"name", "sha256", "bytes"}``).
+    attached findings file (:class:`~auditkit.report.blocks.Annex`, or a dict of its fields).
     """
+    run = load_run(run)
     figures = figures or {}
-    builders = {
-        "cover": S.cover, "scope": S.scope, "model": S.model, "data": S.data, "subgroups": S.subgroups,
-        "methodology": S.methodology, "fairness": S.fairness, "privacy": S.privacy, "quality": S.quality,
-        "policy": S.policy, "limitations": S.limitations, "history": S.history, "signoff": S.signoff,
-        "reproducibility": S.reproducibility, "annex": S.annex,
-    }
+    annex = annex if isinstance(annex, Annex) else Annex(**(annex or {}))
+    sections = plan(run)
+    numbers = {key: number for number, (key, _, _) in enumerate(sections, start=1)}
     out = []
-    for number, (key, title) in enumerate(SECTION_TITLES, start=1):
+    for number, (key, title, builder) in enumerate(sections, start=1):
         section = Section(number, key, title)
-        builders[key](section, run, figures=figures, annex=annex or {})
+        builder(section, run, figures=figures, annex=annex, numbers=numbers)
         out.append(section)
-    status = str(run.get("status", "incomplete"))
-    label, text = STATUS_LABELS.get(status, (status.upper(), "Status as recorded by the run."))
-    scope, model = run.get("scope") or {}, run.get("model") or {}
-    checks = run.get("checks") or []
-    counts = [(s.replace("_", " "), sum(1 for c in checks if c.get("status") == s))
+    label, text = STATUS_LABELS.get(run.status, (run.status.upper(), "Status as recorded by the run."))
+    counts = [(s.replace("_", " "), sum(1 for c in run.checks if c.status == s))
               for s in ("pass", "warn", "fail", "insufficient_data")]
+    model = run.model
     return Document(
-        report_id=str(run.get("report_id", "")), title="Fairness and privacy audit report",
-        organisation=str(scope.get("organisation", "")), system=str(scope.get("system", "")),
-        model_label=f"{model.get('name', '')} version {model.get('version', '')}",
-        created=when(run.get("created_utc")), status=status, status_label=label, status_text=text,
-        check_counts=counts, sections=out,
-        footer=f"{run.get('report_id', '')} · {model.get('name', '')} {model.get('version', '')}")
+        report_id=run.report_id, title="Fairness and privacy audit report",
+        organisation=run.scope.organisation, system=run.scope.system,
+        model_label=f"{model.name} version {model.version}",
+        created=when(run.created_utc), status=run.status, status_label=label, status_text=text,
+        check_counts=counts, sections=out, footer=f"{run.report_id} · {model.name} {model.version}")
 
 
 #: the blocks are defined in :mod:`auditkit.report.blocks`; they are re-exported here, where readers look for them
-__all__ = ["SECTION_TITLES", "STATUS_LABELS", "Document", "build_document", "Section", "Cell", "Table", "Paragraph",
-           "Heading", "Bullets", "Figure", "Code", "Signatures", "kv", "min_cell", "suppressed"]
+__all__ = ["SECTION_TITLES", "STATUS_LABELS", "Document", "build_document", "plan", "Annex", "Section", "Cell",
+           "Table", "Paragraph", "Heading", "Bullets", "Figure", "Code", "Signatures", "kv", "min_cell", "suppressed"]

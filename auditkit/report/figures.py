@@ -24,6 +24,9 @@ import matplotlib.ticker
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..audits.fairness.findings import Attribution, GroupTable
+from ..audits.privacy.findings import Attack, Distribution
+from ..rundoc import RunDocument
 from .blocks import min_cell
 
 RC = {
@@ -64,8 +67,8 @@ def _save(fig: Figure, path: Path) -> None:
     fig.savefig(path, format="svg", metadata={"Date": None}, bbox_inches="tight")
 
 
-def group_metrics(table: dict) -> Figure | None:
-    groups = [g for g in table.get("groups") or [] if g.get("sufficient", True) and not g.get("unknown")]
+def group_metrics(table: GroupTable) -> Figure | None:
+    groups = [g for g in table.groups if g.sufficient and not g.unknown]
     if not groups:
         return None
     panels = (("selection_rate", "Selection rate"), ("tpr", "TPR (lower = worse)"), ("fpr", "FPR (higher = worse)"))
@@ -74,18 +77,18 @@ def group_metrics(table: dict) -> Figure | None:
     y = np.arange(len(groups))[::-1]
     for ax, (name, title) in zip(axes, panels, strict=False):
         for yi, g in zip(y, groups, strict=False):
-            v = (g.get("metrics") or {}).get(name)
+            v = g.metrics.get(name)
             if v is None:
                 continue
-            ci = (g.get("intervals") or {}).get(name)
-            if ci:
+            ci = g.intervals.get(name)
+            if ci and None not in ci:
                 ax.plot([ci[0], ci[1]], [yi, yi], color=BLUE, linewidth=2.2, alpha=0.45, solid_capstyle="butt")
             ax.plot([v], [yi], "o", color=BLUE, markersize=4.5)
         ax.set_xlim(-0.02, 1.02)
         ax.set_title(title, loc="left")
         ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
         ax.set_ylim(-0.6, len(groups) - 0.4)
-    axes[0].set_yticks(y, [_label(g.get("group")) for g in groups])
+    axes[0].set_yticks(y, [_label(g.group) for g in groups])
     fig.tight_layout()
     return fig
 
@@ -103,22 +106,22 @@ def _effect_bars(ax, effects: list[float], labels: list[str], title: str, xlabel
     ax.set_xlabel(xlabel.format(unit=f" (×10{_sup(exponent)})" if exponent else ""))
 
 
-def drivers(att: dict, minimum: int) -> Figure | None:
-    recs = list(att.get("drivers") or [])[:8] + list(att.get("wideners") or [])[:4][::-1]
-    cells = [c for c in att.get("cells") or [] if int(c.get("count") or 0) >= minimum]
+def drivers(att: Attribution, minimum: int) -> Figure | None:
+    recs = att.drivers[:8] + att.wideners[:4][::-1]
+    cells = [c for c in att.cells if c.count >= minimum]
     if not recs and not cells:
         return None
     fig = Figure(figsize=(WIDTH, 2.5))
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.15, 1]})
     if recs:
-        _effect_bars(left, [float(r.get("effect") or 0) for r in recs], [str(r.get("token")) for r in recs],
+        _effect_bars(left, [float(r.effect or 0) for r in recs], [r.token for r in recs],
                      "Top records: change of gap if removed", "change of the gap{unit}; red = drives it",
                      height=0.7, mono=True)
     else:
         left.set_axis_off()
     if cells:
-        _effect_bars(right, [float(c.get("effect") or 0) for c in cells],
-                     [f"{_label(c.get('group'), 22)} · {_label(c.get('label'), 10)}" for c in cells],
+        _effect_bars(right, [float(c.effect or 0) for c in cells],
+                     [f"{_label(c.group, 22)} · {_label(c.label, 10)}" for c in cells],
                      "Training group × label: summed change", "summed change{unit}; negative = cell drives it",
                      height=0.6, mono=False)
     else:
@@ -127,10 +130,10 @@ def drivers(att: dict, minimum: int) -> Figure | None:
     return fig
 
 
-def risk_distribution(dist: dict, threshold) -> Figure | None:
-    edges = np.asarray(dist.get("edges") or [], dtype=float)
-    members = np.asarray(dist.get("members") or [], dtype=float)
-    non = np.asarray(dist.get("nonmembers") or [], dtype=float)
+def risk_distribution(dist: Distribution, threshold) -> Figure | None:
+    edges = np.asarray(dist.edges, dtype=float)
+    members = np.asarray(dist.members, dtype=float)
+    non = np.asarray(dist.nonmembers, dtype=float)
     if edges.size < 2 or members.size != edges.size - 1 or non.size != edges.size - 1:
         return None
     fig = Figure(figsize=(WIDTH, 2.3))
@@ -140,7 +143,7 @@ def risk_distribution(dist: dict, threshold) -> Figure | None:
            label="training records (members)")
     ax.step(edges, np.append(non / max(non.sum(), 1), 0), where="post", color=ORANGE, linewidth=1.4,
             label="unseen records (non-members)")
-    t = dist.get("threshold", threshold)
+    t = dist.threshold if "threshold" in dist.model_fields_set else threshold
     if t is not None:
         ax.axvline(float(t), color=RED, linestyle="--", linewidth=1.2, label=f"flag threshold ({float(t):.2f})")
     ax.set_xlabel("risk score (1 = as extreme as the top of the non-members; higher = more exposed)")
@@ -151,8 +154,8 @@ def risk_distribution(dist: dict, threshold) -> Figure | None:
     return fig
 
 
-def roc(attacks: dict, n_nonmembers) -> Figure | None:
-    curves = [(name, a.get("roc") or {}) for name, a in attacks.items() if (a.get("roc") or {}).get("fpr")]
+def roc(attacks: dict[str, Attack], n_nonmembers) -> Figure | None:
+    curves = [(name, a.roc) for name, a in attacks.items() if a.roc is not None and a.roc.fpr]
     if not curves:
         return None
     low = 1.0 / max(float(n_nonmembers or 1000), 10.0)
@@ -161,9 +164,9 @@ def roc(attacks: dict, n_nonmembers) -> Figure | None:
     grid = np.logspace(np.log10(low), 0, 50)
     ax.plot(grid, grid, linestyle="--", color=GREY, linewidth=1, label="random guess")
     for (name, r), colour in zip(curves, (BLUE, ORANGE, GREEN, PURPLE), strict=False):
-        fpr, tpr = np.asarray(r["fpr"], float), np.asarray(r["tpr"], float)
+        fpr, tpr = np.asarray(r.fpr, float), np.asarray(r.tpr, float)
         keep = (fpr > 0) & (tpr > 0)
-        auc = attacks[name].get("auc")
+        auc = attacks[name].auc
         ax.step(fpr[keep], tpr[keep], where="post", color=colour, linewidth=1.4,
                 label=f"{_label(name)} (AUC {auc:.2f})" if auc is not None else _label(name))
     ax.axvline(0.01, color=RED, linewidth=0.8, linestyle=":", label="1 % false positives")
@@ -182,21 +185,21 @@ def roc(attacks: dict, n_nonmembers) -> Figure | None:
     return fig
 
 
-def render_figures(run: dict, outdir: Path) -> dict[str, str]:
+def render_figures(run: RunDocument, outdir: Path) -> dict[str, str]:
     """Write the figures of ``run`` under ``outdir/figures``; returns ``{name: relative path}``."""
     folder = Path(outdir) / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     out: dict[str, str] = {}
     minimum = min_cell(run)
-    f, p = run.get("fairness") or {}, run.get("privacy") or {}
+    f, p = run.fairness, run.privacy
     with matplotlib.rc_context(RC):
-        jobs = [(f"group_metrics_{i}", lambda t=t: group_metrics(t)) for i, t in enumerate(f.get("groups") or [], 1)]
-        atts = f.get("attributions") or []
+        tables, atts = (f.groups, f.attributions) if f is not None else ([], [])
+        jobs = [(f"group_metrics_{i}", lambda t=t: group_metrics(t)) for i, t in enumerate(tables, 1)]
         jobs += [(f"drivers_{i}", lambda a=a: drivers(a, minimum)) for i, a in enumerate(atts, 1)]
-        if p.get("distribution"):
-            jobs.append(("risk_distribution", lambda: risk_distribution(p["distribution"], p.get("threshold"))))
-        if p.get("attacks"):
-            jobs.append(("roc", lambda: roc(p["attacks"], p.get("n_nonmembers"))))
+        if p is not None and p.distribution is not None:
+            jobs.append(("risk_distribution", lambda: risk_distribution(p.distribution, p.threshold)))
+        if p is not None and p.attacks:
+            jobs.append(("roc", lambda: roc(p.attacks, p.n_nonmembers)))
         for name, make in jobs:
             fig = make()
             if fig is None:

@@ -1,13 +1,18 @@
 """Builders of the report's sections 1-6 and 10-15 (the results sections 7-9 live in ``results.py``).
 
-Each builder fills one :class:`~auditkit.report.document.Section` from the run document; all strings stay
-raw (the template escapes them). Plain words accompany every number.
+Each builder fills one :class:`~auditkit.report.blocks.Section` from the typed run document
+(:class:`~auditkit.rundoc.RunDocument`); all strings stay raw (the template escapes them). Plain words
+accompany every number.
 """
 
 from __future__ import annotations
 
+from ..rundoc import Check, RunDocument, TrainingFit
+from ..rundoc.parts import RetrainingEvidence, Stability
 from . import fmt
-from .blocks import Bullets, Cell, Code, Heading, Paragraph, Section, Signatures, Table, kv, min_cell, suppressed
+from .blocks import Annex, Bullets, Cell, Code, Heading, Paragraph, Section, Signatures, Table, kv, min_cell, suppressed
+from .limitations import damping_note
+from .limitations import limitations as limitation_items
 from .results import fairness, privacy, quality, suppressed_groups  # noqa: F401  (re-exported builders)
 
 DECISION_WORDS = {
@@ -49,19 +54,29 @@ METRIC_WORDS = [
 ]
 
 
-def cover(section: Section, run: dict, **_) -> None:
-    model, scope, pol = run.get("model") or {}, run.get("scope") or {}, run.get("policy") or {}
+TRIGGER_WORDS = {"manual": "manual run", "schedule": "scheduled run", "ci": "release pipeline (CI)"}
+
+
+def _policy_name(run: RunDocument) -> str:
+    """"Title (source)" of the run's policy; dashes without one."""
+    pol = run.policy
+    if pol is None:
+        return f"{fmt.DASH} ({fmt.DASH})"
+    return f"{pol.title or pol.name} ({pol.source or fmt.DASH})"
+
+
+def cover(section: Section, run: RunDocument, **_) -> None:
+    model, scope = run.model, run.scope
     section.blocks.append(kv([
-        ("Report id", str(run.get("report_id", fmt.DASH))),
-        ("Date and time", fmt.when(run.get("created_utc"))),
-        ("Triggered by", {"manual": "manual run", "schedule": "scheduled run", "ci": "release pipeline (CI)"}
-         .get(str(run.get("trigger")), str(run.get("trigger", fmt.DASH)))),
-        ("Organisation", str(scope.get("organisation", fmt.DASH))),
-        ("System", str(scope.get("system", fmt.DASH))),
-        ("Model", f"{model.get('name', fmt.DASH)} version {model.get('version', fmt.DASH)}"),
-        ("Policy applied", f"{pol.get('title') or pol.get('name', fmt.DASH)} ({pol.get('source', fmt.DASH)})"),
-        ("auditkit version", str(run.get("auditkit_version", fmt.DASH))),
-        ("Schema", str(run.get("schema", fmt.DASH))),
+        ("Report id", run.report_id),
+        ("Date and time", fmt.when(run.created_utc)),
+        ("Triggered by", TRIGGER_WORDS.get(run.trigger, run.trigger)),
+        ("Organisation", scope.organisation),
+        ("System", scope.system),
+        ("Model", f"{model.name} version {model.version}"),
+        ("Policy applied", _policy_name(run)),
+        ("auditkit version", run.auditkit_version),
+        ("Schema", run.schema_),
     ], caption="Document control"))
     section.blocks.append(Paragraph(
         "This report is evidence of a pre-deployment audit. It identifies the model and data by cryptographic "
@@ -70,40 +85,38 @@ def cover(section: Section, run: dict, **_) -> None:
         "referred to only by random tokens (R-XXXXXXXX), and groups with too few records are suppressed."))
 
 
-def scope(section: Section, run: dict, **_) -> None:
-    sc, data = run.get("scope") or {}, run.get("data") or {}
-    decision = str(sc.get("decision", ""))
-    words = DECISION_WORDS.get(decision, "{fav}").format(fav=data.get("favourable", fmt.DASH))
+def scope(section: Section, run: RunDocument, **_) -> None:
+    sc = run.scope
+    words = DECISION_WORDS.get(sc.decision, "{fav}").format(fav=run.data.favourable)
     section.blocks.append(kv([
-        ("Organisation", str(sc.get("organisation", fmt.DASH))),
-        ("System", str(sc.get("system", fmt.DASH))),
-        ("Intended use", str(sc.get("intended_use", fmt.DASH))),
-        ("Population", str(sc.get("population", fmt.DASH))),
-        ("Decision supported", str(sc.get("decision_description", fmt.DASH))),
+        ("Organisation", sc.organisation),
+        ("System", sc.system),
+        ("Intended use", sc.intended_use),
+        ("Population", sc.population),
+        ("Decision supported", sc.decision_description),
         ("Kind of decision", words),
-        ("Frameworks claimed", "; ".join(str(f) for f in sc.get("frameworks") or []) or "none stated"),
+        ("Frameworks claimed", "; ".join(sc.frameworks) or "none stated"),
     ]))
 
 
-def model(section: Section, run: dict, **_) -> None:
-    m = run.get("model") or {}
-    prev = m.get("previous_version")
+def model(section: Section, run: RunDocument, **_) -> None:
+    m = run.model
     section.blocks.append(kv([
-        ("Name", str(m.get("name", fmt.DASH))),
-        ("Version", str(m.get("version", fmt.DASH))),
-        ("SHA-256 of the weights file", fmt.short_hash(m.get("weights_sha256"))),
-        ("Framework", str(m.get("framework", fmt.DASH))),
-        ("Architecture", str(m.get("architecture", fmt.DASH))),
-        ("Trainable parameters", fmt.count(m.get("parameters"))),
-        ("Training loss and L2 penalty", f"{m.get('loss', fmt.DASH)}, l2 = {_l2_text(m.get('l2'))}"),
-        ("Model builder (user code)", str(m.get("builder", fmt.DASH))),
-        ("Previously audited version", str(prev) if prev else "none: first audit of this model line"),
+        ("Name", m.name),
+        ("Version", m.version),
+        ("SHA-256 of the weights file", fmt.short_hash(m.weights_sha256)),
+        ("Framework", m.framework),
+        ("Architecture", m.architecture),
+        ("Trainable parameters", fmt.count(m.parameters)),
+        ("Training loss and L2 penalty", f"{m.loss}, l2 = {_l2_text(m.l2)}"),
+        ("Model builder (user code)", m.builder or fmt.DASH),
+        ("Previously audited version", m.previous_version or "none: first audit of this model line"),
     ]))
-    if m.get("weights_sha256"):
+    if m.weights_sha256:
         text = ("The builder is code supplied by the model owner; the weights were loaded without executing code "
                 "(PyTorch weights_only loading). Anyone holding the weights file can check its SHA-256 against the "
                 "value above.")
-    elif str(m.get("builder", "")).startswith("in-memory"):
+    elif (m.builder or "").startswith("in-memory"):
         text = ("The model was passed to auditkit as a Python object (auditkit.audit(model=...)); no weights file "
                 "was read. The SHA-256 of its parameters (section Reproducibility) identifies the state audited.")
     else:
@@ -111,52 +124,45 @@ def model(section: Section, run: dict, **_) -> None:
                 "weights file was read. The SHA-256 of its parameters (section Reproducibility) identifies the state "
                 "audited.")
     section.blocks.append(Paragraph(text, "small"))
-    training_fit(section, m.get("training_fit"))
+    training_fit(section, m.training_fit)
 
 
-def training_fit(section: Section, fit: dict | None) -> None:
+def training_fit(section: Section, fit: TrainingFit | None) -> None:
     """The model on its training records as the audit featurized them: loss, accuracy, stationarity."""
-    if not fit:
+    if fit is None:
         return
-    accuracy = fit.get("accuracy")
-    stationary = fit.get("stationary", True)
     section.blocks.append(kv([
-        ("Training loss (mean)", fmt.num(fit.get("loss"), 3), "Compare with the model owner's figure: a higher value "
+        ("Training loss (mean)", fmt.num(fit.loss, 3), "Compare with the model owner's figure: a higher value "
          "means the audit does not see the records as training did."),
-        ("Training accuracy", fmt.pct(accuracy, 1) if accuracy is not None else fmt.DASH, "Share of training records "
-         "predicted correctly, as the audit sees them."),
-        ("Gradient norm of the objective", fmt.num(fit.get("grad_norm")), "Mean loss + L2 at the audited weights: "
+        ("Training accuracy", fmt.pct(fit.accuracy, 1), "Share of training records predicted correctly, as the "
+         "audit sees them."),
+        ("Gradient norm of the objective", fmt.num(fit.grad_norm), "Mean loss + L2 at the audited weights: "
          "0 at a minimum, which influence estimates assume."),
-        ("Relative to shuffled labels", f"{fmt.num(fit.get('relative'))} (accepted up to "
-         f"{fmt.num(fit.get('threshold'))})", "The same gradient with the labels shuffled is the scale; converged "
+        ("Relative to shuffled labels", f"{fmt.num(fit.relative)} (accepted up to "
+         f"{fmt.num(fit.threshold)})", "The same gradient with the labels shuffled is the scale; converged "
          "training reaches 1e-6 or less."),
     ], caption="The model on its training records, as featurized for this audit"))
-    if not stationary:
+    if not fit.stationary:
         section.blocks.append(Paragraph(
             "The audited weights are not a minimum of the stated objective on these records: the audit ran only "
             "because model.allow_non_stationary was set, and its influence estimates may be far from what "
             "retraining would do (see the limitations).", "note"))
 
 
-def data(section: Section, run: dict, **_) -> None:
-    d = run.get("data") or {}
+def data(section: Section, run: RunDocument, **_) -> None:
+    d = run.data
     section.blocks.append(Paragraph(
-        f"Predicted outcome: “{d.get('target', fmt.DASH)}”, classes "
-        f"{', '.join(str(c) for c in d.get('classes') or []) or fmt.DASH}; favourable outcome "
-        f"“{d.get('favourable', fmt.DASH)}”; {fmt.count(d.get('n_features'))} input features."
-        + (f" Features made from the columns by: {d['featurizer']}." if d.get("featurizer") else "")))
-    rows = [[Cell(str(s.get("name", ""))), Cell(str(s.get("role", ""))), Cell(str(s.get("source", ""))),
-             Cell(fmt.count(s.get("rows")), "num"), Cell(fmt.short_hash(s.get("sha256")), "hash")]
-            for s in d.get("splits") or []]
+        f"Predicted outcome: “{d.target}”, classes {', '.join(d.classes) or fmt.DASH}; favourable outcome "
+        f"“{d.favourable}”; {fmt.count(d.n_features)} input features."
+        + (f" Features made from the columns by: {d.featurizer}." if d.featurizer else "")))
+    rows = [[Cell(s.name), Cell(s.role), Cell(s.source), Cell(fmt.count(s.rows), "num"),
+             Cell(fmt.short_hash(s.sha256), "hash")] for s in d.splits]
     section.blocks.append(Table(["Split", "Role in the audit", "Source file", "Rows", "SHA-256 of content"], rows,
                                 caption="Data sets used", css="splits",
                                 note="The hash identifies the exact content; any change to the data changes it."))
-    splits = [str(s.get("name")) for s in d.get("splits") or []]
-    rows = []
-    for s in d.get("sensitive") or []:
-        unknown = s.get("unknown") or {}
-        rows.append([Cell(str(s.get("attribute", ""))), Cell(str(s.get("how_obtained", "")))]
-                    + [Cell(fmt.count(unknown.get(n, 0)), "num") for n in splits])
+    splits = [s.name for s in d.splits]
+    rows = [[Cell(s.attribute), Cell(s.how_obtained)] + [Cell(fmt.count(s.unknown.get(n, 0)), "num") for n in splits]
+            for s in d.sensitive]
     section.blocks.append(Table(["Sensitive attribute", "How it was obtained"]
                                 + [f"Unknown in {n}" for n in splits], rows,
                                 caption="Sensitive attributes and records whose category is unknown",
@@ -164,75 +170,75 @@ def data(section: Section, run: dict, **_) -> None:
                                      "comparisons (NYC Local Law 144 asks for these counts)."))
 
 
-def subgroups(section: Section, run: dict, **_) -> None:
+def subgroups(section: Section, run: RunDocument, **_) -> None:
     minimum = min_cell(run)
     section.blocks.append(Paragraph(
         f"Groups are formed from each sensitive attribute and from the intersections listed below, on the "
         f"test set. A group with fewer than {minimum} test records is too small for a reliable rate and could "
         f"single out individuals, so its figures are suppressed throughout the report."))
     rows = []
-    for table in (run.get("fairness") or {}).get("groups") or []:
-        cols = table.get("columns") or [table.get("attribute")]
-        kind = "intersection of " + " and ".join(str(c) for c in cols) if len(cols) > 1 else "single attribute"
-        for g in table.get("groups") or []:
-            ok = g.get("sufficient", True)
-            status = "reported" if ok else suppressed(minimum)
-            if g.get("unknown"):
+    for table in run.fairness.groups if run.fairness else []:
+        cols = table.columns or [table.attribute]
+        kind = "intersection of " + " and ".join(cols) if len(cols) > 1 else "single attribute"
+        for g in table.groups:
+            status = "reported" if g.sufficient else suppressed(minimum)
+            if g.unknown:
                 status = "unknown category: not compared"
-            rows.append([Cell(str(table.get("attribute", ""))), Cell(kind, "note"), Cell(str(g.get("group", ""))),
-                         Cell(fmt.count(g.get("count")) if ok else fmt.DASH, "num"),
-                         Cell(status, "" if ok else "muted")])
+            rows.append([Cell(table.attribute), Cell(kind, "note"), Cell(g.group),
+                         Cell(fmt.count(g.count) if g.sufficient else fmt.DASH, "num"),
+                         Cell(status, "" if g.sufficient else "muted")])
     if rows:
         section.blocks.append(Table(["Attribute", "Definition", "Group", "Test records", "In this report"], rows))
     else:
         section.blocks.append(Paragraph("The fairness audit did not run, so no subgroups were formed."))
 
 
-def methodology(section: Section, run: dict, **_) -> None:
-    d, inf = run.get("data") or {}, run.get("influence") or {}
-    fav = str(d.get("favourable", ""))
+def methodology(section: Section, run: RunDocument, **_) -> None:
+    inf, fav = run.influence, run.data.favourable
     section.blocks.append(Heading("Metrics and why they were chosen"))
     section.blocks.append(Table(["Metric", "What it measures", "Which direction is bad"],
                                 [[Cell(a), Cell(b.format(fav=fav)), Cell(c)] for a, b, c in METRIC_WORDS],
                                 css="defs"))
-    decision = str((run.get("scope") or {}).get("decision", ""))
-    if decision in DECISION_WORDS:
-        section.blocks.append(Paragraph("The decision is " + DECISION_WORDS[decision].format(fav=fav)))
+    if run.scope.decision in DECISION_WORDS:
+        section.blocks.append(Paragraph("The decision is " + DECISION_WORDS[run.scope.decision].format(fav=fav)))
     disp = _first_disparity(run)
-    if disp:
+    if disp is not None:
+        resamples = disp.n_boot_used if "n_boot_used" in disp.model_fields_set else disp.n_boot
         section.blocks.append(Paragraph(
             f"Confidence intervals: rates of a single group carry Wilson score intervals; differences and ratios "
-            f"carry {fmt.pct(disp.get('confidence', 0.95))} intervals from a group-stratified bootstrap "
-            f"({disp.get('n_boot_used', disp.get('n_boot'))} resamples, records resampled within each group, "
-            f"seed {disp.get('seed')}). An interval is the range of values compatible with the data; "
+            f"carry {fmt.pct(disp.confidence)} intervals from a group-stratified bootstrap "
+            f"({resamples} resamples, records resampled within each group, "
+            f"seed {disp.seed}). An interval is the range of values compatible with the data; "
             f"a wide interval means the group is small."))
     section.blocks.append(Heading("The influence estimator"))
     section.blocks.append(kv([
-        ("Method", str(inf.get("method", fmt.DASH)), "How the inverse Hessian is applied (exact = direct solve)."),
-        ("Damping", str(inf.get("damping", fmt.DASH)), "Added to the Hessian for stability; 0 = none."),
-        ("Numeric type", str(inf.get("dtype", fmt.DASH)), "float64 keeps rounding error negligible."),
-        ("L2 penalty of the objective", _l2_text(inf.get("l2")), "Part of the objective the Hessian is of."),
-        ("Seed", str(inf.get("seed", fmt.DASH)), "Fixes every random choice, so the run can be repeated."),
-        ("Parameters", fmt.count(inf.get("parameters")), "Size of the Hessian (parameters × parameters)."),
+        ("Method", inf.method, "How the inverse Hessian is applied (exact = direct solve)."),
+        ("Damping", str(inf.damping), "Added to the Hessian for stability; 0 = none."),
+        ("Numeric type", inf.dtype, "float64 keeps rounding error negligible."),
+        ("L2 penalty of the objective", _l2_text(inf.l2), "Part of the objective the Hessian is of."),
+        ("Seed", str(inf.seed), "Fixes every random choice, so the run can be repeated."),
+        ("Parameters", fmt.count(inf.parameters), "Size of the Hessian (parameters × parameters)."),
     ]))
-    if inf.get("damping_note"):
-        section.blocks.append(Paragraph(str(inf["damping_note"]), "note"))
-    refits = inf.get("refits") or {}
-    if refits.get("count"):
+    note = damping_note(run)
+    if note:
+        section.blocks.append(Paragraph(note, "note"))
+    refits = inf.refits
+    if refits is not None and refits.count:
         section.blocks.append(Paragraph(
-            f"Retrainings made by this audit: {refits['count']} ("
-            + ", ".join(f"{k}: {v['count']}" for k, v in (refits.get("by_purpose") or {}).items())
-            + f"); {refits.get('not_converged', 0)} did not reach a relative gradient norm of "
-              f"{fmt.num(refits.get('tolerance'))} (largest left: {fmt.num(refits.get('largest_relative'))})."))
+            f"Retrainings made by this audit: {refits.count} ("
+            + ", ".join(f"{k}: {v.count}" for k, v in refits.by_purpose.items())
+            + f"); {refits.not_converged} did not reach a relative gradient norm of "
+              f"{fmt.num(refits.tolerance)} (largest left: {fmt.num(refits.largest_relative)})."))
     section.blocks.append(Paragraph(SIGN_CONVENTION, "callout"))
-    stability(section, inf.get("stability") or {})
+    stability(section, inf.stability)
     privacy_method(section, run)
 
 
-def _first_disparity(run: dict) -> dict | None:
-    for rows in ((run.get("fairness") or {}).get("disparities") or {}).values():
+def _first_disparity(run: RunDocument):
+    """The first disparity with bootstrap intervals (its confidence, resamples and seed describe them all)."""
+    for rows in run.fairness.disparities.values() if run.fairness else []:
         for r in rows:
-            if r.get("n_boot"):
+            if r.n_boot:
                 return r
     return None
 
@@ -244,22 +250,21 @@ def _l2_text(l2) -> str:
     return fmt.DASH if fmt.missing(l2) else f"{float(l2):.3g}"
 
 
-def _retraining_cell(rt: dict | None) -> Cell:
+def _retraining_cell(rt: RetrainingEvidence | None) -> Cell:
     """The 'against retraining' cell: rank agreement of single removals, or a predicted vs actual gap."""
-    if not rt:
+    if rt is None or not rt.model_fields_set:
         return Cell("not run", "muted")
-    if rt.get("actual_gap") is not None:
-        return Cell(f"gap after removing top {rt.get('k')}: predicted {fmt.num(rt.get('predicted_gap'))}, "
-                    f"actual {fmt.num(rt.get('actual_gap'))}")
-    return Cell(f"Spearman {fmt.num(rt.get('spearman'))}, ratio {fmt.num(rt.get('median_ratio'))}")
+    if rt.actual_gap is not None:
+        return Cell(f"gap after removing top {rt.k}: predicted {fmt.num(rt.predicted_gap)}, "
+                    f"actual {fmt.num(rt.actual_gap)}")
+    return Cell(f"Spearman {fmt.num(rt.spearman)}, ratio {fmt.num(rt.median_ratio)}")
 
 
-def stability(section: Section, st: dict) -> None:
+def stability(section: Section, st: Stability) -> None:
     """How far the estimates can be trusted on this model: agreement of the top-k under other settings."""
     section.blocks.append(Heading("Trust in the estimates, measured on this model"))
-    settings = [s.get("label", "") for s in st.get("settings") or []]
-    findings = st.get("findings") or []
-    if not findings:
+    settings = [s.label for s in st.settings]
+    if not st.findings:
         section.blocks.append(Paragraph("No stability check was run: the influence estimates have not been "
                                         "tested for sensitivity to damping or solver on this model.", "note"))
         return
@@ -273,57 +278,51 @@ def stability(section: Section, st: dict) -> None:
         "effect (1 = exact), or the gap predicted after removing the top k drivers against the gap actually "
         "measured after retraining without them, say how close the estimates are to reality."))
     rows = []
-    for f in findings:
-        k = int(f.get("k") or 0)
-        ag = f.get("agreement") or {}
-        cells = [Cell(str(f.get("finding", ""))), Cell(str(k), "num")]
-        failed = f.get("failures") or {}
+    for f in st.findings:
+        k = int(f.k or 0)
+        cells = [Cell(f.finding), Cell(str(k), "num")]
         for s in settings:
-            a = ag.get(s)
-            cells.append(Cell("failed" if s in failed else fmt.DASH if a is None else f"{round(a * k)} of {k}",
+            a = f.agreement.get(s)
+            cells.append(Cell("failed" if s in f.failures else fmt.DASH if a is None else f"{round(a * k)} of {k}",
                               "num"))
-        cells.append(_retraining_cell(f.get("retraining")))
-        verdict = str(f.get("verdict", ""))
-        cells.append(Cell(verdict, "pass" if verdict == "robust" else "warn"))
+        cells.append(_retraining_cell(f.retraining))
+        cells.append(Cell(f.verdict, "pass" if f.verdict == "robust" else "warn"))
         rows.append(cells)
-    desc = "; ".join(f"{s.get('label')}: {s.get('method')}, l2 {_l2_text(s.get('l2'))}, damping "
-                     f"{fmt.num(s.get('damping'))}" for s in st.get("settings") or [])
-    failures = {k: v for f in findings for k, v in (f.get("failures") or {}).items()}
+    desc = "; ".join(f"{s.label}: {s.method}, l2 {_l2_text(s.l2)}, damping {fmt.num(s.damping)}" for s in st.settings)
+    failures = {k: v for f in st.findings for k, v in f.failures.items()}
     if failures:
         desc += ". Failed settings: " + "; ".join(f"{k}: {v}" for k, v in failures.items())
     section.blocks.append(Table(["Finding", "k"] + [f"Top-k kept, {s}" for s in settings]
                                 + ["Against retraining", "Verdict"], rows, note="Settings compared: " + desc))
 
 
-def privacy_method(section: Section, run: dict) -> None:
-    p = run.get("privacy")
-    if not p:
+def privacy_method(section: Section, run: RunDocument) -> None:
+    p = run.privacy
+    if p is None:
         return
-    splits = {s.get("name"): s for s in (run.get("data") or {}).get("splits") or []}
-    hold = next((s for s in splits.values() if "non-member" in str(s.get("role", ""))), None)
+    hold = next((s for s in run.data.splits if "non-member" in s.role), None)
     section.blocks.append(Heading("Membership-inference threat model"))
     section.blocks.append(Bullets([
         "Black-box attacker (LOSS attack): sees the model's output on a record with its true label and guesses "
         "“member of the training data” when the loss is low. This is the baseline any deployed model faces.",
         "White-box attacker (self-influence attack): holds the weights and computes each record's "
         "self-influence; training records have been fitted, so their self-influence differs from others'.",
-        f"Members: the {fmt.count(p.get('n_members'))} training records. Non-members: "
-        f"{fmt.count(p.get('n_nonmembers'))} records never used in training"
-        + (f" (split “{hold.get('name')}”, {hold.get('source')})" if hold else "") + ".",
-        f"Risk score of a record: {p.get('risk_score', fmt.DASH)}; signals: "
-        f"{', '.join(str(s) for s in p.get('signals') or []) or fmt.DASH}.",
-        f"A training record is flagged when its risk exceeds the threshold ({fmt.num(p.get('threshold'))}) that "
-        f"only {fmt.pct(p.get('budget'))} of non-members exceed, so a flag has a known false-alarm rate of about "
-        f"{fmt.pct(p.get('budget'))} (measured on the calibration records: "
-        f"{fmt.pct(p.get('realised_fpr_on_calibration'), 1)}).",
+        f"Members: the {fmt.count(p.n_members)} training records. Non-members: "
+        f"{fmt.count(p.n_nonmembers)} records never used in training"
+        + (f" (split “{hold.name}”, {hold.source})" if hold else "") + ".",
+        f"Risk score of a record: {p.risk_score}; signals: {', '.join(p.signals) or fmt.DASH}.",
+        f"A training record is flagged when its risk exceeds the threshold ({fmt.num(p.threshold)}) that "
+        f"only {fmt.pct(p.budget)} of non-members exceed, so a flag has a known false-alarm rate of about "
+        f"{fmt.pct(p.budget)} (measured on the calibration records: "
+        f"{fmt.pct(p.realised_fpr_on_calibration, 1)}).",
     ]))
 
 
-def policy(section: Section, run: dict, **_) -> None:
-    pol = run.get("policy") or {}
+def policy(section: Section, run: RunDocument, **_) -> None:
+    pol = run.policy
     section.blocks.append(Paragraph(
-        f"Policy “{pol.get('title') or pol.get('name', fmt.DASH)}” ({pol.get('source', fmt.DASH)}, SHA-256 "
-        f"{fmt.short_hash(pol.get('sha256'))})."))
+        f"Policy “{(pol.title or pol.name) if pol else fmt.DASH}” ({(pol.source if pol else None) or fmt.DASH}, "
+        f"SHA-256 {fmt.short_hash(pol.sha256 if pol else None)})."))
     section.blocks.append(Paragraph(
         "How a result is decided: when the observed value has a confidence interval, the rule passes only if the "
         "whole interval lies within the bound and takes the rule's severity only if the whole interval lies "
@@ -331,51 +330,48 @@ def policy(section: Section, run: dict, **_) -> None:
         "“if straddles” setting decides (usually a warning). Without an interval the observed value decides. "
         "A group with fewer records than the rule's minimum gives INSUFFICIENT DATA.", "callout"))
     rows = []
-    for r in pol.get("rules") or []:
-        sc = r.get("scope") or {}
+    for r in pol.rules if pol else []:
         where = []
-        if sc.get("attributes"):
-            where.append("attributes: " + ", ".join(str(a) for a in sc["attributes"]))
-        if sc.get("groups"):
-            where.append("groups: " + ", ".join(str(g) for g in sc["groups"]))
-        rows.append([Cell(str(r.get("id", "")), "mono"),
-                     Cell(str(r.get("metric", "")), "mono", sub="; ".join(where) or "every attribute and group"),
-                     Cell(bound_text(r.get("bound") or {})), Cell(str(r.get("severity", ""))),
-                     Cell(fmt.count(r.get("min_n")), "num"),
-                     Cell(f"straddles → {r.get('if_straddles', 'warn')}",
-                          sub=f"too few → {r.get('when_insufficient', 'warn')}"),
-                     Cell(str(r.get("requirement", "")))])
+        if r.scope.attributes:
+            where.append("attributes: " + ", ".join(r.scope.attributes))
+        if r.scope.groups:
+            where.append("groups: " + ", ".join(r.scope.groups))
+        rows.append([Cell(r.id, "mono"),
+                     Cell(r.metric, "mono", sub="; ".join(where) or "every attribute and group"),
+                     Cell(bound_text(r.bound)), Cell(r.severity),
+                     Cell(fmt.count(r.min_n), "num"),
+                     Cell(f"straddles → {r.if_straddles}", sub=f"too few → {r.when_insufficient}"),
+                     Cell(r.requirement)])
     section.blocks.append(Table(["Rule", "Metric and scope", "Bound", "Severity", "Min n", "Undecided cases",
                                  "Requirement"], rows, caption="Rules", css="small rules"))
     rows = []
-    for c in run.get("checks") or []:
-        where = " / ".join(str(x) for x in (c.get("attribute"), c.get("group")) if x) or "overall"
-        iv = c.get("interval")
-        status = str(c.get("status", ""))
-        rows.append([Cell(str(c.get("rule", "")), "mono", sub=str(c.get("requirement", ""))),
-                     Cell(where, sub=f"n = {fmt.count(c.get('n'))}" if c.get("n") is not None else ""),
-                     Cell(fmt.num(c.get("value"), 3), "num",
+    for c in run.checks:
+        where = " / ".join(x for x in (c.attribute, c.group) if x) or "overall"
+        iv = c.interval
+        rows.append([Cell(c.rule, "mono", sub=c.requirement),
+                     Cell(where, sub=f"n = {fmt.count(c.n)}" if c.n is not None else ""),
+                     Cell(fmt.num(c.value, 3), "num",
                           sub=fmt.interval(iv[0], iv[1], digits=3, confidence=check_confidence(run, c))
                           if iv else "no interval"),
-                     Cell(str(c.get("bound", ""))),
-                     Cell(status.replace("_", " ").upper(), status, sub=f"by {c.get('decided_by', fmt.DASH)}"),
-                     Cell(str(c.get("explanation", "")), "note")])
+                     Cell(c.bound),
+                     Cell(c.status.replace("_", " ").upper(), c.status, sub=f"by {c.decided_by}"),
+                     Cell(c.explanation, "note")])
     section.blocks.append(Table(["Rule", "Where", "Observed", "Bound", "Result", "What it means"], rows,
                                 caption="Results, one per rule and group", css="checks"))
 
 
-def check_confidence(run: dict, check: dict) -> float | None:
+def check_confidence(run: RunDocument, check: Check) -> float | None:
     """The confidence level of a policy check's interval: the Wilson level for a single group's rate against
     a fixed bound, else (a difference, ratio or impact ratio, or a rate compared with the reference group's)
     the ``confidence`` of the attribute's bootstrap disparity; None when the run does not say."""
-    parts = str(check.get("metric", "")).split(".")
-    if parts[0] != "fairness" or len(parts) < 2:
+    parts = check.metric.split(".")
+    if parts[0] != "fairness" or len(parts) < 2 or run.fairness is None:
         return None
-    rule = next((r for r in (run.get("policy") or {}).get("rules") or [] if r.get("id") == check.get("rule")), {})
-    if len(parts) == 2 and (rule.get("bound") or {}).get("kind") != "relative_to_reference":
+    rule = next((r for r in (run.policy.rules if run.policy else []) if r.id == check.rule), None)
+    if len(parts) == 2 and (rule is None or rule.bound.get("kind") != "relative_to_reference"):
         return fmt.WILSON_CONFIDENCE
-    rows = ((run.get("fairness") or {}).get("disparities") or {}).get(check.get("attribute")) or []
-    return next((r.get("confidence") for r in rows if r.get("metric") == parts[1]), None)
+    rows = run.fairness.disparities.get(check.attribute or "", [])
+    return next((r.confidence for r in rows if r.metric == parts[1]), None)
 
 
 def bound_text(b: dict) -> str:
@@ -395,125 +391,94 @@ def bound_text(b: dict) -> str:
     return str(b)
 
 
-def limitations(section: Section, run: dict, **_) -> None:
-    items = [str(x) for x in run.get("limitations") or []]
-    inf = run.get("influence") or {}
-    if inf.get("damping_note"):
-        items.append(str(inf["damping_note"]))
-    for f in (inf.get("stability") or {}).get("findings") or []:
-        if f.get("verdict") == "sensitive":
-            items.append(f"The finding “{f.get('finding')}” is sensitive: its top records change when the ridge "
-                         "of the Hessian (L2 penalty plus damping) or the solver changes, so treat the individual "
-                         "records as indicative only.")
-    names = suppressed_groups(run)
-    if names:
-        items.append(f"Groups with fewer than {min_cell(run)} test records were not reported: {', '.join(names)}.")
-    for key, words in (("fairness", "Fairness"), ("privacy", "Privacy"), ("data_quality", "Data quality")):
-        block = run.get(key)
-        if not block:
-            items.append(f"{words} was not audited in this run.")
-            continue
-        items.extend(str(n) for n in block.get("notes") or [])
-    p = run.get("privacy") or {}
-    for name, a in (p.get("attacks") or {}).items():
-        for f in a.get("unresolved_fprs") or []:
-            items.append(f"The {name} attack's TPR at {fmt.pct(f, 1)} FPR could not be measured: it needs at least "
-                         f"{int(round(1 / f))} non-members and the run had {fmt.count(a.get('n_nonmembers'))}.")
-    if run.get("fairness") and not run["fairness"].get("verified"):
-        items.append("The predicted effects of removing the drivers of each disparity were not verified by "
-                     "retraining (no training function was given).")
-    seen, unique = set(), []
-    for x in items:
-        if x not in seen:
-            seen.add(x)
-            unique.append(x)
-    section.blocks.append(Bullets(unique) if unique else Paragraph("No limitations were recorded."))
+def limitations(section: Section, run: RunDocument, **_) -> None:
+    """The limitations composed from the run's facts and findings (:mod:`auditkit.report.limitations`)."""
+    items = limitation_items(run)
+    section.blocks.append(Bullets(items) if items else Paragraph("No limitations were recorded."))
 
 
-def key_figures(run: dict) -> dict[str, float]:
+def key_figures(run: RunDocument) -> dict[str, float]:
     """The figures tracked across audits: selection-rate impact ratio per attribute (against the most
     selected group) and membership AUC per attack. The history store should use the same labels."""
     out: dict[str, float] = {}
-    for attr, rows in ((run.get("fairness") or {}).get("disparities") or {}).items():
+    for attr, rows in run.fairness.disparities.items() if run.fairness else []:
         for r in rows:
-            ir = r.get("impact_ratio_max") or {}
-            if r.get("metric") == "selection_rate" and ir.get("value") is not None:
-                out[f"selection-rate impact ratio ({attr})"] = float(ir["value"])
-    for name, a in ((run.get("privacy") or {}).get("attacks") or {}).items():
-        if a.get("auc") is not None:
-            out[f"membership AUC ({name})"] = float(a["auc"])
+            ir = r.impact_ratio_max
+            if r.metric == "selection_rate" and ir is not None and ir.value is not None:
+                out[f"selection-rate impact ratio ({attr})"] = float(ir.value)
+    for name, a in run.privacy.attacks.items() if run.privacy else []:
+        if a.auc is not None:
+            out[f"membership AUC ({name})"] = float(a.auc)
     return out
 
 
-def history(section: Section, run: dict, **_) -> None:
-    past = list(run.get("history") or [])[-6:]
-    current = run.get("key_figures") or key_figures(run)
+def history(section: Section, run: RunDocument, **_) -> None:
+    past = run.history[-6:]
+    current = run.key_figures or key_figures(run)
     if not past:
         section.blocks.append(Paragraph("This is the first recorded audit of this model line: there is no "
                                         "earlier run to compare with."))
-    labels = list(dict.fromkeys([k for h in past for k in (h.get("figures") or {})] + list(current)))
-    cols = [h.get("report_id", "") for h in past] + ["this report"]
-    rows = [[Cell("Date", "label")] + [Cell(fmt.when(h.get("created_utc"))) for h in past]
-            + [Cell(fmt.when(run.get("created_utc")))],
-            [Cell("Model version", "label")] + [Cell(str(h.get("model_version", ""))) for h in past]
-            + [Cell(str((run.get("model") or {}).get("version", "")))],
-            [Cell("Status", "label")] + [Cell(str(h.get("status", "")).replace("_", " ")) for h in past]
-            + [Cell(str(run.get("status", "")).replace("_", " "))]]
+    labels = list(dict.fromkeys([k for h in past for k in h.figures] + list(current)))
+    cols = [h.report_id for h in past] + ["this report"]
+    rows = [[Cell("Date", "label")] + [Cell(fmt.when(h.created_utc)) for h in past] + [Cell(fmt.when(run.created_utc))],
+            [Cell("Model version", "label")] + [Cell(h.model_version or "") for h in past]
+            + [Cell(run.model.version)],
+            [Cell("Status", "label")] + [Cell(h.status.replace("_", " ")) for h in past]
+            + [Cell(run.status.replace("_", " "))]]
     for label in labels:
-        rows.append([Cell(label, "label")] + [Cell(fmt.num((h.get("figures") or {}).get(label)), "num")
-                                              for h in past] + [Cell(fmt.num(current.get(label)), "num")])
+        rows.append([Cell(label, "label")] + [Cell(fmt.num(h.figures.get(label)), "num") for h in past]
+                    + [Cell(fmt.num(current.get(label)), "num")])
     section.blocks.append(Table(["Key figure"] + cols, rows, css="history",
                                 note="Impact ratio: smaller is worse (below 0.80 is adverse impact). "
                                      "Membership AUC: larger is worse (0.5 = an attacker does no better than "
                                      "guessing). Up to six earlier runs are shown, oldest first."))
 
 
-def signoff(section: Section, run: dict, **_) -> None:
-    so = run.get("sign_off") or {}
+def signoff(section: Section, run: RunDocument, *, numbers: dict[str, int], **_) -> None:
+    so = run.sign_off
     section.blocks.append(Paragraph(
         "By signing, each person confirms they have read this report and that it reflects the audit of the "
-        "model and data identified by the hashes in section 3, 4 and 14."))
-    section.blocks.append(Signatures([(str(r.get("role", "")), str(r.get("name", "") or ""))
-                                      for r in so.get("roles") or []]))
-    if so.get("independence"):
-        section.blocks.append(Paragraph("Independence: " + str(so["independence"])))
+        f"model and data identified by the hashes in section {numbers['model']}, {numbers['data']} and "
+        f"{numbers['reproducibility']}."))
+    section.blocks.append(Signatures([(r.role, r.name or "") for r in so.roles]))
+    if so.independence:
+        section.blocks.append(Paragraph("Independence: " + so.independence))
 
 
-def reproducibility(section: Section, run: dict, **_) -> None:
-    pv = run.get("provenance") or {}
-    h = pv.get("hashes") or {}
-    pairs = [("Model weights", fmt.short_hash(h.get("model"))), ("Configuration", fmt.short_hash(h.get("config"))),
-             ("Policy file", fmt.short_hash(h.get("policy")))]
-    pairs += [(f"Data: {k}", fmt.short_hash(v)) for k, v in (h.get("data") or {}).items()]
+def reproducibility(section: Section, run: RunDocument, **_) -> None:
+    pv = run.provenance
+    h = pv.hashes
+    pairs = [("Model weights", fmt.short_hash(h.model)), ("Configuration", fmt.short_hash(h.config)),
+             ("Policy file", fmt.short_hash(h.policy))]
+    pairs += [(f"Data: {k}", fmt.short_hash(v)) for k, v in h.data.items()]
     section.blocks.append(kv(pairs, caption="SHA-256 hashes"))
-    section.blocks.append(kv([(str(k), str(v)) for k, v in (pv.get("versions") or {}).items()]
-                             + [("Seed", str(pv.get("seed", fmt.DASH)))], caption="Software versions and seed"))
+    section.blocks.append(kv([(k, v) for k, v in pv.versions.items()] + [("Seed", str(pv.seed))],
+                             caption="Software versions and seed"))
     section.blocks.append(Paragraph("Command that re-runs this audit (same configuration, data and seed give the "
                                     "same findings):"))
-    section.blocks.append(Code(str(pv.get("command", fmt.DASH))))
-    if pv.get("config_text"):
+    section.blocks.append(Code(pv.command))
+    if pv.config_text:
         section.blocks.append(Paragraph("Configuration file as used:"))
-        section.blocks.append(Code(str(pv["config_text"])))
-    rt = run.get("runtime") or {}
-    if rt.get("steps"):
-        rows = [[Cell(str(s.get("name", ""))), Cell(fmt.seconds(s.get("seconds")), "num")] for s in rt["steps"]]
-        rows.append([Cell("total", "label"), Cell(fmt.seconds(rt.get("seconds")), "num")])
+        section.blocks.append(Code(pv.config_text))
+    rt = run.runtime
+    if rt is not None and rt.steps:
+        rows = [[Cell(s.name), Cell(fmt.seconds(s.seconds), "num")] for s in rt.steps]
+        rows.append([Cell("total", "label"), Cell(fmt.seconds(rt.seconds), "num")])
         section.blocks.append(Table(["Step", "Time"], rows, caption="Run time", css="narrow"))
 
 
-def annex(section: Section, run: dict, *, annex: dict, **_) -> None:
-    name = annex.get("name", "findings.json")
+def annex(section: Section, run: RunDocument, *, annex: Annex, **_) -> None:
     section.blocks.append(Paragraph(
-        f"The complete findings are attached to this PDF as the file “{name}” (a PDF/A-3 embedded file). "
+        f"The complete findings are attached to this PDF as the file “{annex.name}” (a PDF/A-3 embedded file). "
         f"A PDF reader shows it in its attachments pane; on the command line, “pdfdetach -saveall report.pdf” "
         f"extracts it. The HTML version of the report sits next to the same file."))
-    pairs = [("File name", name)]
-    if annex.get("sha256"):
-        pairs.append(("SHA-256", fmt.short_hash(annex["sha256"])))
-    if annex.get("bytes") is not None:
-        pairs.append(("Size", f"{fmt.count(annex['bytes'])} bytes"))
-    if annex.get("keys"):
-        pairs.append(("Top-level keys", ", ".join(str(k) for k in annex["keys"])))
+    pairs = [("File name", annex.name)]
+    if annex.sha256:
+        pairs.append(("SHA-256", fmt.short_hash(annex.sha256)))
+    if annex.bytes is not None:
+        pairs.append(("Size", f"{fmt.count(annex.bytes)} bytes"))
+    if annex.keys:
+        pairs.append(("Top-level keys", ", ".join(str(k) for k in annex.keys)))
     section.blocks.append(kv(pairs))
     section.blocks.append(Paragraph(
         "The file holds the overall status, every policy check, the per-group metrics and disparities with their "

@@ -10,6 +10,7 @@ import pytest
 from auditkit.report import build_document, findings_subset, fmt
 from auditkit.report.document import SECTION_TITLES, Table
 from auditkit.report.sections import bound_text, key_figures
+from auditkit.rundoc import load_run
 
 REPORT_MD_TITLES = [
     "Cover and document control", "Scope and intended purpose", "Model identity", "Data provenance", "Subgroups",
@@ -116,7 +117,7 @@ def test_history_adds_this_report_with_the_same_labels(sample_run):
     assert table.columns == ["Key figure", "AK-20261001-11111111", "this report"]
     row = next(r for r in table.rows if r[0].text == "selection-rate impact ratio (sex)")
     assert [c.text for c in row[1:]] == ["0.41", "0.34"]
-    figs = key_figures(sample_run)
+    figs = key_figures(load_run(sample_run))
     assert figs["membership AUC (loss)"] == pytest.approx(0.4799, abs=1e-4)
 
 
