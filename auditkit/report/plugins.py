@@ -9,10 +9,13 @@ Every string stays raw: the template escapes it (a plugin's ``<script>`` is prin
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import fmt
 from .blocks import Cell, Paragraph, Section, Table, kv
+
+if TYPE_CHECKING:
+    from ..rundoc import RunDocument
 
 #: the most rows of one list shown (records) or items joined (a list of scalars); the rest are counted
 MAX_ROWS = 50
@@ -58,8 +61,8 @@ def _records(key: str, rows: list[dict]) -> Table:
     return Table(shown, body, caption=key, note=" ".join(notes), css="small")
 
 
-def plugin_section(section: Section, name: str, findings: dict[str, Any]) -> None:
-    """Fill ``section`` with the findings of the third-party plugin ``name``."""
+def plugin_section(section: Section, run: RunDocument, *, name: str, findings: dict[str, Any], **_) -> None:
+    """Fill ``section`` with ``findings``, those of the third-party plugin ``name`` (``run.plugins[name]``)."""
     section.blocks.append(Paragraph(
         f"Findings of the third-party audit plugin “{name}”, shown as the plugin wrote them: auditkit does not "
         "interpret them.", "note"))

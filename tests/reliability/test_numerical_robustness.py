@@ -16,7 +16,9 @@ from reliability_support import make_case, report_html, text_of
 import auditkit
 from auditkit.config import load_config
 from auditkit.inputs import load_data
-from auditkit.numerics import nonfinite_paths, numerical_limitations
+from auditkit.numerics import nonfinite_paths
+from auditkit.report.limitations import numerical_limitations
+from auditkit.rundoc import Numerics
 from auditkit.runner import audit
 from auditkit.writer import findings_of
 
@@ -146,5 +148,6 @@ def test_nonfinite_paths_finds_every_nan_and_infinity(value, paths):
 
 
 def test_no_condition_no_limitation():
-    assert numerical_limitations({"fairness": [], "privacy": []}, {"n": 10, "certain_right": 0, "certain_wrong": 0,
-                                                                   "max_abs_logit": 3.0, "dtype": "float64"}) == []
+    facts = Numerics.model_validate({"nonfinite": {"fairness": [], "privacy": []}, "saturation": {
+        "n": 10, "certain_right": 0, "certain_wrong": 0, "max_abs_logit": 3.0, "dtype": "float64"}})
+    assert numerical_limitations(facts) == []
