@@ -12,11 +12,8 @@ import json
 import shutil
 from pathlib import Path
 
+from ..rundoc import FINDINGS_KEYS
 from .document import SECTION_TITLES, Document, build_document, min_cell
-
-#: top-level keys of the run that go into findings.json when the caller does not supply one
-FINDINGS_KEYS = ("schema", "report_id", "created_utc", "status", "checks", "fairness", "privacy", "data_quality",
-                 "influence", "policy", "provenance")
 
 
 def findings_subset(run: dict) -> dict:
