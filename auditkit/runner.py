@@ -57,7 +57,7 @@ from .policy import Policy, check_metrics_available, evaluate, load_policy, obse
 from .progress import reporter_for
 from .redaction import redact_record_ids
 from .results import DataQualityResult, FairnessResult, PrivacyResult, data_quality_of, fairness_of, privacy_of
-from .rundoc import RunDocument, run_document
+from .rundoc import RunDocument, load_run, run_document
 
 log = logging.getLogger(__name__)
 PACKAGES = ("torch", "numpy", "pandas", "scikit-learn", "fairlearn", "pydantic", "weasyprint", "matplotlib", "jinja2")
@@ -83,6 +83,10 @@ class AuditRun:
     observations: list[dict] = field(default_factory=list)
     paths: dict = field(default_factory=dict)     # output files, once written
     scores: list[dict] = field(default_factory=list)   # every training record's scores (private, with ids)
+
+    def __post_init__(self):
+        if not isinstance(self.run, RunDocument):          # a saved run.json's dict: validated
+            self.run = load_run(self.run)
 
     @property
     def status(self) -> str:

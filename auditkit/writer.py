@@ -33,6 +33,7 @@ import os
 import secrets
 import shutil
 import tempfile
+from collections.abc import Mapping
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
@@ -278,13 +279,14 @@ def _paths(folder: Path) -> dict[str, Path]:
     return {p.name: p for p in sorted(folder.iterdir()) if p.name != MANIFEST}
 
 
-def write_run(run: RunDocument, flagged: list[dict], out: Path, *, templates: Path | None = None,
+def write_run(run: RunDocument | Mapping, flagged: list[dict], out: Path, *, templates: Path | None = None,
               commit=None, scores: list[dict] | None = None) -> dict[str, Path]:
-    """Write every output of a run into ``out`` atomically; returns the final paths. ``commit``: see
-    :func:`_staged` (the history row, recorded together with the folder). ``scores``: rows of
-    ``record_scores.csv`` (not written when there are none)."""
+    """Write every output of a run (its run document ``run``; a dict is validated first) into ``out``
+    atomically; returns the final paths. ``commit``: see :func:`_staged` (the history row, recorded together
+    with the folder). ``scores``: rows of ``record_scores.csv`` (not written when there are none)."""
     from .report import render_run  # heavy (matplotlib, WeasyPrint): imported only when writing
 
+    run = load_run(run)
     out = output_target(Path(out))
     with _staged(out, report_id=run.report_id, commit=commit) as tmp:
         _dump(run.to_json_dict(), tmp / "run.json")

@@ -6,6 +6,7 @@ third-party plugins' findings are kept, JSON-safe, under ``plugins`` (name → f
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
@@ -82,9 +83,12 @@ class RunDocument(Part):
         return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
-def findings_of(run: RunDocument) -> dict:
+def findings_of(run: RunDocument | Mapping) -> dict:
     """The machine-readable findings (``findings.json``): the run's :data:`FINDINGS_KEYS`, in that order, as
-    JSON, without the configuration's text (``provenance.config_text``)."""
+    JSON, without the configuration's text (``provenance.config_text``). A dict is validated first."""
+    from .load import load_run
+
+    run = load_run(run)
     fields = {"schema_" if k == "schema" else k for k in FINDINGS_KEYS}
     out = run.model_dump(mode="json", by_alias=True, exclude_unset=True, include=fields,
                          exclude={"provenance": {"config_text"}})
