@@ -105,7 +105,8 @@ def test_dataframes_and_a_model_object_give_the_findings_of_the_files(from_files
     # the report says where the data and the model came from, and claims no weights file
     from auditkit.report import build_document
     from auditkit.report.html import render_html_string
-    html = " ".join(render_html_string(build_document(run.run.to_json_dict(), figures={}, annex={"name": "findings.json"})).split())
+    document = build_document(run.run.to_json_dict(), figures={}, annex={"name": "findings.json"})
+    html = " ".join(render_html_string(document).split())
     assert html.count(f"<td class=\"\">{IN_MEMORY}</td>") == 3 and "passed to auditkit as a Python object" in html
     assert "weights were loaded" not in html
 
