@@ -42,6 +42,7 @@ import torch
 from . import __version__, interrupts
 from .console import colour_allowed, coloured, console_logging, verbosity
 from .errors import AuditkitError, BackendError, InputError, OutputError
+from .rundoc import load_run
 from .summary import (
     ErrorSummary,
     ModelId,
@@ -111,7 +112,9 @@ def _parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a configuration, read its data and build its model, "
                               "without auditing")
     validate.add_argument("config")
-    schema = sub.add_parser("schema", help="print the JSON Schema of audit.yaml")
+    schema = sub.add_parser("schema", help="print the JSON Schema of audit.yaml (or, with --run, of run.json)")
+    schema.add_argument("--run", action="store_true",
+                        help="the JSON Schema of the run document (run.json, schema auditkit.run/1) instead")
     render = sub.add_parser("render", help="re-render the report of a saved run")
     render.add_argument("run_dir")
     render.add_argument("--templates", default=None)
@@ -167,8 +170,7 @@ def _validate(args) -> tuple[int, ValidateSummary]:
 def _render(args) -> tuple[int, RenderSummary]:
     from .writer import rerender
     paths = rerender(Path(args.run_dir), templates=Path(args.templates) if args.templates else None)
-    run = json.loads((Path(args.run_dir) / "run.json").read_text(encoding="utf-8"))
-    return EXIT_PASS, render_summary(run, paths)
+    return EXIT_PASS, render_summary(load_run(paths["run.json"]), paths)
 
 
 COMMANDS = {"run": _run, "validate": _validate, "render": _render}
@@ -223,7 +225,8 @@ def _command(args) -> int:
     try:
         if args.command == "schema":
             from .config import json_schema
-            print(json.dumps(json_schema(), indent=2))
+            from .rundoc import run_json_schema
+            print(json.dumps(run_json_schema() if args.run else json_schema(), indent=2, ensure_ascii=False))
             return EXIT_PASS
         if args.command == "policies":
             from .policy import builtin_policies

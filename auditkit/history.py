@@ -20,10 +20,12 @@ import json
 import os
 import sqlite3
 import tempfile
+from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import InputError, OutputError
+from .rundoc import RunDocument, load_run
 
 #: seconds a SQLite write waits for another writer's lock before giving up
 LOCK_WAIT_S = 5.0
@@ -201,17 +203,19 @@ class HistoryStore:
         runs = self.runs(model_name)
         return runs[-1] if runs else None
 
-    def record(self, run: dict, *, figures: dict, observations: list[dict], run_dir: str) -> None:
+    def record(self, run: RunDocument | Mapping, *, figures: dict, observations: list[dict], run_dir: str) -> None:
         """Add the run, in one transaction."""
         with self.transaction(run, figures=figures, observations=observations, run_dir=run_dir)():
             pass
 
-    def transaction(self, run: dict, *, figures: dict, observations: list[dict], run_dir: str):
-        """A context manager factory for :func:`auditkit.writer.write_run`: entering adds the run's row in an open
-        transaction, leaving commits it (rolled back when the block fails). A failure is an
-        :class:`~auditkit.errors.OutputError` that says the report was not put in place either."""
-        row = {"report_id": run["report_id"], "created_utc": run["created_utc"], "model_name": run["model"]["name"],
-               "model_version": run["model"]["version"], "status": run["status"], "figures": json.dumps(figures),
+    def transaction(self, run: RunDocument | Mapping, *, figures: dict, observations: list[dict], run_dir: str):
+        """A context manager factory for :func:`auditkit.writer.write_run`: entering adds the row of ``run`` (its
+        run document; a dict is validated first) in an open transaction, leaving commits it (rolled back when the
+        block fails). A failure is an :class:`~auditkit.errors.OutputError` that says the report was not put in
+        place either."""
+        run = load_run(run)
+        row = {"report_id": run.report_id, "created_utc": run.created_utc, "model_name": run.model.name,
+               "model_version": run.model.version, "status": run.status, "figures": json.dumps(figures),
                "observations": json.dumps(observations), "run_dir": run_dir}
 
         @contextmanager

@@ -8,7 +8,8 @@
     run.privacy.risk.to_frame()         # one row per ranked training record in the run document
     run.data_quality.to_frame()         # one row per suspect record
 
-The views read the run document (``AuditRun.run``, the dict written to ``run.json``) and copy nothing:
+The views read the run document (``AuditRun.run``, the :class:`~auditkit.rundoc.RunDocument` written to
+``run.json``) and copy nothing:
 a section of the run that was not audited (no ``privacy`` under ``audits`` in audit.yaml, say) is
 ``None`` on the run (``run.privacy is None``). Records appear as their tokens (``R-...``), never as record
 ids; a value the run document holds as ``null`` (undefined, e.g. a TPR without positives) is NaN.
@@ -25,6 +26,12 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
+from .audits.fairness.findings import FairnessFindings
+from .audits.privacy.findings import PrivacyFindings
+from .audits.quality_findings import DataQualityFindings
+from .audits.typed import Groups
+from .rundoc import RunDocument, load_run
+
 GROUP_PREFIX = "group_"
 
 
@@ -39,6 +46,11 @@ def _interval(pair) -> tuple[float, float]:
     return _number(low), _number(high)
 
 
+def _section(findings, model):
+    """A findings section as its typed model (a dict, e.g. a section of a loaded run.json, is validated)."""
+    return findings if isinstance(findings, model) else model.model_validate(findings)
+
+
 class FindingsTable:
     """A table of findings over one section of the run document: ``rows()`` (plain dicts, computed on
     each call from the document), ``to_frame()`` (those rows as a DataFrame with the columns ``COLUMNS``, then
@@ -48,8 +60,11 @@ class FindingsTable:
     #: whether rows carry the sensitive groups of a record (``group_<attribute>`` columns)
     RECORD_GROUPS = False
 
-    def __init__(self, findings: Mapping, attributes: Sequence[str] = ()):
-        self._findings = findings
+    #: the typed model of the findings section the table reads
+    MODEL: type = FairnessFindings
+
+    def __init__(self, findings, attributes: Sequence[str] = ()):
+        self._findings = _section(findings, self.MODEL)
         self._attributes = list(attributes)
 
     def rows(self) -> list[dict]:
@@ -71,10 +86,10 @@ class FindingsTable:
     def __repr__(self) -> str:
         return f"<{type(self).__name__}: {len(self)} rows; .to_frame() for the table>"
 
-    def _record(self, record: Mapping) -> dict:
-        """``group_<attribute>`` → the record's group, for every sensitive attribute of the run."""
-        groups = record.get("groups") or {}
-        return {GROUP_PREFIX + a: groups.get(a) for a in self._attributes}
+    def _record(self, groups: Groups) -> dict:
+        """``group_<attribute>`` → the record's group (``groups``: the record's groups), for every sensitive
+        attribute of the run; None where the record has no value for it."""
+        return {GROUP_PREFIX + a: groups[a] if a in groups else None for a in self._attributes}
 
 
 class GroupMetrics(FindingsTable):
@@ -92,16 +107,15 @@ class GroupMetrics(FindingsTable):
 
     def rows(self) -> list[dict]:
         out = []
-        for table in self._findings.get("groups", []):
-            for g in table["groups"]:
-                intervals = g.get("intervals") or {}
-                for metric, value in g["metrics"].items():
+        for table in self._findings.groups:
+            for g in table.groups:
+                for metric, value in g.metrics.items():
                     if metric == "count":               # the group's size: the column n
                         continue
-                    low, high = _interval(intervals.get(metric))
-                    out.append({"attribute": table["attribute"], "group": g["group"], "metric": metric,
-                                "value": _number(value), "ci_low": low, "ci_high": high, "n": int(g["count"]),
-                                "suppressed": not g["sufficient"], "unknown": bool(g["unknown"])})
+                    low, high = _interval(g.intervals[metric] if metric in g.intervals else None)
+                    out.append({"attribute": table.attribute, "group": g.group, "metric": metric,
+                                "value": _number(value), "ci_low": low, "ci_high": high, "n": g.count,
+                                "suppressed": not g.sufficient, "unknown": g.unknown})
         return out
 
 
@@ -131,29 +145,26 @@ class Disparities(FindingsTable):
 
     def rows(self) -> list[dict]:
         out = []
-        for disparities in (self._findings.get("disparities") or {}).values():
+        for disparities in self._findings.disparities.values():
             for d in disparities:
-                common = {"attribute": d["attribute"], "metric": d["metric"], "reference": d.get("reference"),
-                          "higher_is_better": d.get("higher_is_better"), "status": d.get("status"),
-                          "reason": d.get("reason"), "confidence": _number(d.get("confidence")),
-                          "n_boot_used": d.get("n_boot_used"), "adverse_impact": None, "threshold": math.nan}
-                out.append({**common, "comparison": "range", "group": d.get("worst_group"),
-                            "compared_to": d.get("best_group"),
-                            **self._numbers(d.get("difference"), d.get("difference_ci"), d.get("ratio"),
-                                            d.get("ratio_ci"))})
-                for group, r in (d.get("to_reference") or {}).items():
+                common = {"attribute": d.attribute, "metric": d.metric, "reference": d.reference,
+                          "higher_is_better": d.higher_is_better, "status": d.status,
+                          "reason": d.reason, "confidence": _number(d.confidence),
+                          "n_boot_used": d.n_boot_used, "adverse_impact": None, "threshold": math.nan}
+                out.append({**common, "comparison": "range", "group": d.worst_group,
+                            "compared_to": d.best_group,
+                            **self._numbers(d.difference, d.difference_ci, d.ratio, d.ratio_ci)})
+                for group, r in d.to_reference.items():
                     out.append({**common, "comparison": "to_reference", "group": group,
-                                "compared_to": d.get("reference"),
-                                **self._numbers(r.get("difference"), r.get("difference_ci"), r.get("ratio"),
-                                                r.get("ratio_ci"))})
-                for key in ("impact_ratio", "impact_ratio_max"):
-                    ir = d.get(key)
+                                "compared_to": d.reference,
+                                **self._numbers(r.difference, r.difference_ci, r.ratio, r.ratio_ci)})
+                for key, ir in (("impact_ratio", d.impact_ratio), ("impact_ratio_max", d.impact_ratio_max)):
                     if ir is not None:
-                        out.append({**common, "comparison": key, "group": ir.get("group"),
-                                    "compared_to": ir.get("compared_to"),
-                                    **self._numbers(None, None, ir.get("value"), ir.get("ci")),
-                                    "adverse_impact": ir.get("adverse_impact"),
-                                    "threshold": _number(ir.get("threshold"))})
+                        out.append({**common, "comparison": key, "group": ir.group,
+                                    "compared_to": ir.compared_to,
+                                    **self._numbers(None, None, ir.value, ir.ci),
+                                    "adverse_impact": ir.adverse_impact,
+                                    "threshold": _number(ir.threshold)})
         return out
 
     @staticmethod
@@ -178,7 +189,7 @@ class Drivers(FindingsTable):
     COLUMNS = ("attribute", "surrogate", "disadvantaged", "advantaged", "rank", "token", "effect", "label")
     RECORD_GROUPS = True
 
-    def __init__(self, findings: Mapping, attributes: Sequence[str] = (), *, kind: str = "drivers"):
+    def __init__(self, findings, attributes: Sequence[str] = (), *, kind: str = "drivers"):
         super().__init__(findings, attributes)
         if kind not in ("drivers", "wideners"):
             raise ValueError(f"kind={kind!r} is not allowed: use 'drivers' or 'wideners'")
@@ -186,12 +197,13 @@ class Drivers(FindingsTable):
 
     def rows(self) -> list[dict]:
         out = []
-        for a in self._findings.get("attributions", []):
-            for rank, record in enumerate(a.get(self.kind) or [], start=1):
-                out.append({"attribute": a["attribute"], "surrogate": a["surrogate"],
-                            "disadvantaged": a.get("disadvantaged"), "advantaged": a.get("advantaged"),
-                            "rank": rank, "token": record["token"], "effect": _number(record.get("effect")),
-                            "label": record.get("label"), **self._record(record)})
+        for a in self._findings.attributions:
+            records = a.drivers if self.kind == "drivers" else a.wideners
+            for rank, record in enumerate(records, start=1):
+                out.append({"attribute": a.attribute, "surrogate": a.surrogate,
+                            "disadvantaged": a.disadvantaged, "advantaged": a.advantaged,
+                            "rank": rank, "token": record.token, "effect": _number(record.effect),
+                            "label": record.label, **self._record(record.groups)})
         return out
 
 
@@ -211,30 +223,31 @@ class RiskRanking(FindingsTable):
 
     COLUMNS = ("rank", "token", "risk", "flagged", "self_influence", "retrained_change", "label", "reason")
     RECORD_GROUPS = True
+    MODEL = PrivacyFindings
 
     def rows(self) -> list[dict]:
         by_token: dict[str, dict] = {}
-        for rank, f in enumerate(self._findings.get("flags", []), start=1):
-            by_token[f["token"]] = {"rank": rank, "token": f["token"], "risk": _number(f.get("risk")),
-                                    "flagged": True, "self_influence": math.nan, "retrained_change": math.nan,
-                                    "label": f.get("label"), "reason": f.get("reason"), **self._record(f)}
+        for rank, f in enumerate(self._findings.flags, start=1):
+            by_token[f.token] = {"rank": rank, "token": f.token, "risk": _number(f.risk),
+                                 "flagged": True, "self_influence": math.nan, "retrained_change": math.nan,
+                                 "label": f.label, "reason": f.reason, **self._record(f.groups)}
         # flags and the retraining check take the records in the same order (descending risk), so a record's
         # position in either list is its rank
-        for rank, r in enumerate((self._findings.get("trust") or {}).get("records", []), start=1):
-            row = by_token.setdefault(r["token"], {
-                "rank": rank, "token": r["token"], "risk": math.nan, "flagged": False, "label": None,
+        for rank, r in enumerate(self._findings.trust.records, start=1):
+            row = by_token.setdefault(r.token, {
+                "rank": rank, "token": r.token, "risk": math.nan, "flagged": False, "label": None,
                 "reason": None, **self._record({})})
-            row["self_influence"], row["retrained_change"] = _number(r.get("predicted")), _number(r.get("actual"))
+            row["self_influence"], row["retrained_change"] = _number(r.predicted), _number(r.actual)
         return sorted(by_token.values(), key=lambda row: row["rank"])
 
 
 class FairnessResult:
     """The fairness findings of a run: ``metrics``, ``disparities``, ``drivers``, ``wideners`` (tables with
     ``to_frame()``), ``favourable`` (the favourable outcome), ``notes``; ``findings``: the section of the
-    run document itself."""
+    run document itself (:class:`~auditkit.audits.fairness.findings.FairnessFindings`)."""
 
-    def __init__(self, findings: Mapping, attributes: Sequence[str] = ()):
-        self.findings = findings
+    def __init__(self, findings, attributes: Sequence[str] = ()):
+        self.findings = findings = _section(findings, FairnessFindings)
         self.metrics = GroupMetrics(findings, attributes)
         self.disparities = Disparities(findings, attributes)
         self.drivers = Drivers(findings, attributes, kind="drivers")
@@ -242,11 +255,11 @@ class FairnessResult:
 
     @property
     def favourable(self) -> str:
-        return self.findings.get("favourable")
+        return self.findings.favourable
 
     @property
     def notes(self) -> list[str]:
-        return list(self.findings.get("notes") or [])
+        return list(self.findings.notes)
 
     def __repr__(self) -> str:
         return (f"<FairnessResult: {len(self.metrics)} group metrics, {len(self.disparities)} disparity rows, "
@@ -256,30 +269,31 @@ class FairnessResult:
 class PrivacyResult:
     """The privacy findings of a run: ``risk`` (the ranking of training records, with ``to_frame()``),
     ``threshold`` (the calibrated risk above which a record is flagged), ``budget`` (the false-positive
-    budget of a flag), ``n_flagged``, ``notes``; ``findings``: the section of the run document itself."""
+    budget of a flag), ``n_flagged``, ``notes``; ``findings``: the section of the run document itself
+    (:class:`~auditkit.audits.privacy.findings.PrivacyFindings`)."""
 
-    def __init__(self, findings: Mapping, attributes: Sequence[str] = ()):
-        self.findings = findings
+    def __init__(self, findings, attributes: Sequence[str] = ()):
+        self.findings = findings = _section(findings, PrivacyFindings)
         self.risk = RiskRanking(findings, attributes)
 
     @property
     def threshold(self) -> float:
-        return _number(self.findings.get("threshold"))
+        return _number(self.findings.threshold)
 
     @property
     def budget(self) -> float:
-        return _number(self.findings.get("budget"))
+        return _number(self.findings.budget)
 
     @property
     def n_flagged(self) -> int:
-        return len(self.findings.get("flags", []))
+        return len(self.findings.flags)
 
     @property
     def notes(self) -> list[str]:
-        return list(self.findings.get("notes") or [])
+        return list(self.findings.notes)
 
     def __repr__(self) -> str:
-        return f"<PrivacyResult: {self.n_flagged} flagged of {self.findings.get('n_members')} training records>"
+        return f"<PrivacyResult: {self.n_flagged} flagged of {self.findings.n_members} training records>"
 
 
 class DataQualityResult(FindingsTable):
@@ -298,56 +312,62 @@ class DataQualityResult(FindingsTable):
     COLUMNS = ("rank", "token", "score", "held_out_probability_of_label", "loss", "self_influence", "reason",
                "label")
     RECORD_GROUPS = True
+    MODEL = DataQualityFindings
 
     @property
-    def findings(self) -> Mapping:
+    def findings(self) -> DataQualityFindings:
         return self._findings
 
     def rows(self) -> list[dict]:
-        return [{"rank": rank, "token": s["token"], "score": _number(s.get("score")),
-                 "held_out_probability_of_label": _number(s.get("held_out_probability_of_label")),
-                 "loss": _number(s.get("loss")), "self_influence": _number(s.get("self_influence")),
-                 "reason": s.get("reason"), "label": s.get("label"), **self._record(s)}
-                for rank, s in enumerate(self._findings.get("suspects", []), start=1)]
+        return [{"rank": rank, "token": s.token, "score": _number(s.score),
+                 "held_out_probability_of_label": _number(s.held_out_probability_of_label),
+                 "loss": _number(s.loss), "self_influence": _number(s.self_influence),
+                 "reason": s.reason, "label": s.label, **self._record(s.groups)}
+                for rank, s in enumerate(self._findings.suspects, start=1)]
 
     @property
     def n_records(self) -> int:
-        return int(self._findings["n_records"])
+        return self._findings.n_records
 
     @property
     def worth_inspecting(self) -> int:
-        return int(self._findings["worth_inspecting"])
+        return self._findings.worth_inspecting
 
     @property
     def score_description(self) -> str:
-        return self._findings.get("score", "")
+        return self._findings.score
 
     @property
     def notes(self) -> list[str]:
-        return list(self._findings.get("notes") or [])
+        return list(self._findings.notes)
 
 
-def sensitive_attributes(run: Mapping) -> list[str]:
+def _document(run: RunDocument | Mapping) -> RunDocument:
+    """The run as a :class:`RunDocument` (a dict, e.g. a loaded run.json, is validated by ``load_run``)."""
+    return load_run(run)
+
+
+def sensitive_attributes(run: RunDocument | Mapping) -> list[str]:
     """The run's sensitive attributes, in the order of its configuration."""
-    return [s["attribute"] for s in (run.get("data") or {}).get("sensitive", [])]
+    return [s.attribute for s in _document(run).data.sensitive]
 
 
-def fairness_of(run: Mapping) -> FairnessResult | None:
+def fairness_of(run: RunDocument | Mapping) -> FairnessResult | None:
     """The fairness findings of a run document; None when the run has no fairness audit."""
-    found = run.get("fairness")
-    return FairnessResult(found, sensitive_attributes(run)) if found is not None else None
+    doc = _document(run)
+    return FairnessResult(doc.fairness, sensitive_attributes(doc)) if doc.fairness is not None else None
 
 
-def privacy_of(run: Mapping) -> PrivacyResult | None:
+def privacy_of(run: RunDocument | Mapping) -> PrivacyResult | None:
     """The privacy findings of a run document; None when the run has no privacy audit."""
-    found = run.get("privacy")
-    return PrivacyResult(found, sensitive_attributes(run)) if found is not None else None
+    doc = _document(run)
+    return PrivacyResult(doc.privacy, sensitive_attributes(doc)) if doc.privacy is not None else None
 
 
-def data_quality_of(run: Mapping) -> DataQualityResult | None:
+def data_quality_of(run: RunDocument | Mapping) -> DataQualityResult | None:
     """The data-quality findings of a run document; None when the run has no data-quality audit."""
-    found = run.get("data_quality")
-    return DataQualityResult(found, sensitive_attributes(run)) if found is not None else None
+    doc = _document(run)
+    return DataQualityResult(doc.data_quality, sensitive_attributes(doc)) if doc.data_quality is not None else None
 
 
 __all__ = ["FairnessResult", "PrivacyResult", "DataQualityResult", "GroupMetrics", "Disparities", "Drivers",

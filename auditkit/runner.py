@@ -57,6 +57,7 @@ from .policy import Policy, check_metrics_available, evaluate, load_policy, obse
 from .progress import reporter_for
 from .redaction import redact_record_ids
 from .results import DataQualityResult, FairnessResult, PrivacyResult, data_quality_of, fairness_of, privacy_of
+from .rundoc import RunDocument, load_run, run_document
 
 log = logging.getLogger(__name__)
 PACKAGES = ("torch", "numpy", "pandas", "scikit-learn", "fairlearn", "pydantic", "weasyprint", "matplotlib", "jinja2")
@@ -72,21 +73,25 @@ KEY_FIGURES = {"fairness.selection_rate.impact_ratio_max": "four-fifths impact r
 
 @dataclass
 class AuditRun:
-    """The run document (``run``, a dict: what ``run.json`` holds) and the private flagged-records rows (with
-    record ids). Its findings as tables (:mod:`auditkit.results`): ``fairness`` (``.metrics``,
-    ``.disparities``, ``.drivers``), ``privacy`` (``.risk``) and ``data_quality``, each with ``to_frame()``;
-    a section that was not audited is None."""
+    """The run document (``run``, a :class:`~auditkit.rundoc.RunDocument`: what ``run.json`` holds) and the
+    private flagged-records rows (with record ids). Its findings as tables (:mod:`auditkit.results`):
+    ``fairness`` (``.metrics``, ``.disparities``, ``.drivers``), ``privacy`` (``.risk``) and ``data_quality``,
+    each with ``to_frame()``; a section that was not audited is None."""
 
-    run: dict
+    run: RunDocument
     flagged: list[dict]
     observations: list[dict] = field(default_factory=list)
     paths: dict = field(default_factory=dict)     # output files, once written
     scores: list[dict] = field(default_factory=list)   # every training record's scores (private, with ids)
 
+    def __post_init__(self):
+        if not isinstance(self.run, RunDocument):          # a saved run.json's dict: validated
+            self.run = load_run(self.run)
+
     @property
     def status(self) -> str:
         """The policy's verdict: ``"pass"``, ``"pass_with_warnings"``, ``"fail"`` or ``"incomplete"``."""
-        return self.run["status"]
+        return self.run.status
 
     @property
     def fairness(self) -> FairnessResult | None:
@@ -562,7 +567,7 @@ def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: Hist
                          "versions": versions(), "seed": config.seed, "command": command,
                          "config_text": redact_record_ids(config.redacted_text, splits, context.token)}
     run["runtime"] = {"seconds": round(time.perf_counter() - started, 2), "steps": steps, "backend": where}
-    return AuditRun(json_safe(run), _flagged_rows(context, findings), obs, scores=_score_rows(context))
+    return AuditRun(run_document(json_safe(run)), _flagged_rows(context, findings), obs, scores=_score_rows(context))
 
 
 def key_figures(observations_: list[dict]) -> dict[str, float]:

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .rundoc import Check, RunDocument
+
 Status = Literal["pass", "pass_with_warnings", "fail", "incomplete"]
 BANNER = {"pass": "PASS", "pass_with_warnings": "PASS WITH WARNINGS", "fail": "FAIL", "incomplete": "INCOMPLETE"}
 
@@ -165,31 +167,30 @@ class ErrorSummary(Strict):
     exit_code: int
 
 
-def _scope(check: dict) -> str:
-    return "/".join(str(s) for s in (check.get("attribute"), check.get("group")) if s)
+def _scope(check: Check) -> str:
+    return "/".join(str(s) for s in (check.attribute, check.group) if s)
 
 
-def run_summary(run: dict, paths: dict, *, exit_code: int, seconds: float) -> RunSummary:
+def run_summary(run: RunDocument, paths: dict, *, exit_code: int, seconds: float) -> RunSummary:
     """The summary of a finished run, from its run document and output paths."""
-    checks = run.get("checks") or []
-    count = {s: sum(c["status"] == s for c in checks) for s in ("pass", "warn", "fail", "insufficient_data")}
-    privacy, quality = run.get("privacy"), run.get("data_quality")
+    count = {s: sum(c.status == s for c in run.checks) for s in ("pass", "warn", "fail", "insufficient_data")}
+    privacy, quality = run.privacy, run.data_quality
     return RunSummary(
-        report_id=run["report_id"], status=run["status"], exit_code=exit_code,
-        model=ModelId(name=run["model"]["name"], version=run["model"]["version"]),
-        policy=(run.get("policy") or {}).get("name"),
+        report_id=run.report_id, status=run.status, exit_code=exit_code,
+        model=ModelId(name=run.model.name, version=run.model.version),
+        policy=run.policy.name if run.policy is not None else None,
         checks=CheckCounts(passed=count["pass"], warned=count["warn"], failed=count["fail"],
                            insufficient_data=count["insufficient_data"]),
-        failed_or_warned=[CheckResult(status=c["status"], rule=c["rule"], metric=c["metric"], scope=_scope(c),
-                                      value=c.get("value"), bound=c["bound"])
-                          for c in checks if c["status"] in ("fail", "warn")],
-        privacy=PrivacyCount(flagged=privacy["n_flagged"], budget=privacy["budget"]) if privacy else None,
-        data_quality=QualityCount(worth_inspecting=quality["worth_inspecting"],
-                                  suspects_listed=len(quality.get("suspects") or [])) if quality else None,
+        failed_or_warned=[CheckResult(status=c.status, rule=c.rule, metric=c.metric, scope=_scope(c),
+                                      value=c.value, bound=c.bound)
+                          for c in run.checks if c.status in ("fail", "warn")],
+        privacy=PrivacyCount(flagged=privacy.n_flagged, budget=privacy.budget) if privacy else None,
+        data_quality=QualityCount(worth_inspecting=quality.worth_inspecting,
+                                  suspects_listed=len(quality.suspects)) if quality else None,
         paths={name: str(path) for name, path in paths.items()}, seconds=round(seconds, 2))
 
 
-def render_summary(run: dict, paths: dict) -> RenderSummary:
+def render_summary(run: RunDocument, paths: dict) -> RenderSummary:
     """The summary of a re-rendered run."""
-    return RenderSummary(report_id=run["report_id"], run_status=run["status"],
+    return RenderSummary(report_id=run.report_id, run_status=run.status,
                          paths={name: str(path) for name, path in paths.items()})

@@ -33,29 +33,22 @@ import os
 import secrets
 import shutil
 import tempfile
+from collections.abc import Mapping
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from .errors import InputError, OutputError
 from .hashes import file_sha256
 from .interrupts import deferred, note_written
+from .rundoc import RunDocument, findings_of, load_run
 from .system import check_system
 
 log = logging.getLogger(__name__)
 
-FINDINGS_KEYS = ("schema", "report_id", "created_utc", "status", "checks", "fairness", "privacy", "data_quality",
-                 "influence", "model", "data", "policy", "provenance")
 CSV_COLUMNS = ("token", "split", "record_id", "finding", "score", "label", "groups", "reason")
 RUN_FILES = ("run.json", "findings.json")
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = "auditkit.manifest/1"
-
-
-def findings_of(run: dict) -> dict:
-    """The machine-readable findings: the run without report metadata and configuration text."""
-    out = {k: run.get(k) for k in FINDINGS_KEYS}
-    out["provenance"] = {k: v for k, v in (run.get("provenance") or {}).items() if k != "config_text"}
-    return out
 
 
 def _cell(value) -> str:
@@ -286,21 +279,22 @@ def _paths(folder: Path) -> dict[str, Path]:
     return {p.name: p for p in sorted(folder.iterdir()) if p.name != MANIFEST}
 
 
-def write_run(run: dict, flagged: list[dict], out: Path, *, templates: Path | None = None,
+def write_run(run: RunDocument | Mapping, flagged: list[dict], out: Path, *, templates: Path | None = None,
               commit=None, scores: list[dict] | None = None) -> dict[str, Path]:
-    """Write every output of a run into ``out`` atomically; returns the final paths. ``commit``: see
-    :func:`_staged` (the history row, recorded together with the folder). ``scores``: rows of
-    ``record_scores.csv`` (not written when there are none)."""
+    """Write every output of a run (its run document ``run``; a dict is validated first) into ``out``
+    atomically; returns the final paths. ``commit``: see :func:`_staged` (the history row, recorded together
+    with the folder). ``scores``: rows of ``record_scores.csv`` (not written when there are none)."""
     from .report import render_run  # heavy (matplotlib, WeasyPrint): imported only when writing
 
+    run = load_run(run)
     out = output_target(Path(out))
-    with _staged(out, report_id=str(run.get("report_id")), commit=commit) as tmp:
-        _dump(run, tmp / "run.json")
+    with _staged(out, report_id=run.report_id, commit=commit) as tmp:
+        _dump(run.to_json_dict(), tmp / "run.json")
         _dump(findings_of(run), tmp / "findings.json")
         write_flagged_csv(flagged, tmp / "flagged_records.csv")
         if scores:
             write_scores_csv(scores, tmp / "record_scores.csv")
-        render_run(run, tmp, templates=templates, findings_path=tmp / "findings.json")
+        render_run(run.to_json_dict(), tmp, templates=templates, findings_path=tmp / "findings.json")
     return _paths(out)
 
 
@@ -313,13 +307,7 @@ def rerender(run_dir: Path, *, templates: Path | None = None) -> dict[str, Path]
     source = run_dir / "run.json"
     if not source.is_file():
         raise InputError(f"{str(run_dir)!r} holds no run.json: give a folder written by `auditkit run`")
-    try:
-        run = json.loads(source.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{str(source)!r} cannot be read as JSON ({type(exc).__name__}): it may have been "
-                         "edited or truncated; rerun the audit") from None
-    if not isinstance(run, dict) or run.get("schema") != "auditkit.run/1":
-        raise InputError(f"{str(source)!r} is not an auditkit run (schema auditkit.run/1): rerun the audit")
+    run = load_run(source)
     foreign = foreign_files(run_dir)
     if foreign:
         names = ", ".join(repr(f) for f in foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
@@ -328,11 +316,11 @@ def rerender(run_dir: Path, *, templates: Path | None = None) -> dict[str, Path]
                f"({names})")
         raise InputError(f"{str(run_dir)!r} {why}: re-rendering replaces the folder whole, so move such files out, "
                          "or rerun the audit into a new folder")
-    with _staged(run_dir, report_id=str(run.get("report_id"))) as tmp:
+    with _staged(run_dir, report_id=run.report_id) as tmp:
         for name in ("run.json", "findings.json", "flagged_records.csv", "record_scores.csv"):
             if (run_dir / name).exists():
                 shutil.copy2(run_dir / name, tmp / name)
         if not (tmp / "findings.json").exists():
             _dump(findings_of(run), tmp / "findings.json")
-        render_run(run, tmp, templates=templates, findings_path=tmp / "findings.json")
+        render_run(run.to_json_dict(), tmp, templates=templates, findings_path=tmp / "findings.json")
     return _paths(run_dir)

@@ -14,6 +14,7 @@ import pytest
 
 from auditkit.errors import InputError
 from auditkit.policy import (
+    Check,
     Observation,
     builtin_policies,
     check_metrics_available,
@@ -40,15 +41,20 @@ def _attack(name, n_m, n_n, auc, tpr01, adv):
             "tpr_at_fpr": {"0.01": tpr01, "0.001": None}, "advantage": adv}
 
 
+#: the privacy section's fields the observations do not read, required by the run document's model
+PRIVACY_REST = {"signals": ["self_influence"], "risk_score": "self-influence", "threshold": 1.0,
+                "trust": {"checked": False}}
+
 FINDINGS = {
     "fairness": {
+        "favourable": "yes",
         "groups": [
-            {"attribute": "sex", "groups": [
+            {"attribute": "sex", "min_group_size": 30, "groups": [
                 _group("Female", 57, 0.21052631578947367, 0.9298245614035088, 0.8333333333333334,
                        {"selection_rate": [0.10468854894279463, 0.31636408263615273]}),
                 _group("Male", 173, 0.6242774566473989, 0.8439306358381503, 0.8648648648648649),
                 {"group": "unknown", "count": 4, "sufficient": False, "unknown": True, "metrics": {"accuracy": 1.0}}]},
-            {"attribute": "sex & age_band", "groups": [
+            {"attribute": "sex & age_band", "min_group_size": 30, "groups": [
                 _group("Female & 55+", 21, 0.38095238095238093, 0.8571428571428571, 0.7777777777777778),
                 _group("Female & <55", 36, 0.1111111111111111, 0.9722222222222222, 1.0),
                 _group("Male & 55+", 89, 0.8314606741573034, 0.8, 0.9)]},
@@ -94,7 +100,8 @@ FINDINGS = {
                  "ratio": 0.13363363363363362, "ratio_ci": [0.033811785310072985, 0.2751431530214426],
                  "to_reference": {"Female & <55": {"ratio": 0.13363363363363362,
                                                    "ratio_ci": [0.033811785310072985, 0.2751431530214426]}},
-                 "impact_ratio_max": {"value": 0.13363363363363362, "ci": [0.033811785310072985, 0.2751431530214426],
+                 "impact_ratio_max": {"basis": "most_selected", "value": 0.13363363363363362,
+                                      "ci": [0.033811785310072985, 0.2751431530214426],
                                       "group": "Female & <55", "compared_to": "Male & 55+"}},
                 {"attribute": "sex & age_band", "metric": "tpr", "status": "insufficient_data",
                  "reason": "only one group with at least 30 records", "reference": None, "groups": [],
@@ -103,6 +110,7 @@ FINDINGS = {
         },
     },
     "privacy": {
+        **PRIVACY_REST,
         "n_members": 690, "n_nonmembers": 230, "n_flagged": 9, "budget": 0.01,
         "attacks": {"loss": _attack("loss", 690, 230, 0.4799243856332703, 0.015942028985507246, 0.0145),
                     "self_influence": _attack("self_influence", 690, 230, 0.47233144297416507,
@@ -119,11 +127,15 @@ FINDINGS = {
                     "flag_rate": 0.0162748643761302}}],
         "trust": {"checked": True, "spearman": 0.9999999999999999},
     },
-    "data_quality": {"n_records": 690, "worth_inspecting": 125, "share_worth_inspecting": 0.18115942028985507},
-    "influence": {"stability": {"findings": [
-        {"finding": "drivers of the sex selection-rate gap", "agreement": {"damping ×0.1": 1.0, "damping ×10": 0.9},
+    "data_quality": {"score": "loss", "n_records": 690, "worth_inspecting": 125,
+                     "share_worth_inspecting": 0.18115942028985507},
+    "influence": {"method": "exact", "damping": 0.0, "dtype": "float64", "l2": 0.01, "seed": 0, "parameters": 80,
+                  "stability": {"findings": [
+        {"finding": "drivers of the sex selection-rate gap", "kind": "fairness_drivers", "k": 10, "verdict": "robust",
+         "agreement": {"damping ×0.1": 1.0, "damping ×10": 0.9},
          "retraining": {"spearman": 0.98, "median_ratio": 1.02}},
-        {"finding": "top privacy-risk records", "agreement": {"damping ×0.1": 1.0, "damping ×10": 0.6},
+        {"finding": "top privacy-risk records", "kind": "privacy_top", "k": 10, "verdict": "sensitive",
+         "agreement": {"damping ×0.1": 1.0, "damping ×10": 0.6},
          "retraining": None}]}},
 }
 
@@ -201,29 +213,29 @@ def test_observation_round_trips_through_a_dict():
     assert Observation.from_dict(o.to_dict()) == o
     r = rule(metric="fairness.accuracy.difference", bound={"kind": "relative_to_previous", "max_increase": 0.05})
     [c] = evaluate(policy(r), [obs(0.2).to_dict()], previous=[obs(0.1).to_dict()])
-    assert (c["status"], c["value"]) == ("fail", pytest.approx(0.1))
+    assert (c.status, c.value) == ("fail", pytest.approx(0.1))
 
 
 # ---- bounds and decisions ----
 
 def test_absolute_min_decided_by_interval_point_and_straddle():
     r = rule(metric="fairness.accuracy.difference", bound={"kind": "absolute", "min": 0.8})
-    assert [one(r, obs(0.9, (0.82, 0.95)))[k] for k in ("status", "decided_by")] == ["pass", "interval"]
-    assert [one(r, obs(0.7, (0.6, 0.79)))[k] for k in ("status", "decided_by")] == ["fail", "interval"]
-    assert [one(r, obs(0.85, (0.7, 0.9)))[k] for k in ("status", "decided_by")] == ["warn", "straddle rule"]
-    assert [one(r, obs(0.79))[k] for k in ("status", "decided_by")] == ["fail", "point"]
-    assert one(r, obs(0.8))["status"] == "pass"                       # inclusive
-    assert one(r, obs(0.85, (0.7, 0.9)))["bound"] == "≥ 0.80"
+    assert [getattr(one(r, obs(0.9, (0.82, 0.95))), k) for k in ("status", "decided_by")] == ["pass", "interval"]
+    assert [getattr(one(r, obs(0.7, (0.6, 0.79))), k) for k in ("status", "decided_by")] == ["fail", "interval"]
+    assert [getattr(one(r, obs(0.85, (0.7, 0.9))), k) for k in ("status", "decided_by")] == ["warn", "straddle rule"]
+    assert [getattr(one(r, obs(0.79)), k) for k in ("status", "decided_by")] == ["fail", "point"]
+    assert one(r, obs(0.8)).status == "pass"                       # inclusive
+    assert one(r, obs(0.85, (0.7, 0.9))).bound == "≥ 0.80"
 
 
 def test_absolute_max_is_inclusive_despite_rounding():
     r = rule(metric="fairness.accuracy.difference", bound={"kind": "absolute", "max": 0.1})
     assert 0.4 - 0.3 > 0.1
-    assert one(r, obs(0.4 - 0.3))["status"] == "pass"
-    assert one(r, obs(0.1001))["status"] == "fail"
+    assert one(r, obs(0.4 - 0.3)).status == "pass"
+    assert one(r, obs(0.1001)).status == "fail"
     c = one(r, obs(0.12, (0.03, 0.21), n=57))
-    assert (c["status"], c["bound"], c["n"]) == ("warn", "≤ 0.10", 57)
-    assert c["explanation"] == ("Gap in accuracy between the groups with the highest and the lowest value; higher is "
+    assert (c.status, c.bound, c.n) == ("warn", "≤ 0.10", 57)
+    assert c.explanation == ("Gap in accuracy between the groups with the highest and the lowest value; higher is "
                                 "worse, the rule allows at most 0.10; its confidence interval straddles the limit.")
 
 
@@ -231,12 +243,12 @@ def test_ratio_band_both_sides():
     r = rule(metric="fairness.selection_rate.impact_ratio", bound={"kind": "ratio_band", "low": 0.8, "high": 1.25})
     def ratio(value, interval=None):
         return obs(value, interval, metric="fairness.selection_rate.impact_ratio", group="g")
-    assert one(r, ratio(1.0, (0.9, 1.1)))["status"] == "pass"
-    assert one(r, ratio(2.35, (1.83, 3.16)))["status"] == "fail"
-    assert one(r, ratio(0.5, (0.3, 0.7)))["status"] == "fail"
-    assert one(r, ratio(1.2, (1.1, 1.3)))["status"] == "warn"
-    assert one(r, ratio(1.25))["status"] == "pass"
-    assert one(r, ratio(1.0))["bound"] == "between 0.80 and 1.25"
+    assert one(r, ratio(1.0, (0.9, 1.1))).status == "pass"
+    assert one(r, ratio(2.35, (1.83, 3.16))).status == "fail"
+    assert one(r, ratio(0.5, (0.3, 0.7))).status == "fail"
+    assert one(r, ratio(1.2, (1.1, 1.3))).status == "warn"
+    assert one(r, ratio(1.25)).status == "pass"
+    assert one(r, ratio(1.0)).bound == "between 0.80 and 1.25"
 
 
 @pytest.mark.parametrize("if_straddles, severity, expected", [
@@ -246,24 +258,25 @@ def test_straddle_decision(if_straddles, severity, expected):
     r = rule(metric="fairness.accuracy.difference", bound={"kind": "absolute", "max": 0.1},
              if_straddles=if_straddles, severity=severity)
     c = one(r, obs(0.09, (0.05, 0.15)))
-    assert (c["status"], c["decided_by"], c["severity"]) == (expected, "straddle rule", severity)
-    assert one(r, obs(0.2, (0.15, 0.25)))["status"] == severity   # wholly outside: the severity, not if_straddles
+    assert (c.status, c.decided_by, c.severity) == (expected, "straddle rule", severity)
+    assert one(r, obs(0.2, (0.15, 0.25))).status == severity   # wholly outside: the severity, not if_straddles
 
 
 def test_relative_to_reference_uses_the_difference_and_its_interval(found):
     r = rule(metric="fairness.tpr", bound={"kind": "relative_to_reference", "max_difference": 0.1})
     checks = evaluate(policy(r), [found["fairness.tpr", "sex", g] for g in ("Female", "Male")])
     [c] = checks                                                   # the reference group is not checked
-    assert (c["group"], c["status"], c["decided_by"]) == ("Female", "warn", "straddle rule")
-    assert c["value"] == pytest.approx(0.8333333333333334 - 0.8648648648648649)
-    assert c["interval"] == pytest.approx([-0.28703004891684136, 0.1519910714285715])
-    assert c["bound"] == "|difference from Male| ≤ 0.10"
-    assert c["compared_with"] == {"label": "reference group Male", "value": pytest.approx(0.8648648648648649)}
+    assert (c.group, c.status, c.decided_by) == ("Female", "warn", "straddle rule")
+    assert c.value == pytest.approx(0.8333333333333334 - 0.8648648648648649)
+    assert c.interval == pytest.approx([-0.28703004891684136, 0.1519910714285715])
+    assert c.bound == "|difference from Male| ≤ 0.10"
+    assert c.compared_with.model_dump() == {"label": "reference group Male",
+                                           "value": pytest.approx(0.8648648648648649)}
     far = obs(0.5, metric="fairness.tpr", group="B", reference="A", reference_value=0.8)
     near = obs(0.75, metric="fairness.tpr", group="C", reference="A", reference_value=0.8)
-    assert [c["status"] for c in evaluate(policy(r), [far, near])] == ["fail", "pass"]
+    assert [c.status for c in evaluate(policy(r), [far, near])] == ["fail", "pass"]
     orphan = obs(0.5, metric="fairness.tpr", group="B", reference="A", reference_value=None)
-    assert one(r, orphan)["status"] == "insufficient_data"
+    assert one(r, orphan).status == "insufficient_data"
 
 
 def test_relative_to_previous_compares_the_same_observation():
@@ -272,43 +285,44 @@ def test_relative_to_previous_compares_the_same_observation():
     before = [obs(0.05, attribute="sex"), obs(0.10, attribute="age")]
     now = [obs(0.12, attribute="sex"), obs(0.11, attribute="age"), obs(0.3, attribute="new")]
     checks = evaluate(policy(r), now, previous=before)
-    assert [(c["attribute"], c["status"]) for c in checks] == [("sex", "fail"), ("age", "pass"),
+    assert [(c.attribute, c.status) for c in checks] == [("sex", "fail"), ("age", "pass"),
                                                                ("new", "insufficient_data")]
-    assert checks[0]["value"] == pytest.approx(0.07)
-    assert checks[0]["compared_with"] == {"label": "previous audit", "value": 0.05}
-    assert checks[0]["bound"] == "increase ≤ 0.05 since the previous audit"
-    assert checks[2]["explanation"].endswith("not decided: the previous audit has no value for it.")
+    assert checks[0].value == pytest.approx(0.07)
+    assert checks[0].compared_with.model_dump() == {"label": "previous audit", "value": 0.05}
+    assert checks[0].bound == "increase ≤ 0.05 since the previous audit"
+    assert checks[2].explanation.endswith("not decided: the previous audit has no value for it.")
     first = evaluate(policy(r), now, previous=None)[0]
-    assert first["status"] == "insufficient_data"
-    assert first["explanation"].endswith("not decided: there is no previous audit to compare with.")
+    assert first.status == "insufficient_data"
+    assert first.explanation.endswith("not decided: there is no previous audit to compare with.")
 
 
 def test_relative_to_previous_with_an_interval_and_a_previous_run_document():
     r = rule(metric="privacy.loss.auc", scope={"attributes": []},
              bound={"kind": "relative_to_previous", "max_increase": 0.02, "max_decrease": 0.5})
-    previous_run = {"privacy": {"attacks": {"loss": _attack("loss", 690, 230, 0.45, 0.01, 0.0)}}}
+    previous_run = {"privacy": {**PRIVACY_REST, "n_members": 690, "n_nonmembers": 230, "budget": 0.01,
+                                "attacks": {"loss": _attack("loss", 690, 230, 0.45, 0.01, 0.0)}}}
     c = one(r, obs(0.48, (0.46, 0.5), metric="privacy.loss.auc", attribute=None), previous=previous_run)
-    assert (c["status"], c["decided_by"]) == ("warn", "straddle rule")
-    assert c["interval"] == pytest.approx([0.01, 0.05])
-    assert c["bound"] == "change between −0.50 and +0.02 since the previous audit"
+    assert (c.status, c.decided_by) == ("warn", "straddle rule")
+    assert c.interval == pytest.approx([0.01, 0.05])
+    assert c.bound == "change between −0.50 and +0.02 since the previous audit"
     down = rule(metric="privacy.loss.auc", bound={"kind": "relative_to_previous", "max_decrease": 0.02})
-    assert one(down, obs(0.40, metric="privacy.loss.auc", attribute=None), previous=previous_run)["status"] == "fail"
+    assert one(down, obs(0.40, metric="privacy.loss.auc", attribute=None), previous=previous_run).status == "fail"
 
 
 def test_min_n_and_missing_values_are_insufficient():
     r = rule(metric="fairness.accuracy.difference", bound={"kind": "absolute", "max": 0.1}, min_n=30)
     c = one(r, obs(0.5, (0.4, 0.6), n=21))
-    assert (c["status"], c["decided_by"], c["value"]) == ("insufficient_data", "min_n", 0.5)
-    assert c["explanation"].endswith("not decided: 21 records, fewer than the rule's minimum of 30.")
-    assert one(r, obs(0.5, n=30))["status"] == "fail"
+    assert (c.status, c.decided_by, c.value) == ("insufficient_data", "min_n", 0.5)
+    assert c.explanation.endswith("not decided: 21 records, fewer than the rule's minimum of 30.")
+    assert one(r, obs(0.5, n=30)).status == "fail"
     c = one(r, obs(None, n=None, note="only one group with at least 30 records"))
-    assert (c["status"], c["decided_by"]) == ("insufficient_data", "no value")
-    assert c["explanation"].endswith("not decided: only one group with at least 30 records.")
+    assert (c.status, c.decided_by) == ("insufficient_data", "no value")
+    assert c.explanation.endswith("not decided: only one group with at least 30 records.")
 
 
 def test_scope_attributes_groups_and_overall(found):
     all_obs = list(found.values())
-    by_scope = lambda scope: [(c["attribute"], c["group"]) for c in evaluate(  # noqa: E731
+    by_scope = lambda scope: [(c.attribute, c.group) for c in evaluate(  # noqa: E731
         policy(rule(metric="privacy.loss.auc", bound={"kind": "absolute", "max": 0.6}, scope=scope)), all_obs)]
     assert by_scope(None) == [(None, None), ("sex", "Female"), ("sex", "Male")]
     assert by_scope({"attributes": []}) == [(None, None)]
@@ -319,20 +333,21 @@ def test_scope_attributes_groups_and_overall(found):
 def test_a_rule_matching_nothing_is_insufficient_not_passed(found):
     r = rule(metric="fairness.selection_rate.impact_ratio_max", scope={"attributes": ["Sex"]})
     [c] = evaluate(policy(r), list(found.values()))
-    assert (c["status"], c["attribute"], c["value"]) == ("insufficient_data", None, None)
-    assert c["explanation"].endswith("not decided: this run has no value of fairness.selection_rate.impact_ratio_max "
+    assert (c.status, c.attribute, c.value) == ("insufficient_data", None, None)
+    assert c.explanation.endswith("not decided: this run has no value of fairness.selection_rate.impact_ratio_max "
                                      "for Sex (it has sex, sex & age_band).")
 
 
 def test_tpr_at_fpr_ids_match_whatever_the_float_spelling(found):
     r = rule(metric="privacy.loss.tpr_at_1e-2", bound={"kind": "absolute", "max": 0.05}, scope={"attributes": []})
     [c] = evaluate(policy(r), list(found.values()))
-    assert (c["status"], c["value"]) == ("pass", pytest.approx(0.015942028985507246))
+    assert (c.status, c.value) == ("pass", pytest.approx(0.015942028985507246))
 
 
 def test_overall_status():
     def c(status, when="warn"):
-        return {"status": status, "when_insufficient": when}
+        return Check(rule="r", metric="fairness.accuracy.difference", bound="≤ 0.10", severity="fail", status=status,
+                     decided_by="point", requirement="req", explanation="text", when_insufficient=when)
     assert overall_status([c("pass"), c("pass")]) == "pass"
     assert overall_status([c("pass"), c("warn")]) == "pass_with_warnings"
     assert overall_status([c("pass"), c("insufficient_data")]) == "pass_with_warnings"
@@ -358,7 +373,7 @@ def test_builtins_are_listed_loaded_and_hashed():
 
 def test_nyc_policy_fails_the_heart_disease_impact_ratio(found):
     checks = evaluate(load_policy("nyc-ll144-impact-ratio"), list(found.values()))
-    got = [(c["rule"], c["attribute"], c["group"], c["status"], c["decided_by"]) for c in checks]
+    got = [(c.rule, c.attribute, c.group, c.status, c.decided_by) for c in checks]
     assert got == [
         ("impact-ratio-per-category", "sex", None, "fail", "interval"),
         ("impact-ratio-per-category", "sex & age_band", None, "fail", "interval"),
@@ -366,12 +381,12 @@ def test_nyc_policy_fails_the_heart_disease_impact_ratio(found):
         ("impact-ratio-vs-reference", "sex & age_band", "Female & <55", "warn", "interval"),
         ("impact-ratio-vs-reference", "sex & age_band", "Female & 55+", "insufficient_data", "min_n")]
     assert overall_status(checks) == "fail"
-    assert checks[0]["requirement"].startswith("6 RCNY § 5-301")
+    assert checks[0].requirement.startswith("6 RCNY § 5-301")
 
 
 def test_clinical_privacy_passes_a_regularised_model(found):
     checks = evaluate(load_policy("clinical-privacy"), list(found.values()))
-    assert {c["status"] for c in checks} == {"pass"}
+    assert {c.status for c in checks} == {"pass"}
     assert len(checks) == 3 + 3 + 1 + 1 + 1 + 1 + 1 + 1   # loss attack per sex group too; self-influence overall
     assert overall_status(checks) == "pass"
     assert required_plugins(load_policy("clinical-privacy")) == {"privacy"}
@@ -381,7 +396,7 @@ def test_eu_policy_on_the_findings(found):
     checks = evaluate(load_policy("eu-ai-act-high-risk"), list(found.values()))
     by_rule = {}
     for c in checks:
-        by_rule.setdefault(c["rule"], []).append((c["attribute"], c["status"]))
+        by_rule.setdefault(c.rule, []).append((c.attribute, c.status))
     assert by_rule == {"accuracy-gap": [("sex", "warn")],
                        "tpr-gap": [("sex", "warn"), ("sex & age_band", "insufficient_data")],
                        "fpr-gap": [(None, "insufficient_data")],

@@ -20,33 +20,14 @@ checked against itself.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from typing import TypedDict
+from collections.abc import Iterable, Mapping
 
+from ..rundoc import Check
 from .observations import Observation, canonical_metric, metric_info, observations
 from .rules import AbsoluteBound, Policy, RatioBand, RelativeToPrevious, RelativeToReference, Rule
 
 STATUSES = ("pass", "warn", "fail", "insufficient_data")
 RUN_STATUSES = ("pass", "pass_with_warnings", "fail", "incomplete")
-
-
-class Check(TypedDict):
-    rule: str
-    metric: str
-    attribute: str | None
-    group: str | None
-    value: float | None          # the quantity checked (a difference or change for the relative bounds)
-    interval: list | None
-    bound: str                   # human text, e.g. "≥ 0.80"
-    severity: str
-    status: str                  # pass | warn | fail | insufficient_data
-    decided_by: str              # point | interval | straddle rule | min_n | no value
-    requirement: str
-    explanation: str             # one plain sentence
-    n: int | None
-    when_insufficient: str
-    compared_with: dict | None   # {"label", "value"} for the relative bounds
-    note: str | None
 
 
 def fmt(x: float) -> str:
@@ -257,14 +238,15 @@ def evaluate(policy: Policy, observations: Iterable[Observation], previous=None)
     return checks
 
 
-def overall_status(checks: Iterable[dict]) -> str:
+def overall_status(checks: Iterable[Check | Mapping]) -> str:
     """fail if any check fails; else incomplete if a check lacks data and its rule says when_insufficient=fail;
-    else pass_with_warnings if any check warns or lacks data; else pass (also for no checks at all)."""
-    checks = list(checks)
-    if any(c["status"] == "fail" for c in checks):
+    else pass_with_warnings if any check warns or lacks data; else pass (also for no checks at all).
+    ``checks``: :class:`~auditkit.rundoc.Check` objects (or their dicts, as a run document holds them)."""
+    checks = [c if isinstance(c, Check) else Check.model_validate(c) for c in checks]
+    if any(c.status == "fail" for c in checks):
         return "fail"
-    if any(c["status"] == "insufficient_data" and c.get("when_insufficient") == "fail" for c in checks):
+    if any(c.status == "insufficient_data" and c.when_insufficient == "fail" for c in checks):
         return "incomplete"
-    if any(c["status"] in ("warn", "insufficient_data") for c in checks):
+    if any(c.status in ("warn", "insufficient_data") for c in checks):
         return "pass_with_warnings"
     return "pass"

@@ -2,8 +2,8 @@
 
 An :class:`Observation` is one value of one metric, for one attribute and group where the metric has
 them, with its confidence interval and the number of records behind it. :func:`observations` reads them
-from a run document (or a ``findings.json``: the same ``fairness`` / ``privacy`` / ``data_quality`` /
-``influence`` keys); plugins never see policies.
+from the typed run document (:class:`~auditkit.rundoc.RunDocument`, or a ``findings.json``: the same
+``fairness`` / ``privacy`` / ``data_quality`` / ``influence`` sections); plugins never see policies.
 
 Metric catalogue (``M`` is one of accuracy, selection_rate, tpr, fpr, fnr, precision, mean_loss, auc;
 ``A`` one of the membership-inference attacks loss, self_influence, reference, tracin; ``S`` one of
@@ -47,7 +47,16 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter
+
+from ..audits.fairness.findings import Disparity, FairnessFindings
+from ..audits.privacy.findings import Attack, PrivacyFindings
+from ..audits.quality_findings import DataQualityFindings
+from ..rundoc import RunDocument
+from ..rundoc.parts import Influence, Stability
 
 FAIRNESS_METRICS = ("accuracy", "selection_rate", "tpr", "fpr", "fnr", "precision", "mean_loss", "auc")
 ATTACKS = ("loss", "self_influence", "reference", "tracin")
@@ -138,10 +147,24 @@ class Observation:
 
     @classmethod
     def from_dict(cls, d: dict) -> Observation:
-        d = dict(d)
-        for k in ("interval", "difference_interval"):
-            d[k] = _interval(d.get(k))
-        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})
+        """The observation of its ``to_dict()`` (as the history store keeps it); keys it does not have are
+        ignored, fields missing take their defaults."""
+        return _OBSERVATION.validate_python(d)
+
+
+_OBSERVATION = TypeAdapter(Observation)
+
+
+class Sections(BaseModel):
+    """The sections of a run document that observations are read from (a whole :class:`RunDocument`, a
+    ``findings.json``, or the runner's run dict before it is complete: other keys are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    fairness: FairnessFindings | None = None
+    privacy: PrivacyFindings | None = None
+    data_quality: DataQualityFindings | None = None
+    influence: Influence | None = None
 
 
 def _num(x) -> float | None:
@@ -162,118 +185,133 @@ def _min_or_none(values) -> int | None:
     return min(values) if values else None
 
 
-def observations(run: dict) -> list[Observation]:
-    """Every observation the run's findings hold, in a stable order (fairness, privacy, data quality, influence)."""
+def observations(run: RunDocument | Sections | Mapping) -> list[Observation]:
+    """Every observation the run's findings hold, in a stable order (fairness, privacy, data quality, influence).
+    ``run``: the run document (a dict, e.g. a loaded ``run.json`` or ``findings.json``, is validated first)."""
+    doc = run if isinstance(run, RunDocument | Sections) else Sections.model_validate(run)
     out: list[Observation] = []
-    out += _fairness(run.get("fairness") or {})
-    out += _privacy(run.get("privacy") or {})
-    dq = run.get("data_quality") or {}
-    if dq:
-        out.append(Observation("data_quality.share_worth_inspecting", value=_num(dq.get("share_worth_inspecting")),
-                               n=dq.get("n_records")))
-    out += _influence(run.get("influence") or {}, run.get("privacy") or {})
+    if doc.fairness is not None:
+        out += _fairness(doc.fairness)
+    if doc.privacy is not None:
+        out += _privacy(doc.privacy)
+    dq = doc.data_quality
+    if dq is not None:
+        out.append(Observation("data_quality.share_worth_inspecting", value=_num(dq.share_worth_inspecting),
+                               n=dq.n_records))
+    if doc.influence is not None:
+        out += _influence(doc.influence.stability, doc.privacy)
     return out
 
 
-def _fairness(f: dict) -> list[Observation]:
+def _fairness(f: FairnessFindings) -> list[Observation]:
     out: list[Observation] = []
-    disparities = f.get("disparities") or {}
     counts: dict[str, dict[str, int]] = {}
-    for table in f.get("groups") or []:
-        attr = table["attribute"]
-        rows = {g["group"]: g for g in table.get("groups") or [] if not g.get("unknown")}
-        counts[attr] = {g: row.get("count") for g, row in rows.items()}
-        by_metric = {d["metric"]: d for d in disparities.get(attr) or []}
-        ref = next((d.get("reference") for d in by_metric.values() if d.get("reference")), None)
+    for table in f.groups:
+        attr = table.attribute
+        rows = {g.group: g for g in table.groups if not g.unknown}
+        counts[attr] = {g: row.count for g, row in rows.items()}
+        by_metric = {d.metric: d for d in f.disparities.get(attr, [])}
+        ref = next((d.reference for d in by_metric.values() if d.reference), None)
+        ref_row = rows.get(ref) if ref else None
         for g, row in rows.items():
-            intervals = row.get("intervals") or {}
-            for m, v in (row.get("metrics") or {}).items():
+            for m, v in row.metrics.items():
                 if m == "count":
                     continue
-                ref_value = _num(((rows.get(ref) or {}).get("metrics") or {}).get(m)) if ref else None
-                to_ref = ((by_metric.get(m) or {}).get("to_reference") or {}).get(g) or {}
-                out.append(Observation(f"fairness.{m}", attr, g, _num(v), _interval(intervals.get(m)),
-                                       row.get("count"), ref_value, ref, _interval(to_ref.get("difference_ci"))))
-    for attr, items in disparities.items():
+                ref_value = _num(ref_row.metrics.get(m)) if ref_row is not None else None
+                disparity = by_metric.get(m)
+                to_ref = disparity.to_reference.get(g) if disparity is not None else None
+                out.append(Observation(f"fairness.{m}", attr, g, _num(v), _interval(row.intervals.get(m)),
+                                       row.count, ref_value, ref,
+                                       _interval(to_ref.difference_ci if to_ref is not None else None)))
+    for attr, items in f.disparities.items():
         n_of = counts.get(attr, {})
         for d in items:
-            m, ok = d["metric"], d.get("status") == "ok"
-            note = None if ok else (d.get("reason") or "the disparity could not be computed")
-            n = _min_or_none(n_of.get(g) for g in d.get("groups") or []) if ok else None
-            for stat in ("difference", "ratio"):
-                out.append(Observation(f"fairness.{m}.{stat}", attr, None, _num(d.get(stat)) if ok else None,
-                                       _interval(d.get(f"{stat}_ci")), n, note=note))
-            ref = d.get("reference")
-            for g, r in (d.get("to_reference") or {}).items():
-                out.append(Observation(f"fairness.{m}.impact_ratio", attr, g, _num(r.get("ratio")),
-                                       _interval(r.get("ratio_ci")), _min_or_none([n_of.get(g), n_of.get(ref)]),
-                                       _num((d.get("values") or {}).get(ref)), ref,
-                                       note=f"{g} compared with the reference group {ref}"))
-            for g, why in (d.get("excluded") or {}).items():
-                if g in n_of and ok:
-                    out.append(Observation(f"fairness.{m}.impact_ratio", attr, g, None, None, n_of[g], None, ref,
-                                           note=f"left out of the comparison: {why}"))
-            if m == "selection_rate" and (ok or d.get("impact_ratio_max")):
-                irm = d.get("impact_ratio_max") or {}
-                pair = [irm.get("group"), irm.get("compared_to")]
-                out.append(Observation("fairness.selection_rate.impact_ratio_max", attr, None, _num(irm.get("value")),
-                                       _interval(irm.get("ci")), _min_or_none(n_of.get(g) for g in pair),
-                                       note=(f"{pair[0]} compared with the most selected group {pair[1]}"
-                                             if all(pair) else note)))
+            out += _disparity(attr, d, n_of)
     return out
 
 
-def _attack_obs(attack: str, a: dict, attr: str | None, group: str | None) -> list[Observation]:
-    n = _min_or_none([a.get("n_members"), a.get("n_nonmembers")])
-    out = [Observation(f"privacy.{attack}.auc", attr, group, _num(a.get("auc")), n=n),
-           Observation(f"privacy.{attack}.advantage", attr, group, _num(a.get("advantage")), n=n)]
-    for fpr, tpr in (a.get("tpr_at_fpr") or {}).items():
+def _disparity(attr: str, d: Disparity, n_of: dict[str, int]) -> list[Observation]:
+    """The observations of one disparity: difference and ratio, impact ratios to the reference group (and the
+    groups left out), the four-fifths ratio of selection rates."""
+    m, ok = d.metric, d.status == "ok"
+    note = None if ok else (d.reason or "the disparity could not be computed")
+    n = _min_or_none(n_of.get(g) for g in d.groups) if ok else None
+    out = [Observation(f"fairness.{m}.{stat}", attr, None, _num(value) if ok else None, _interval(ci), n, note=note)
+           for stat, value, ci in (("difference", d.difference, d.difference_ci), ("ratio", d.ratio, d.ratio_ci))]
+    ref = d.reference
+    for g, r in d.to_reference.items():
+        out.append(Observation(f"fairness.{m}.impact_ratio", attr, g, _num(r.ratio), _interval(r.ratio_ci),
+                               _min_or_none([n_of.get(g), n_of.get(ref)]), _num(d.values.get(ref)), ref,
+                               note=f"{g} compared with the reference group {ref}"))
+    for g, why in d.excluded.items():
+        if g in n_of and ok:
+            out.append(Observation(f"fairness.{m}.impact_ratio", attr, g, None, None, n_of[g], None, ref,
+                                   note=f"left out of the comparison: {why}"))
+    irm = d.impact_ratio_max
+    if m == "selection_rate" and (ok or irm is not None):
+        pair = [irm.group, irm.compared_to] if irm is not None else [None, None]
+        out.append(Observation("fairness.selection_rate.impact_ratio_max", attr, None,
+                               _num(irm.value) if irm is not None else None,
+                               _interval(irm.ci) if irm is not None else None,
+                               _min_or_none(n_of.get(g) for g in pair),
+                               note=(f"{pair[0]} compared with the most selected group {pair[1]}"
+                                     if all(pair) else note)))
+    return out
+
+
+def _attack_obs(attack: str, a: Attack | None, attr: str | None, group: str | None) -> list[Observation]:
+    """AUC, advantage and TPR at each FPR of one attack (``a`` None: the group was too small for it)."""
+    if a is None:
+        return [Observation(f"privacy.{attack}.auc", attr, group), Observation(f"privacy.{attack}.advantage", attr,
+                                                                              group)]
+    n = _min_or_none([a.n_members, a.n_nonmembers])
+    out = [Observation(f"privacy.{attack}.auc", attr, group, _num(a.auc), n=n),
+           Observation(f"privacy.{attack}.advantage", attr, group, _num(a.advantage), n=n)]
+    for fpr, tpr in a.tpr_at_fpr.items():
         f = float(fpr)
         note = None if _num(tpr) is not None else (
-            f"a false-positive rate of {f:g} cannot be resolved with {a.get('n_nonmembers')} non-members")
+            f"a false-positive rate of {f:g} cannot be resolved with {a.n_nonmembers} non-members")
         out.append(Observation(f"privacy.{attack}.tpr_at_{f!r}", attr, group, _num(tpr), n=n, note=note))
     return out
 
 
-def _privacy(p: dict) -> list[Observation]:
+def _privacy(p: PrivacyFindings) -> list[Observation]:
     out: list[Observation] = []
-    for attack, a in (p.get("attacks") or {}).items():
+    for attack, a in p.attacks.items():
         out += _attack_obs(attack, a, None, None)
-    for attr, by_attack in (p.get("attacks_by_group") or {}).items():
+    for attr, by_attack in p.attacks_by_group.items():
         for attack, by_group in by_attack.items():
             for g, a in by_group.items():
                 if g != "unknown":  # None: the group is below the plugin's minimum size for an attack
-                    out += _attack_obs(attack, a or {}, attr, g)
-    if p.get("n_members"):
-        out.append(Observation("privacy.flagged_share", value=_num(p.get("n_flagged", 0) / p["n_members"]),
-                               n=p["n_members"]))
-    for e in p.get("exposure") or []:
-        attr, rows = e["attribute"], [r for r in e.get("groups") or [] if r.get("group") != "unknown"]
+                    out += _attack_obs(attack, a, attr, g)
+    if p.n_members:
+        out.append(Observation("privacy.flagged_share", value=_num(p.n_flagged / p.n_members), n=p.n_members))
+    for e in p.exposure:
+        rows = [r for r in e.groups if r.group != "unknown"]
         for r in rows:
             for s in RISK_STATS:
-                out.append(Observation(f"privacy.exposure.{s}", attr, r["group"], _num(r.get(s)), n=r.get("count")))
-        usable = [r.get("count") for r in rows if r.get("sufficient")]
+                out.append(Observation(f"privacy.exposure.{s}", e.attribute, r.group, _num(getattr(r, s)), n=r.count))
+        usable = [r.count for r in rows if r.sufficient]
         for s in RISK_STATS:
-            value = _num((e.get("gap") or {}).get(s))
-            out.append(Observation(f"privacy.exposure_gap.{s}", attr, None, value,
+            value = _num(getattr(e.gap, s))
+            out.append(Observation(f"privacy.exposure_gap.{s}", e.attribute, None, value,
                                    n=_min_or_none(usable) if len(usable) >= 2 else None,
                                    note=None if value is not None else "fewer than two groups with enough records"))
     return out
 
 
-def _influence(inf: dict, privacy: dict) -> list[Observation]:
+def _influence(stability: Stability, privacy: PrivacyFindings | None) -> list[Observation]:
     out: list[Observation] = []
-    findings = (inf.get("stability") or {}).get("findings") or []
-    agreements = [(v, f.get("finding"), label) for f in findings for label, v in (f.get("agreement") or {}).items()
+    agreements = [(v, f.finding, label) for f in stability.findings for label, v in f.agreement.items()
                   if _num(v) is not None]
     if agreements:
         v, finding, label = min(agreements, key=lambda t: t[0])
         out.append(Observation("influence.stability.agreement", value=float(v), note=f"{finding}, {label}"))
-    spearman = [(f["retraining"]["spearman"], f.get("finding")) for f in findings
-                if isinstance(f.get("retraining"), dict) and _num(f["retraining"].get("spearman")) is not None]
-    trust = privacy.get("trust") or {}
-    if not spearman and trust.get("checked") and _num(trust.get("spearman")) is not None:
-        spearman = [(trust["spearman"], "self-influence of the top privacy-risk records")]
+    spearman = [(f.retraining.spearman, f.finding) for f in stability.findings
+                if f.retraining is not None and _num(f.retraining.spearman) is not None]
+    trust = privacy.trust if privacy is not None else None
+    if not spearman and trust is not None and trust.checked and _num(trust.spearman) is not None:
+        spearman = [(trust.spearman, "self-influence of the top privacy-risk records")]
     if spearman:
         v, finding = min(spearman, key=lambda t: t[0])
         out.append(Observation("influence.retraining.spearman", value=float(v), note=str(finding)))

@@ -10,7 +10,8 @@ from __future__ import annotations
 from ..audits.fairness.findings import FairnessFindings
 from ..audits.privacy.findings import PrivacyFindings
 from ..audits.quality_findings import DataQualityFindings
-from .document import FINDINGS_KEYS, SCHEMA, RunDocument, RunStatus
+from .assemble import run_document
+from .document import FINDINGS_KEYS, SCHEMA, RunDocument, RunStatus, findings_of, run_json_schema
 from .load import load_run
 from .parts import (
     Check,
@@ -32,7 +33,7 @@ from .parts import (
     TrainingFit,
 )
 
-__all__ = ["RunDocument", "SCHEMA", "FINDINGS_KEYS", "load_run", "RunStatus", "FairnessFindings",
-           "PrivacyFindings", "DataQualityFindings", "Check", "DataInfo", "Fitting", "HistoryRow", "Influence",
-           "ModelInfo", "Numerics", "PolicyRecord", "Provenance", "Refits", "Runtime", "Saturation", "Scope",
-           "SignOff", "Stability", "StabilityFinding", "TrainingFit"]
+__all__ = ["RunDocument", "SCHEMA", "FINDINGS_KEYS", "load_run", "run_document", "findings_of", "run_json_schema",
+           "RunStatus", "FairnessFindings", "PrivacyFindings", "DataQualityFindings", "Check", "DataInfo", "Fitting",
+           "HistoryRow", "Influence", "ModelInfo", "Numerics", "PolicyRecord", "Provenance", "Refits", "Runtime",
+           "Saturation", "Scope", "SignOff", "Stability", "StabilityFinding", "TrainingFit"]

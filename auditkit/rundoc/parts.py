@@ -206,6 +206,10 @@ class Check(Part):
     compared_with: Compared | None = None
     note: str | None = None
 
+    def to_dict(self) -> dict:
+        """The check as the run document's ``checks`` hold it (JSON)."""
+        return self.model_dump(mode="json")
+
 
 class RuleScope(Part):
     """Which observations a rule applies to."""

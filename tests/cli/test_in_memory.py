@@ -88,16 +88,15 @@ def test_dataframes_and_a_model_object_give_the_findings_of_the_files(from_files
     before = {k: v.clone() for k, v in model.state_dict().items()}
     run = ak.audit(without_files(doc), data=given, model=model)
     assert json.dumps(comparable(run), sort_keys=True) == json.dumps(comparable(expected), sort_keys=True)
-    assert run.run["privacy"]["flags"] and run.run["fairness"]["attributions"]      # not trivially empty
+    assert run.run.privacy.flags and run.run.fairness.attributions      # not trivially empty
     # the same content, the same hashes; the source says where it came from
-    assert run.run["provenance"]["hashes"]["data"] == expected.run["provenance"]["hashes"]["data"]
-    assert [s["source"] for s in run.run["data"]["splits"]] == [IN_MEMORY] * 3
-    assert [s["source"] for s in expected.run["data"]["splits"]] == ["train.csv", "test.csv", "holdout.csv"]
-    m = run.run["model"]
-    assert m["weights_sha256"] is None and m["builder"] == (
+    assert run.run.provenance.hashes.data == expected.run.provenance.hashes.data
+    assert [s.source for s in run.run.data.splits] == [IN_MEMORY] * 3
+    assert [s.source for s in expected.run.data.splits] == ["train.csv", "test.csv", "holdout.csv"]
+    m = run.run.model
+    assert m.weights_sha256 is None and m.builder == (
         "in-memory object of class torch.nn.modules.linear.Linear (auditkit.audit(model=...))")
-    assert m["parameters_sha256"] == expected.run["model"]["parameters_sha256"] == \
-        run.run["provenance"]["hashes"]["model"]
+    assert m.parameters_sha256 == expected.run.model.parameters_sha256 == run.run.provenance.hashes.model
     # the objects passed in are untouched: no derived age_band column; the model's weights and mode as they were
     for name, frame in frames.items():
         pd.testing.assert_frame_equal(given[name], frame)
@@ -106,7 +105,8 @@ def test_dataframes_and_a_model_object_give_the_findings_of_the_files(from_files
     # the report says where the data and the model came from, and claims no weights file
     from auditkit.report import build_document
     from auditkit.report.html import render_html_string
-    html = " ".join(render_html_string(build_document(run.run, figures={}, annex={"name": "findings.json"})).split())
+    document = build_document(run.run.to_json_dict(), figures={}, annex={"name": "findings.json"})
+    html = " ".join(render_html_string(document).split())
     assert html.count(f"<td class=\"\">{IN_MEMORY}</td>") == 3 and "passed to auditkit as a Python object" in html
     assert "weights were loaded" not in html
 

@@ -6,13 +6,14 @@ import json
 import stat
 
 import pytest
+from run_documents import run_document
 
 from auditkit import writer
 from auditkit.errors import InputError
 from auditkit.history import HistoryStore
 
-RUN = {"schema": "auditkit.run/1", "report_id": "AK-1", "created_utc": "2026-11-28T00:00:00Z", "status": "pass",
-       "model": {"name": "m", "version": "1"}, "provenance": {"config_text": "secret: yes", "seed": 0}}
+RUN = run_document(report_id="AK-1", created_utc="2026-11-28T00:00:00Z", status="pass", history=[],
+                   model={"name": "m", "version": "1"}, provenance={"config_text": "secret: yes", "seed": 0})
 ROWS = [{"token": "R-AAAA", "split": "train", "record_id": "=HYPERLINK(\"http://x\")", "finding": "privacy flag",
          "score": -1.5, "label": "+1", "groups": {"sex": "@f"}, "reason": "r"}]
 
@@ -83,7 +84,7 @@ def test_history_keeps_runs_per_model_line_in_order(tmp_path):
     for i, stamp in enumerate(["2026-01-02T00:00:00Z", "2026-01-01T00:00:00Z"]):
         store.record({**RUN, "report_id": f"AK-{i}", "created_utc": stamp}, figures={"auc": 0.5 + i},
                      observations=[{"metric": "privacy.loss.auc", "value": 0.5 + i}], run_dir="x")
-    store.record({**RUN, "report_id": "AK-other", "model": {"name": "other", "version": "1"}}, figures={},
+    store.record({**RUN, "report_id": "AK-other", "model": {**RUN["model"], "name": "other"}}, figures={},
                  observations=[], run_dir="y")
     assert [r["report_id"] for r in store.runs("m")] == ["AK-1", "AK-0"]
     assert store.previous("m")["figures"] == {"auc": 0.5}

@@ -162,7 +162,7 @@ def test_numeric_ids_and_the_largest_seed_through_a_whole_audit(tmp_path):
                                                             f"[{test_ids[0]}, {test_ids[1]}]", 1)
     config.write_text(text + f"# patient {test_ids[0]} was re-examined; see also {test_ids[1]}.\n")
 
-    run = audit(config).run
+    run = audit(config).run.to_json_dict()
     assert run["influence"]["seed"] == 2**64 - 1
     annex = run["provenance"]["config_text"]
     whole = re.compile(r"(?<![\w.\-])(" + "|".join(test_ids) + r")(?!\w|\.\d)")

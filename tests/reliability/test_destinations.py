@@ -14,6 +14,7 @@ import sqlite3
 
 import pytest
 from reliability_support import assert_one_line_refusal, make_case, snapshot
+from run_documents import run_document
 
 from auditkit import history as history_module
 from auditkit import writer
@@ -22,8 +23,8 @@ from auditkit.errors import OutputError
 from auditkit.history import HistoryStore
 from auditkit.runner import AuditRun
 
-RUN = {"schema": "auditkit.run/1", "report_id": "AK-NEW", "created_utc": "2026-12-03T00:00:00Z", "status": "pass",
-       "model": {"name": "heart", "version": "1"}, "provenance": {"config_text": "", "seed": 0}}
+RUN = run_document(report_id="AK-NEW", created_utc="2026-12-03T00:00:00Z", status="pass", history=[],
+                   model={"name": "heart", "version": "1"}, provenance={"config_text": "", "seed": 0})
 
 
 def fake_render(run, outdir, *, templates=None, findings_path=None):

@@ -313,7 +313,7 @@ def test_a_group_of_one_record_is_reported_as_too_small_not_as_a_crash(tmp_path)
     frame.loc[frame["id"] == lone, "site"] = "Island"
     frame.to_csv(tmp_path / "patients.csv", index=False)
 
-    run = audit(config).run
+    run = audit(config).run.to_json_dict()
     groups = [g for t in run["fairness"]["groups"] for g in t["groups"] if "Island" in str(g["group"])]
     assert groups and not any(g["sufficient"] for g in groups)
     text = text_of(report_html(run))

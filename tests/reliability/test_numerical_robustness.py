@@ -36,7 +36,7 @@ def cheap(doc):
 def checked(config) -> tuple[dict, str]:
     """Run the audit (nothing written); assert that no NaN/inf is in the findings or the report's text; return
     the run and the report's limitations section as text."""
-    run = audit(config).run
+    run = audit(config).run.to_json_dict()
     json.dumps(findings_of(run), allow_nan=False)          # raises on NaN/inf
     json.dumps(run, allow_nan=False)
     text = text_of(report_html(run))

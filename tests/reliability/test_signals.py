@@ -13,11 +13,12 @@ import time
 
 import pytest
 from reliability_support import ROOT, history_rows, make_case, snapshot
+from run_documents import run_document
 
 from auditkit import interrupts, writer
 
-RUN = {"schema": "auditkit.run/1", "report_id": "AK-OLD", "created_utc": "2026-12-01T00:00:00Z", "status": "pass",
-       "model": {"name": "heart", "version": "1"}, "provenance": {"config_text": "", "seed": 0}}
+RUN = run_document(report_id="AK-OLD", created_utc="2026-12-01T00:00:00Z", status="pass", history=[],
+                   model={"name": "heart", "version": "1"}, provenance={"config_text": "", "seed": 0})
 
 
 @pytest.fixture
