@@ -11,8 +11,8 @@ from ..audits.fairness.findings import FairnessFindings
 from ..audits.privacy.findings import PrivacyFindings
 from ..audits.quality_findings import DataQualityFindings
 from .assemble import run_document
-from .document import FINDINGS_KEYS, SCHEMA, RunDocument, RunStatus, findings_of, run_json_schema
-from .load import load_run
+from .document import FINDINGS_KEYS, SCHEMA, RunDocument, RunStatus, run_json_schema
+from .load import findings_of, load_run
 from .parts import (
     Check,
     DataInfo,

@@ -6,7 +6,6 @@ third-party plugins' findings are kept, JSON-safe, under ``plugins`` (name → f
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
@@ -81,18 +80,6 @@ class RunDocument(Part):
         """The document as ``run.json`` holds it: JSON-safe, the fields it was given (an optional field
         never set is left out, so an older document keeps its shape)."""
         return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
-
-
-def findings_of(run: RunDocument | Mapping) -> dict:
-    """The machine-readable findings (``findings.json``): the run's :data:`FINDINGS_KEYS`, in that order, as
-    JSON, without the configuration's text (``provenance.config_text``). A dict is validated first."""
-    from .load import load_run
-
-    run = load_run(run)
-    fields = {"schema_" if k == "schema" else k for k in FINDINGS_KEYS}
-    out = run.model_dump(mode="json", by_alias=True, exclude_unset=True, include=fields,
-                         exclude={"provenance": {"config_text"}})
-    return {k: out[k] for k in FINDINGS_KEYS if k in out}
 
 
 def run_json_schema() -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ..errors import InputError
-from .document import SCHEMA, RunDocument
+from .document import FINDINGS_KEYS, SCHEMA, RunDocument
 
 #: how many problems one message names before it counts the rest
 SHOWN = 3
@@ -75,3 +75,13 @@ def load_run(source: str | PathLike | Mapping) -> RunDocument:
         listed = "; ".join(found[:SHOWN]) + (f"; and {len(found) - SHOWN} more" if len(found) > SHOWN else "")
         raise InputError(f"{name} does not match the run schema {SCHEMA} ({listed}): it was written by another "
                          "auditkit version or edited; rerun the audit (see `auditkit schema --run`)") from None
+
+
+def findings_of(run: RunDocument | Mapping) -> dict:
+    """The machine-readable findings (``findings.json``): the run's :data:`FINDINGS_KEYS`, in that order, as
+    JSON, without the configuration's text (``provenance.config_text``). A dict is validated first."""
+    run = load_run(run)
+    fields = {"schema_" if k == "schema" else k for k in FINDINGS_KEYS}
+    out = run.model_dump(mode="json", by_alias=True, exclude_unset=True, include=fields,
+                         exclude={"provenance": {"config_text"}})
+    return {k: out[k] for k in FINDINGS_KEYS if k in out}
