@@ -1,5 +1,6 @@
 """Reading a saved run document: ``load_run(path or dict) -> RunDocument``, with one clear line when it is not
-a valid ``auditkit.run/1`` document (what is missing or invalid, and where)."""
+a valid ``auditkit.run/1`` document (what is missing or invalid, and where); and ``findings_of(run)``, the
+machine-readable findings of a run (validated first when given as a dict)."""
 
 from __future__ import annotations
 
