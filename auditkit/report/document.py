@@ -1,9 +1,11 @@
 """The document model: what the report says, as already-formatted strings, before any HTML exists.
 
-``build_document(run)`` turns a run document (``run.json``, schema ``auditkit.run/1``) into a
-:class:`Document`: the fifteen sections of ``SECTION_TITLES`` in order, each a list of blocks (paragraphs,
-tables, figures, ...). The renderers see only this object, never tensors or plugin objects, so the HTML
-and the PDF say the same thing and a saved run re-renders without recomputing anything.
+``build_document(run)`` turns a run document (a :class:`~auditkit.rundoc.RunDocument`, or ``run.json``'s
+dict, validated into one) into a :class:`Document`: the fifteen sections of ``SECTION_TITLES`` in order, with
+one section per third-party plugin after the data-quality section, each a list of blocks (paragraphs,
+tables, figures, ...; :mod:`auditkit.report.blocks`). The renderers see only this object, never tensors or
+plugin objects, so the HTML and the PDF say the same thing and a saved run re-renders without recomputing
+anything.
 
 Rules applied here, once, for every renderer:
 
