@@ -8,7 +8,6 @@ from collections.abc import Mapping
 
 from pydantic import ValidationError
 
-from ..audits.registry import load_plugin
 from ..errors import InputError
 from .document import RunDocument
 from .load import problems
@@ -17,7 +16,9 @@ from .load import problems
 def plugin_findings(name: str, findings: dict) -> dict:
     """A third-party plugin's JSON-safe findings, validated by its ``findings_model`` when it declares one (an
     :class:`~auditkit.errors.InputError` naming what does not match); kept as they are otherwise."""
-    model = load_plugin(name).findings_model
+    from ..audits import registry  # plugins are found (and imported) only when a run has third-party findings
+
+    model = registry.load_plugin(name).findings_model
     if model is None:
         return findings
     try:

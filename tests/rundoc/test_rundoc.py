@@ -135,7 +135,7 @@ def _plugins(monkeypatch, models: dict):
     class Plugin:
         def __init__(self, model):
             self.findings_model = model
-    monkeypatch.setattr(assemble, "load_plugin", lambda name: Plugin(models[name]))
+    monkeypatch.setattr("auditkit.audits.registry.load_plugin", lambda name: Plugin(models[name]))
 
 
 def test_third_party_findings_go_under_plugins_through_their_findings_model(monkeypatch):
