@@ -9,9 +9,10 @@
   gradient and share of the Hessian vanish (``p(1-p) = 0``), so their influence estimates are zero whatever
   their real effect, and extreme logits can overflow float32. :func:`saturation` counts such records with one
   forward pass.
-- A singular Hessian is named by the runner itself (the damping note of ``fit_engine``).
+- A singular Hessian and a float32 overflow are recorded by the engine factory (``influence.fitting``).
 
-:func:`numerical_limitations` turns both into the sentences of the report's limitations section.
+The run document carries both as the fact ``numerics`` (``{"nonfinite": {part: [paths]}, "saturation": ...}``);
+:func:`numerical_limitations` turns them into sentences for the report's limitations section.
 """
 
 from __future__ import annotations
