@@ -12,7 +12,7 @@ import numpy as np
 
 #: purpose → its fixed number in the seed sequence (append new purposes; never renumber)
 PURPOSES = {"global": 1, "split": 2, "stationarity": 3, "solver": 4, "bootstrap": 5, "privacy": 6,
-            "quality": 7, "refit": 8}
+            "quality": 7}
 
 
 def derived_seed(seed: int, purpose: str) -> int:

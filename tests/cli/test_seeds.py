@@ -14,6 +14,7 @@ from conftest import ROOT
 
 from auditkit.config import parse_config
 from auditkit.errors import InputError
+from auditkit.inputs import load_data, split_seed
 from auditkit.runner import audit
 from auditkit.seeds import PURPOSES, Seeds, derived_seed
 from auditkit.writer import _dump, findings_of
@@ -112,3 +113,16 @@ def test_a_short_token_key_is_refused(monkeypatch):
         audit(config_with(0))
     assert str(refused.value) == ("AUDITKIT_TOKEN_KEY: the token key has 5 characters: give a secret of at least 16 "
                                   "characters, or unset AUDITKIT_TOKEN_KEY for a random key per run")
+
+
+def test_the_split_seed_derives_from_the_run_seed_unless_given():
+    """``data.split.seed`` unset: the table is split with the seed derived from the run's seed (another run seed,
+    another split); set: that seed, whatever the run's seed."""
+    unset = lambda seed: config_with(seed, lambda d: d["data"]["split"].pop("seed"))      # noqa: E731
+    derived = load_data(unset(3))
+    assert {s.split(", split seed ")[1].rstrip(")") for s in derived.sources.values()} == {
+        str(derived_seed(3, "split"))}
+    ids = lambda loaded: sorted(map(str, loaded.splits["train"].ids))                     # noqa: E731
+    assert ids(derived) == ids(load_data(unset(3))) != ids(load_data(unset(4)))
+    assert ids(load_data(config_with(3))) == ids(load_data(config_with(4)))               # split seed 0 given
+    assert split_seed(config_with(3).data, 3) == 0 and split_seed(unset(3).data, 3) == derived_seed(3, "split")
