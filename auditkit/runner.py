@@ -436,7 +436,8 @@ def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: Hist
     clock, seeds = Clock(), Seeds(config.seed)
     policy = check_config(config)
     where = "in process" if backend is None else f"{backend!r}, {backend.n_workers} worker thread(s)"
-    log.info("influence backend: %s", where)   # a Dask backend connects now: unreachable fails before any work
+    if backend is not None:                     # a Dask backend connects now: unreachable fails before any work
+        log.info("influence backend: %s", where)
     torch.manual_seed(seeds("global"))
     np.random.seed(seeds("global") % 2**32)
     with clock.step("load data and model"):
