@@ -247,7 +247,8 @@ class InfluenceConfig(Strict):
     method: Method = "exact"
     options: dict[str, Any] = Field(default_factory=dict, description="options of the method, e.g. {rank: 50} "
                                     "for arnoldi, {tol: 1e-8} for cg (see docs/methods.md); checked against the "
-                                    "method's options when the configuration is loaded")
+                                    "method's options when the configuration is loaded: " + "; ".join(
+                                        f"{m}: {', '.join(SOLVER_OPTIONS[m].model_fields)}" for m in METHODS))
     damping: float | Literal["auto"] = "auto"
     chunk_size: int = Field(256, ge=1, le=2**31 - 1)
     cache: str | None = Field(None, description="folder of an on-disk cache of per-record training gradients, "

@@ -147,3 +147,20 @@ def test_the_gradient_cache_is_used_when_configured(loaded, tmp_path):
     assert any((tmp_path / "cache").rglob("*.npy"))                 # gradients written on the first pass
     again, _ = fit_engine(load_model(config, splits), config, X, y)
     assert abs(again.influence(X[:3], y[:3]) - first).max() < 1e-12
+
+
+def test_the_methods_and_their_options_come_from_the_solver_registry():
+    """One list of methods: the configuration's choices and the options' types and help are the registry's."""
+    from typing import get_args
+
+    from auditkit.config import SOLVER_OPTIONS, InfluenceConfig, StabilityConfig
+    from auditkit.influence.solvers import SOLVERS, solver_options
+
+    assert get_args(InfluenceConfig.model_fields["method"].annotation) == tuple(SOLVERS)
+    assert get_args(StabilityConfig.model_fields["second_solver"].annotation) == ("auto", *SOLVERS, "none")
+    for method in SOLVERS:
+        fields = SOLVER_OPTIONS[method].model_fields
+        assert [(name, f.default, f.description) for name, f in fields.items()] == [
+            (o.name, o.default, o.help) for o in solver_options(method)]
+        assert all(f.description for f in fields.values()), method          # every option has its help text
+    assert SOLVER_OPTIONS["lissa"].model_validate({"depth": 5.0}).depth == 5   # typed: 5.0 is the integer 5
