@@ -153,13 +153,15 @@ def _validate(args) -> tuple[int, ValidateSummary]:
     from .config import load_config
     from .inputs import check_stationarity, load_data, load_model
     from .runner import check_config, check_destinations
+    from .seeds import derived_seed
     config = load_config(args.config)
     policy = check_config(config)
     check_destinations(config, None)
     loaded = load_data(config)
     splits = loaded.splits
     model = load_model(config, splits)
-    fit = check_stationarity(config, model, splits["train"], featurizer=loaded.featurizer)
+    fit = check_stationarity(config.model, model, splits["train"], seed=derived_seed(config.seed, "stationarity"),
+                             featurizer=loaded.featurizer)
     return EXIT_PASS, ValidateSummary(config=args.config, model=ModelId(name=config.model.name,
                                                                          version=config.model.version),
                                       records={name: split.n for name, split in splits.items()},

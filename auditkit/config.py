@@ -32,9 +32,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from .errors import InputError, shown
+from .influence.solvers import SOLVERS, solver_options
 from .yamlload import YAMLLimitError, safe_load
 
 CODE_REF = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
@@ -48,6 +58,33 @@ UNION_MEMBER = re.compile(r"^(float|int|str|bool|none|(dict|list|literal|functio
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+#: the influence methods, from the solver registry (:data:`auditkit.influence.solvers.SOLVERS`)
+METHODS = tuple(SOLVERS)
+Method = Literal[METHODS]
+#: method → the pydantic model of its ``influence.options``, made from the solver's option fields and help
+SOLVER_OPTIONS: dict[str, type[BaseModel]] = {
+    method: create_model(f"{method.capitalize()}Options", __config__=ConfigDict(extra="forbid", frozen=True),
+                         __doc__=f"Options of influence method {method!r}.",
+                         **{o.name: (o.type, Field(o.default, description=o.help)) for o in solver_options(method)})
+    for method in METHODS}
+
+
+def check_solver_options(method: str, options: dict) -> dict:
+    """``options`` of ``method`` validated against :data:`SOLVER_OPTIONS`: the values given, as their types;
+    a ValueError naming the first bad option otherwise."""
+    model = SOLVER_OPTIONS[method]
+    try:
+        return model.model_validate(options).model_dump(exclude_unset=True)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(p) for p in first["loc"] if not UNION_MEMBER.match(str(p)))
+        if first["type"] == "extra_forbidden":
+            raise ValueError(f"unknown option {name!r} of method {method!r}: allowed options are "
+                             f"{', '.join(model.model_fields)} (see docs/methods.md)") from None
+        raise ValueError(f"option {name!r} of method {method!r}: {first['msg']} (got {shown(first.get('input'))})") \
+            from None
 
 
 class SignOff(Strict):
@@ -139,7 +176,8 @@ class SplitConfig(Strict):
 
     test: float = Field(0.25, ge=0, lt=1, description="0 for an audit without fairness (privacy, data quality)")
     holdout: float = Field(0.0, ge=0, lt=1)
-    seed: int = Field(0, ge=0, le=SEED_MAX, description="seed of the split: 0 to 2**64-1")
+    seed: int | None = Field(None, ge=0, le=SEED_MAX, description="seed of the split: 0 to 2**64-1 (unset: derived "
+                             "from the run's seed)")
 
     @model_validator(mode="after")
     def _sum(self):
@@ -195,7 +233,7 @@ class StabilityConfig(Strict):
     """How the stability of the key findings is checked: damping × factors, and a second solver."""
 
     damping_factors: list[float] = Field(default_factory=lambda: [0.1, 10.0])
-    second_solver: Literal["auto", "exact", "cg", "lissa", "arnoldi", "ekfac", "kfac", "none"] = Field(
+    second_solver: Literal[("auto", *METHODS, "none")] = Field(
         "auto", description="auto: EK-FAC for models made of nn.Linear layers (fast at any n), else CG")
     top_k: int = Field(10, ge=1, le=1_000_000)
     robust_agreement: float = Field(0.7, gt=0, le=1, description="top-k overlap at or above which a finding "
@@ -206,14 +244,22 @@ class InfluenceConfig(Strict):
     """How influence is computed: the solver and its options, damping, chunk size, the gradient cache and the
     stability check of the key findings."""
 
-    method: Literal["exact", "cg", "lissa", "arnoldi", "ekfac", "kfac"] = "exact"
+    method: Method = "exact"
     options: dict[str, Any] = Field(default_factory=dict, description="options of the method, e.g. {rank: 50} "
-                                    "for arnoldi, {tol: 1e-8} for cg (see docs/methods.md)")
+                                    "for arnoldi, {tol: 1e-8} for cg (see docs/methods.md); checked against the "
+                                    "method's options when the configuration is loaded: " + "; ".join(
+                                        f"{m}: {', '.join(SOLVER_OPTIONS[m].model_fields)}" for m in METHODS))
     damping: float | Literal["auto"] = "auto"
     chunk_size: int = Field(256, ge=1, le=2**31 - 1)
     cache: str | None = Field(None, description="folder of an on-disk cache of per-record training gradients, "
                                                 "keyed by hashes of model and data (reused by later runs)")
     stability: StabilityConfig = StabilityConfig()
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, value: dict, info: ValidationInfo) -> dict:
+        method = info.data.get("method")
+        return value if method is None else check_solver_options(method, value)
 
     @field_validator("damping")
     @classmethod

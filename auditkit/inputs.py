@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from .audits.base import TrainFn, warm_start_trainer
-from .config import AuditConfig
+from .config import AuditConfig, DataConfig, ModelConfig
 from .data import (
     AuditData,
     DataSpec,
@@ -28,11 +29,12 @@ from .data import (
     prepare_splits,
 )
 from .errors import InputError
+from .influence.dtypes import DTYPES
 from .influence.stationarity import STATIONARITY_THRESHOLD, stationarity
 from .models import build_model, import_object
 from .models.loading import cast_finite
+from .seeds import derived_seed
 
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
 #: the fewest records a part of a split table may hold (one record cannot carry two classes or a group gap)
 MIN_SPLIT_RECORDS = 2
 #: the source named in the run document (and the report) for a table given as a DataFrame
@@ -60,7 +62,12 @@ def frame_sha256(frame: pd.DataFrame) -> str:
 def in_memory_tables(config: AuditConfig) -> dict[str, pd.DataFrame] | None:
     """The tables given to ``auditkit.audit(data=...)`` (checked: DataFrames, known split names, a complete set),
     or None when the tables come from the configuration's files."""
-    tables = config.inputs.tables if config.inputs is not None else None
+    return checked_tables(config.inputs.tables if config.inputs is not None else None, config.data)
+
+
+def checked_tables(tables, data: DataConfig) -> dict[str, pd.DataFrame] | None:
+    """``tables`` (the DataFrames given in place of files, or None) checked against ``data``: DataFrames, known
+    split names, a complete set."""
     if tables is None:
         return None
     usage = ("give a dict of split name to pandas DataFrame: {'train': ..., 'test': ...} (optionally 'holdout'), "
@@ -75,7 +82,7 @@ def in_memory_tables(config: AuditConfig) -> dict[str, pd.DataFrame] | None:
     if "table" in tables and len(tables) > 1:
         raise InputError(f"data: give either 'table' or 'train'/'test'/'holdout', not both (got {list(tables)}): "
                          f"{usage}")
-    if "table" in tables and config.data.split is None:
+    if "table" in tables and data.split is None:
         raise InputError("data: a 'table' DataFrame needs data.split in the configuration (fractions of test and "
                          "holdout records, and a seed): add it, or give 'train' and 'test' DataFrames")
     if "table" not in tables and not {"train", "test"} <= set(tables):
@@ -83,25 +90,32 @@ def in_memory_tables(config: AuditConfig) -> dict[str, pd.DataFrame] | None:
     return dict(tables)
 
 
-def has_holdout(config: AuditConfig) -> bool:
+def has_holdout(data: DataConfig, tables: Mapping | None) -> bool:
     """Whether the audit has non-members: a holdout table (file or DataFrame), or a split with holdout > 0."""
-    tables = in_memory_tables(config)
-    named = ("holdout" in tables) if tables is not None else config.data.holdout is not None
-    split = (tables is None or "table" in tables) and config.data.split is not None and config.data.split.holdout > 0
+    named = ("holdout" in tables) if tables is not None else data.holdout is not None
+    split = (tables is None or "table" in tables) and data.split is not None and data.split.holdout > 0
     return named or split
 
 
-def _frames(config: AuditConfig) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
-    data = config.data
-    tables = in_memory_tables(config)
+def split_seed(data: DataConfig, run_seed: int) -> int | None:
+    """The seed of the split of one table: ``data.split.seed`` when set, else derived from the run's seed
+    (:mod:`auditkit.seeds`); None without a split."""
+    if data.split is None:
+        return None
+    return data.split.seed if data.split.seed is not None else derived_seed(run_seed, "split")
+
+
+def _frames(data: DataConfig, tables: Mapping | None, path_of: Callable[[str], Path],
+            seed: int | None) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """The tables as read (files or DataFrames; one table split with ``seed``) and their sources in words."""
     if (tables is None and data.table is not None) or (tables is not None and "table" in tables):
-        path = config.path(data.table) if tables is None else None
+        path = path_of(data.table) if tables is None else None
         table = load_table(path if tables is None else tables["table"], id_column=data.id_column)
         where, name = ("data.table", repr(str(path))) if tables is None else ("data['table']", "the DataFrame")
         if len(table) == 0:
             raise InputError(f"{where}: {name} has no rows: give a table with at least one record per split")
         _unique_ids(table, data.id_column, where)
-        order = np.random.default_rng(data.split.seed).permutation(len(table))
+        order = np.random.default_rng(seed).permutation(len(table))
         n_test, n_hold = round(data.split.test * len(table)), round(data.split.holdout * len(table))
         parts = {"test": order[:n_test], "holdout": order[n_test:n_test + n_hold], "train": order[n_test + n_hold:]}
         wanted = {"train": True, "test": data.split.test > 0, "holdout": data.split.holdout > 0}
@@ -112,7 +126,7 @@ def _frames(config: AuditConfig) -> tuple[dict[str, pd.DataFrame], dict[str, str
                                  f"{MIN_SPLIT_RECORDS} records")
         frames = {k: table.iloc[np.sort(v)].copy() for k, v in parts.items() if len(v)}   # index: the table's rows
         source = path.name if tables is None else IN_MEMORY
-        return frames, {k: f"{source} ({k} part, split seed {data.split.seed})" for k in frames}
+        return frames, {k: f"{source} ({k} part, split seed {seed})" for k in frames}
     frames, sources = {}, {}
     if tables is not None:
         for name in ("train", "test", "holdout"):
@@ -122,7 +136,7 @@ def _frames(config: AuditConfig) -> tuple[dict[str, pd.DataFrame], dict[str, str
     for name in ("train", "test", "holdout"):
         value = getattr(data, name)
         if value is not None:
-            path = config.path(value)
+            path = path_of(value)
             frames[name] = load_table(path, id_column=data.id_column)
             sources[name] = path.name
     return frames, sources
@@ -150,9 +164,16 @@ def _disjoint(splits: dict[str, AuditData]) -> None:
 
 
 def load_data(config: AuditConfig) -> LoadedData:
-    """Read, derive sensitive bands, split if asked, featurize (fitted on train) and validate."""
-    data = config.data
-    frames, sources = _frames(config)
+    """:func:`read_data` of the configuration's ``data`` section (and the tables given in memory, if any)."""
+    return read_data(config.data, tables=in_memory_tables(config), path_of=config.path, base_dir=config.base_dir,
+                     seed=split_seed(config.data, config.seed))
+
+
+def read_data(data: DataConfig, *, tables: Mapping | None, path_of: Callable[[str], Path], base_dir: Path,
+              seed: int | None) -> LoadedData:
+    """Read (``tables`` given in memory, else the files named in ``data``, relative paths resolved by ``path_of``),
+    derive sensitive bands, split if asked (with ``seed``), featurize (fitted on train) and validate."""
+    frames, sources = _frames(data, tables, path_of, seed)
     for name, frame in frames.items():
         for s in data.sensitive:
             if s.from_column is not None:
@@ -169,7 +190,8 @@ def load_data(config: AuditConfig) -> LoadedData:
     spec = DataSpec(target=data.target, sensitive=tuple(s.column for s in data.sensitive), id_column=data.id_column,
                     features=tuple(features), favourable=data.favourable)
     missing = [c for c in features if c not in frames["train"].columns]
-    featurizer, described = (None, "") if missing else choose_featurizer(config, frames["train"][features])
+    featurizer, described = (None, "") if missing else choose_featurizer(data, frames["train"][features],
+                                                                         base_dir=base_dir)
     # (missing columns: refused in prepare_splits, by name)
     splits = prepare_splits(frames, spec, featurizer=featurizer, unseen_levels="refuse")
     for name, split in splits.items():
@@ -179,11 +201,10 @@ def load_data(config: AuditConfig) -> LoadedData:
     return LoadedData(splits, sources, hashes, described)
 
 
-def choose_featurizer(config: AuditConfig, train: pd.DataFrame) -> tuple[object, str]:
+def choose_featurizer(data: DataConfig, train: pd.DataFrame, *, base_dir: Path) -> tuple[object, str]:
     """The featurizer ``data.featurizer`` asks for, and what it is in words: ``none``/``passthrough`` (the columns
     as given), ``tabular`` (:class:`TabularFeaturizer`), code named ``package.module:function``, or, unset, tabular
     when the columns need it (``data.categorical`` given, or :func:`auditkit.data.needs_encoding`), else none."""
-    data = config.data
     choice = data.featurizer
     if choice in ("none", "passthrough"):
         if data.categorical:
@@ -195,7 +216,7 @@ def choose_featurizer(config: AuditConfig, train: pd.DataFrame) -> tuple[object,
         return TabularFeaturizer(categorical=data.categorical), ("tabular (data.featurizer: tabular): numbers "
                                                                  "standardised, categories one-hot")
     if choice is not None:
-        make = import_object(choice, "data.featurizer", base_dir=config.base_dir)
+        make = import_object(choice, "data.featurizer", base_dir=base_dir)
         fix = "name a function or class that returns an object with fit(frame) and transform(frame)"
         if not callable(make):
             raise InputError(f"data.featurizer: {choice!r} is not callable: {fix}")
@@ -227,26 +248,29 @@ def in_memory_model(config: AuditConfig) -> nn.Module | None:
     return model
 
 
-def model_builder(config: AuditConfig) -> str:
-    """How the audited model was made, for the run document: the builder, or the class of the object given."""
-    model = in_memory_model(config)
+def model_builder(builder: str | None, model: nn.Module | None) -> str:
+    """How the audited model was made, for the run document: the ``builder``, or the class of the ``model`` given
+    in memory."""
     if model is None:
-        return config.model.builder
+        return builder
     return f"in-memory object of class {type(model).__module__}.{type(model).__qualname__} (auditkit.audit(model=...))"
 
 
 def load_model(config: AuditConfig, splits: dict[str, AuditData]) -> nn.Module:
-    """The model from its builder and weights (or a copy of the model object given to ``auditkit.audit``, which is
-    never changed), checked against the featurized data and the loss."""
-    m = config.model
-    given = in_memory_model(config)
+    """:func:`build_checked_model` of the configuration's ``model`` section (or the model given in memory)."""
+    weights = config.path(config.model.weights) if config.model.weights else None
+    return build_checked_model(config.model, splits["train"], given=in_memory_model(config), weights=weights,
+                               base_dir=config.base_dir)
+
+
+def build_checked_model(m: ModelConfig, train: AuditData, *, given: nn.Module | None, weights: Path | None,
+                        base_dir: Path) -> nn.Module:
+    """The model from its builder and ``weights`` (or a copy of the model object ``given`` to ``auditkit.audit``,
+    which is never changed), checked against the featurized training records and the loss."""
     if given is not None:
         model = cast_finite(copy.deepcopy(given), DTYPES[m.dtype], "model")
     else:
-        weights = config.path(m.weights) if m.weights else None
-        model = build_model(m.builder, weights, kwargs=m.builder_args, dtype=DTYPES[m.dtype],
-                            base_dir=config.base_dir)
-    train = splits["train"]
+        model = build_model(m.builder, weights, kwargs=m.builder_args, dtype=DTYPES[m.dtype], base_dir=base_dir)
     x = torch.tensor(train.X[:2], dtype=DTYPES[m.dtype])
     try:
         with torch.no_grad():
@@ -282,25 +306,25 @@ def _finite_outputs(model: nn.Module, X: np.ndarray, dtype: torch.dtype, dtype_n
                          f"{fix}")
 
 
-def training_function(config: AuditConfig) -> TrainFn | None:
-    """The configured training function (``warm_start`` or user code), or None."""
-    m = config.model
+def training_function(m: ModelConfig, *, base_dir: Path) -> TrainFn | None:
+    """The training function ``model.train_fn`` names (``warm_start`` or user code), or None."""
     if m.train_fn is None:
         return None
     if m.train_fn == "warm_start":
         return warm_start_trainer(loss=m.loss, l2=m.l2)
-    fn = import_object(m.train_fn, "model.train_fn", base_dir=config.base_dir)
+    fn = import_object(m.train_fn, "model.train_fn", base_dir=base_dir)
     if not callable(fn):
         raise InputError(f"model.train_fn: {m.train_fn!r} is not callable: name a function (model, X, y) -> model")
     return fn
 
 
-def check_stationarity(config: AuditConfig, model: nn.Module, train: AuditData, *, featurizer: str = "") -> dict:
-    """:func:`auditkit.influence.stationarity.stationarity` of the model on the featurized training records, with
-    the threshold and the verdict; an :class:`InputError` naming the likely causes when the weights are far from
-    a minimum of the stated objective, unless ``model.allow_non_stationary`` is set."""
-    m = config.model
-    measured = stationarity(model, train.X, train.y, loss=m.loss, l2=m.l2, seed=config.seed, dtype=DTYPES[m.dtype])
+def check_stationarity(m: ModelConfig, model: nn.Module, train: AuditData, *, seed: int,
+                       featurizer: str = "") -> dict:
+    """:func:`auditkit.influence.stationarity.stationarity` of the model on the featurized training records (its
+    label shuffle seeded with ``seed``), with the threshold and the verdict; an :class:`InputError` naming the
+    likely causes when the weights are far from a minimum of the stated objective (``m``: the model section),
+    unless ``model.allow_non_stationary`` is set."""
+    measured = stationarity(model, train.X, train.y, loss=m.loss, l2=m.l2, seed=seed, dtype=DTYPES[m.dtype])
     measured.update(threshold=STATIONARITY_THRESHOLD, stationary=bool(measured["relative"] <= STATIONARITY_THRESHOLD),
                     allowed=bool(m.allow_non_stationary))
     if measured["stationary"] or m.allow_non_stationary:

@@ -1,9 +1,12 @@
 """``run_audit(config) → AuditRun``: the one orchestrator.
 
-data + model → influence engine (damping applied automatically when the Hessian is singular) → plugins →
-stability of the key findings under other settings → policy checks (against the previous audit when a
-rule asks) → the run document (``run.json``: everything the report shows, no record identifiers) and
-the private list of flagged records (tokens with their record ids, for the data owner only).
+The pipeline, one named step each (:func:`_run_audit` reads top to bottom): load inputs (data, model, its
+stationarity) → fit the engine (:mod:`auditkit.engine_factory`: damping and precision fallbacks, recorded as
+``influence.fitting``) → run plugins (their influence questions answered in one pass first) → check stability
+(the rankings the plugins declare, recomputed with other engines) → assemble the document
+(:mod:`auditkit.assemble`; policy checks against the previous audit when a rule asks). The run document
+(``run.json``) holds everything the report shows and no record identifiers; the private rows (tokens with their
+record ids) are for the data owner only. Every random choice derives from ``config.seed`` (:mod:`auditkit.seeds`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import time
 from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from os import PathLike
 from pathlib import Path
@@ -30,34 +32,37 @@ import yaml
 from pydantic import ValidationError
 
 from ._version import __version__
+from .assemble import RunFacts, flagged_rows, run_document, score_rows
+from .assemble import provenance as assemble_provenance
 from .audits.base import AuditContext
 from .audits.jsonsafe import json_safe
 from .audits.registry import load_plugin, prefetch, run_plugin, validate_options
 from .audits.stability import stability
 from .config import AuditConfig, BackendConfig, InMemoryInputs, load_config, parse_config
-from .errors import HessianError, InputError, SingularHessianError
-from .hashes import file_sha256
+from .engine_factory import EngineFactory, EngineSettings, Float32Overflow
+from .errors import InputError, SingularHessianError
 from .history import HistoryStore
 from .influence import InfluenceEngine
+from .influence.dtypes import DTYPES
 from .inputs import (
-    DTYPES,
-    ROLES,
+    LoadedData,
+    build_checked_model,
     check_stationarity,
     has_holdout,
     in_memory_model,
     in_memory_tables,
-    load_data,
-    load_model,
     model_builder,
+    read_data,
     training_function,
 )
-from .models.loading import parameters_sha256
 from .numerics import nonfinite_paths, saturation
 from .policy import Policy, check_metrics_available, evaluate, load_policy, observations, overall_status, parse_policy
 from .progress import reporter_for
 from .redaction import redact_record_ids
 from .results import DataQualityResult, FairnessResult, PrivacyResult, data_quality_of, fairness_of, privacy_of
-from .rundoc import RunDocument, load_run, run_document
+from .rundoc import RunDocument, load_run
+from .rundoc import run_document as typed_run
+from .seeds import Seeds
 
 log = logging.getLogger(__name__)
 PACKAGES = ("torch", "numpy", "pandas", "scikit-learn", "fairlearn", "pydantic", "weasyprint", "matplotlib", "jinja2")
@@ -134,7 +139,7 @@ def check_config(config: AuditConfig):
                              "remove the fairness audit")
     if "privacy" in config.audits:
         holdout = (config.audits["privacy"] or {}).get("holdout", "holdout")
-        if holdout == "holdout" and not has_holdout(config):
+        if holdout == "holdout" and not has_holdout(config.data, tables):
             raise InputError("audits.privacy needs non-members: give data.holdout (records never trained on), or "
                              "data.split.holdout > 0, or remove the privacy audit")
     files = [(f"data.{k}", getattr(config.data, k), "a table file") for k in ("train", "test", "holdout", "table")
@@ -257,317 +262,218 @@ def stage_training(X: torch.Tensor, y: torch.Tensor, folder: Path, chunk_size: i
     return write_parquet(X, y, folder / "train.parquet", row_group_size=chunk_size * max(1, 4096 // chunk_size))
 
 
-def fit_engine(model, config: AuditConfig, X, y, *, progress=None, backend=None,
-               failure: SingularHessianError | None = None) -> tuple[InfluenceEngine, str | None]:
-    """Fit the engine; with ``damping: auto`` a singular Hessian gets the suggested damping (and a note).
-    ``progress(done, total)`` is called per chunk of the engine's passes over the training records; ``backend``:
-    where those chunks are computed (None: in process); ``X`` may then be a record source its workers read.
-    ``failure``: the error an engine fitted without damping met when it first solved (an iterative solver such
-    as CG finds non-positive curvature only then): fit again with the automatic damping."""
+#: the environment variable in which a data owner gives the key of the record tokens (see docs/security.md)
+TOKEN_KEY_VARIABLE = "AUDITKIT_TOKEN_KEY"
+#: the fewest characters of a token key given in TOKEN_KEY_VARIABLE
+TOKEN_KEY_MIN = 16
+#: the plugins in the order their findings are listed (the stability check's too); others follow in config order
+SECTION_ORDER = {"fairness": 0, "privacy": 1, "data_quality": 2}
+
+
+def token_key() -> tuple[bytes, str]:
+    """The key of the record tokens and a plain sentence of what it is (``provenance.token_key``): the data
+    owner's secret from ``AUDITKIT_TOKEN_KEY`` (tokens then stay the same across runs), else 32 random bytes drawn
+    for this run and kept nowhere. The key itself is never written."""
+    value = os.environ.get(TOKEN_KEY_VARIABLE)
+    if value is None:
+        return secrets.token_bytes(32), ("a random key drawn for this run and kept nowhere: the tokens differ from "
+                                         "run to run, and only the private outputs (flagged_records.csv, "
+                                         "record_scores.csv) map them to record ids")
+    if len(value) < TOKEN_KEY_MIN:
+        raise InputError(f"{TOKEN_KEY_VARIABLE}: the token key has {len(value)} characters: give a secret of at least "
+                         f"{TOKEN_KEY_MIN} characters, or unset {TOKEN_KEY_VARIABLE} for a random key per run")
+    key = hashlib.blake2b(value.encode(), digest_size=32, person=b"auditkit-tokens").digest()
+    return key, (f"the data owner's key from the environment variable {TOKEN_KEY_VARIABLE}: whoever holds it can "
+                 "recompute the tokens, which stay the same across runs made with it")
+
+
+class Clock:
+    """The run's named steps with their durations (``runtime.steps``), each logged as it starts."""
+
+    def __init__(self):
+        self.started, self.steps = time.perf_counter(), []
+
+    @contextmanager
+    def step(self, name: str):
+        log.info("%s …", name)
+        began = time.perf_counter()
+        yield
+        self.steps.append({"name": name, "seconds": round(time.perf_counter() - began, 3)})
+        log.debug("%s: %.2f s", name, self.steps[-1]["seconds"])
+
+    def runtime(self, backend: str) -> dict:
+        return {"seconds": round(time.perf_counter() - self.started, 2), "steps": self.steps, "backend": backend}
+
+
+@dataclass
+class Inputs:
+    """What the first step of a run produces: the data, the model (and the object given in memory, if any), its
+    fit on the training records, the training records as tensors and their saturation."""
+
+    loaded: LoadedData
+    model: torch.nn.Module
+    given_model: torch.nn.Module | None
+    fit: dict
+    X: torch.Tensor
+    y: torch.Tensor
+    saturated: dict
+
+
+def load_inputs(config: AuditConfig, seeds: Seeds) -> Inputs:
+    """Step 1: read and split the data, build the model, check its weights are a minimum of the objective."""
+    d, m = config.data, config.model
+    split = None if d.split is None else (seeds("split") if d.split.seed is None else seeds.record("split",
+                                                                                                    d.split.seed))
+    loaded = read_data(d, tables=in_memory_tables(config), path_of=config.path, base_dir=config.base_dir, seed=split)
+    train, given = loaded.splits["train"], in_memory_model(config)
+    model = build_checked_model(m, train, given=given, weights=config.path(m.weights) if m.weights else None,
+                                base_dir=config.base_dir)
+    fit = check_stationarity(m, model, train, seed=seeds("stationarity"), featurizer=loaded.featurizer)
+    log.info("  training records as the audit sees them: loss %.4g%s; gradient norm of the objective %.3g, %.3g of "
+             "its size with shuffled labels", fit["loss"],
+             "" if fit["accuracy"] is None else f", accuracy {fit['accuracy']:.4g}", fit["grad_norm"], fit["relative"])
+    X, y = torch.tensor(train.X, dtype=DTYPES[m.dtype]), torch.tensor(train.y)
+    return Inputs(loaded, model, given, fit, X, y, saturation(model, X, y, loss=m.loss))
+
+
+def engine_settings(config: AuditConfig, seeds: Seeds) -> EngineSettings:
+    """The few configuration fields the engines are made from; the solver's seed: the method's ``seed`` option
+    when given, else derived from the run's seed."""
     inf, m = config.influence, config.model
+    solver_seed = seeds.record("solver", inf.options["seed"]) if "seed" in inf.options else seeds("solver")
+    return EngineSettings(loss=m.loss, l2=m.l2, dtype=m.dtype, method=inf.method, options=dict(inf.options),
+                          damping=inf.damping, chunk_size=inf.chunk_size, gradients=gradient_source(config),
+                          solver_seed=solver_seed, damping_factors=tuple(inf.stability.damping_factors),
+                          second_solver=inf.stability.second_solver)
 
-    def make(damping: float) -> InfluenceEngine:
-        try:
-            return InfluenceEngine(model, m.loss, l2=m.l2, method=inf.method, damping=damping,
-                                   dtype=DTYPES[m.dtype], chunk_size=inf.chunk_size, gradients=gradient_source(config),
-                                   progress=progress, backend=backend, **inf.options)
-        except InputError as exc:
-            raise InputError(f"influence: {exc}") from None
 
-    if inf.damping != "auto":
-        try:
-            return make(float(inf.damping)).fit(X, y), None
-        except SingularHessianError as exc:
-            raise InputError(f"influence.damping: {exc}; or set 'damping: auto'") from None
-    engine = make(0.0)
+def fit_influence(config: AuditConfig, inputs: Inputs, seeds: Seeds, *, backend, staging: Path | None,
+                  overflows: int = 0, dtype_requested: str | None = None):
+    """Step 2: the engine factory and the audit's engine fitted on the training records (staged as Parquet for
+    the workers when a backend is given): ``(factory, engine, X, y)``."""
+    factory = EngineFactory(inputs.model, engine_settings(config, seeds), progress=reporter_for("influence"),
+                            backend=backend, overflows=overflows, dtype_requested=dtype_requested)
+    X, y = inputs.X, inputs.y
+    if backend is not None:                     # the workers read the training records from Parquet
+        X, y = stage_training(X, y, staging, config.influence.chunk_size), None
+    return factory, factory.fit(X, y), X, y
+
+
+def make_context(config: AuditConfig, inputs: Inputs, engine: InfluenceEngine, seeds: Seeds,
+                 key: bytes) -> AuditContext:
+    """What the plugins read: model, engine, splits, training function, seeds and the token key (built once)."""
+    m = config.model
+    return AuditContext(inputs.model, engine, inputs.loaded.splits, loss=m.loss, l2=m.l2,
+                        train_fn=training_function(m, base_dir=config.base_dir), seed=config.seed,
+                        relative=inputs.fit["relative"], token_key=key, seeds=seeds)
+
+
+def answer_plans(context: AuditContext, factory: EngineFactory, options_by_plugin: dict, X, y) -> None:
+    """Step 3: the plugins' influence questions answered in one pass; an iterative solver that meets non-positive
+    curvature only now gets the automatic damping (the factory decides); non-finite answers are refused."""
     try:
-        engine.fit(X, y)
-        if failure is not None:
-            raise failure
-        return engine, None
+        prefetch(context, options_by_plugin)
     except SingularHessianError as exc:
-        damping = exc.suggested_damping or 1e-3 * engine.hessian_.top_eigenvalue()
-        log.info("  the Hessian is not positive definite: damping %.2g applied", damping)
-        note = (f"The Hessian of the training objective at the trained parameters is singular or not positive "
-                f"definite: the model is not at a strict minimum. A damping of {damping:.2g} (about 1e-3 of the "
-                "largest eigenvalue) was added to H, which shrinks influence estimates along flat directions.")
-        return make(damping).fit(X, y), note
+        context.use_engine(factory.refit_after(exc, context.engine, X, y))
+        prefetch(context, options_by_plugin)
+    factory.check_finite(context.nonfinite_answers())
 
 
-def scaled_l2(l2: float | dict[str, float], factor: float) -> float | dict[str, float]:
-    """The L2 coefficient(s) times ``factor``."""
-    return {k: v * factor for k, v in l2.items()} if isinstance(l2, dict) else l2 * factor
+def run_plugins(context: AuditContext, options_by_plugin: dict, clock: Clock) -> tuple[dict, dict]:
+    """Step 4: every configured plugin, in the order of :data:`SECTION_ORDER`: ``(findings, nonfinite)``, the
+    JSON-safe findings and the paths of the values that were not finite, by plugin name."""
+    findings, nonfinite = {}, {}
+    for name in sorted(options_by_plugin, key=lambda n: SECTION_ORDER.get(n, len(SECTION_ORDER))):
+        with clock.step(f"audit: {name}"):
+            raw = run_plugin(name, context, options_by_plugin[name]).to_dict()
+            nonfinite[name] = nonfinite_paths(raw)
+            findings[name] = json_safe(raw)
+    return findings, nonfinite
 
 
-def alternative_engines(model, config: AuditConfig, engine: InfluenceEngine, X, y) -> tuple[dict, list[dict]]:
-    """Engines for the stability check: the ridge of H (the L2 term and the damping) × each factor, and a
-    second solver. Without any ridge (no L2, no damping) the factors scale a nominal damping of 1e-3 of
-    H's largest eigenvalue."""
-    inf, m = config.influence, config.model
-    has_ridge = engine.damping > 0 or any(m.l2.values() if isinstance(m.l2, dict) else [m.l2])
-    nominal = 0.0 if has_ridge else 1e-3 * engine.hessian_.top_eigenvalue()
-    engines, settings = {}, []
-
-    def add(label: str, method: str, l2, damping: float):
-        settings.append({"label": label, "method": method, "l2": l2, "damping": damping})
-        try:
-            options = inf.options if method == inf.method else {}
-            engines[label] = InfluenceEngine(model, m.loss, l2=l2, method=method, damping=damping,
-                                             dtype=DTYPES[m.dtype], chunk_size=inf.chunk_size,
-                                             gradients=gradient_source(config), backend=engine.backend,
-                                             **options).fit(X, y)
-        except HessianError as exc:
-            engines[label] = exc
-
-    for factor in inf.stability.damping_factors:
-        add(f"ridge ×{factor:g}", inf.method, scaled_l2(m.l2, factor), (engine.damping + nominal) * factor)
-    second = inf.stability.second_solver
-    if second == "auto":
-        second = second_solver_for(model, inf.method)
-    elif second == inf.method:
-        second = "exact" if inf.method != "exact" else "cg"
-    if second != "none":
-        add(f"solver {second}", second, m.l2, engine.damping)
-    return engines, settings
+def check_stability(config: AuditConfig, context: AuditContext, factory: EngineFactory, findings: dict,
+                    X, y) -> dict:
+    """Step 5: the rankings the plugins declare, recomputed with the alternative engines:
+    ``{"settings", "findings"}``."""
+    rankings = [(name, ranking) for name, found in findings.items() if found is not None
+                for ranking in load_plugin(name)().rankings(found, context)]
+    engines, settings = factory.alternatives(context.engine, X, y)
+    st = config.influence.stability
+    return {"settings": settings,
+            "findings": stability(context, rankings, engines, k=st.top_k, robust_agreement=st.robust_agreement)}
 
 
-def second_solver_for(model, method: str) -> str:
-    """The stability check's default second solver: EK-FAC (self-influence in one pass, an independent
-    approximation of H) when every parameter belongs to an ``nn.Linear`` layer, else CG; never the
-    audit's own method."""
-    linear_only = all(isinstance(mod, torch.nn.Linear) for mod in model.modules()
-                      if any(True for _ in mod.parameters(recurse=False)))
-    for candidate in (["ekfac"] if linear_only else []) + ["cg", "exact"]:
-        if candidate != method:
-            return candidate
-    return "none"
-
-
-def _limitations(run: dict, context: AuditContext) -> list[str]:
-    """Limitations the run knows of and the report cannot derive from the findings (the report adds the
-    damping note, sensitive findings, suppressed groups and the plugins' own notes)."""
-    out = []
-    if sum(1 for mod in context.model.modules() if isinstance(mod, torch.nn.Linear)) > 1:
-        out.append("The model is not convex (it has hidden layers): influence estimates describe the effect of "
-                   "removing a record near the trained parameters; retraining from scratch can end elsewhere, and "
-                   "records the network has memorised can be underestimated (see the privacy trust check).")
-    out.append("Influence estimates are first-order approximations of leave-one-out retraining; their agreement "
-               "with actual retraining on this model is stated in the methodology section where it was measured.")
-    for s in run["data"]["sensitive"]:
-        unknown = sum(s["unknown"].values())
-        if unknown:
-            out.append(f"{unknown} record(s) have no value for {s['attribute']!r}: they form the group 'unknown' "
-                       "and are left out of disparities.")
-    fit = run["model"]["training_fit"]
-    if not fit["stationary"]:
-        out.append(f"The audited weights are not a minimum of the stated objective on the training records as "
-                   f"featurized (gradient norm {fit['grad_norm']:.3g}, {fit['relative']:.3g} of its size with shuffled "
-                   f"labels, above the {fit['threshold']:g} the audit accepts; model.allow_non_stationary was set): "
-                   "influence estimates assume a minimum and may be far from what retraining would do.")
-    refits = run["influence"]["refits"]
-    if refits["not_converged"]:
-        which = ", ".join(f"{k}: {v['not_converged']} of {v['count']}" for k, v in refits["by_purpose"].items()
-                          if v["not_converged"])
-        out.append(f"{refits['not_converged']} of the {refits['count']} retrainings did not converge ({which}; the "
-                   f"largest gradient norm left was {refits['largest_grad_norm']:.3g}, relative "
-                   f"{refits['largest_relative']:.3g} against a tolerance of {refits['tolerance']:.3g}): results "
-                   "measured by retraining carry that optimisation error.")
-    if run.get("fairness"):
-        out.append("Sensitive attributes that are not model inputs can still be reached through correlated features "
-                   "(proxies); the disparities measured here include such effects, the drivers name records, not "
-                   "features.")
-    return out
-
-
-def _score_rows(context: AuditContext) -> list[dict]:
-    """Every training record with each score the plugins computed for it (driver scores of each fairness gap,
-    privacy risk, data-quality score), for the private ``record_scores.csv``: the full rankings."""
-    if not context.record_scores:
-        return []
-    train = context.train
-    classes = [str(c) for c in train.classes]
-    rows = []
-    for j in range(train.n):
-        row = {"token": context.token("train", j), "split": "train", "record_id": str(train.ids[j]),
-               "label": classes[train.y[j]], "groups": {c: str(train.groups[c].iat[j]) for c in train.groups.columns}}
-        row.update({name: float(values[j]) for name, values in context.record_scores.items()})
-        rows.append(row)
-    return rows
-
-
-def _flagged_rows(context: AuditContext, findings: dict) -> list[dict]:
-    """Flagged records with their ids, for the private CSV (privacy flags, then data-quality suspects)."""
-    ids = {m["token"]: m for m in context.tokens.mapping()}
-    rows = []
-    for f in (findings.get("privacy") or {}).get("flags", []):
-        rows.append({"token": f["token"], "finding": "privacy flag", "score": f["risk"], "label": f["label"],
-                     "groups": f["groups"], "reason": f["reason"]})
-    for s in (findings.get("data_quality") or {}).get("suspects", []):
-        rows.append({"token": s["token"], "finding": "data quality suspect", "score": s["score"], "label": s["label"],
-                     "groups": s["groups"], "reason": s["reason"]})
-    for row in rows:
-        row["split"], row["record_id"] = ids[row["token"]]["split"], ids[row["token"]]["record_id"]
-    return rows
+def apply_policy(run: dict, policy: Policy | None, history: HistoryStore | None) -> list[dict]:
+    """Step 6: the run's observations checked against the policy (and the previous audit): checks, status,
+    policy and key figures written into ``run``; returns the observations."""
+    obs = [o if isinstance(o, dict) else o.to_dict() for o in observations(run)]
+    previous = history.previous(run["model"]["name"]) if history is not None else None
+    checks = evaluate(policy, obs, previous=previous["observations"] if previous else None) if policy else []
+    run["checks"] = [c if isinstance(c, dict) else c.to_dict() for c in checks]
+    run["status"] = overall_status(run["checks"]) if policy else "pass"
+    run["policy"] = policy.to_dict() if policy else None
+    run["key_figures"] = key_figures(obs)
+    return obs
 
 
 def run_audit(config: AuditConfig, *, trigger: str = "manual", command: str = "",
               history: HistoryStore | None = None) -> AuditRun:
     """Run the configured audit; nothing is written here (see :mod:`auditkit.writer`). The influence engine's
     chunk work runs where ``config.backend`` says (in process, or on a Dask cluster). Steps and progress are
-    logged (INFO, this module's and :mod:`auditkit.progress`'s loggers)."""
+    logged (INFO, this module's and :mod:`auditkit.progress`'s loggers). Influence values that overflow float32
+    make the whole audit run again in float64 (``influence.fitting`` says so)."""
+    key = token_key()
     try:
         with influence_backend(config) as (backend, staging):
             return _run_audit(config, trigger=trigger, command=command, history=history, backend=backend,
-                              staging=staging)
-    except Float32Overflow as exc:             # the whole audit again in float64, the report says why
+                              staging=staging, key=key)
+    except Float32Overflow as exc:
         log.info("  %d influence values overflowed float32: recomputing in float64", exc.count)
         wider = config.model_copy(update={"model": config.model.model_copy(update={"dtype": "float64"})})
         with influence_backend(wider) as (backend, staging):
             return _run_audit(wider, trigger=trigger, command=command, history=history, backend=backend,
-                              staging=staging, notes=(exc.note,))
-
-
-class Float32Overflow(ArithmeticError):
-    """Influence values computed in float32 overflowed (NaN or ±inf); ``run_audit`` recomputes in float64."""
-
-    def __init__(self, count: int):
-        super().__init__(f"{count} influence values overflowed float32")
-        self.count = count
-        self.note = (f"The audit was configured for float32 (model.dtype), but {count} influence values overflowed "
-                     "float32 (they were not finite: features or gradients of a magnitude whose squares exceed "
-                     "3.4e38). The whole audit was recomputed in float64; every figure in this report comes from "
-                     "that float64 run.")
+                              staging=staging, key=key, overflows=exc.count, dtype_requested=config.model.dtype)
 
 
 def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: HistoryStore | None, backend,
-               staging: Path | None, notes: tuple[str, ...] = ()) -> AuditRun:
-    started, steps = time.perf_counter(), []
-
-    def step(name: str):
-        steps.append({"name": name, "seconds": None, "_t": time.perf_counter()})
-        log.info("%s …", name)
-
-    def done():
-        steps[-1]["seconds"] = round(time.perf_counter() - steps[-1].pop("_t"), 3)
-        log.debug("%s: %.2f s", steps[-1]["name"], steps[-1]["seconds"])
-
+               staging: Path | None, key: tuple[bytes, str], overflows: int = 0,
+               dtype_requested: str | None = None) -> AuditRun:
+    """The pipeline: load inputs → fit the engine → run plugins → check stability → assemble the document."""
+    clock, seeds = Clock(), Seeds(config.seed)
     policy = check_config(config)
-    where = "in process"
-    if backend is not None:                     # connects now: an unreachable scheduler fails before any work
-        where = f"{backend!r}, {backend.n_workers} worker thread(s)"
+    where = "in process" if backend is None else f"{backend!r}, {backend.n_workers} worker thread(s)"
+    if backend is not None:                     # a Dask backend connects now: unreachable fails before any work
         log.info("influence backend: %s", where)
-    log.debug("configuration sha256 %s; seed %d; influence method %s, damping %s, dtype %s, chunks of %d records",
-              config.sha256, config.seed, config.influence.method, config.influence.damping, config.model.dtype,
-              config.influence.chunk_size)
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed % 2**32)
-    step("load data and model")
-    loaded = load_data(config)
-    splits = loaded.splits
-    model = load_model(config, splits)
-    fit = check_stationarity(config, model, splits["train"], featurizer=loaded.featurizer)
-    log.info("  training records as the audit sees them: loss %.4g%s; gradient norm of the objective %.3g, %.3g of "
-             "its size with shuffled labels", fit["loss"],
-             "" if fit["accuracy"] is None else f", accuracy {fit['accuracy']:.4g}", fit["grad_norm"], fit["relative"])
-    dtype = DTYPES[config.model.dtype]
-    X, y = torch.tensor(splits["train"].X, dtype=dtype), torch.tensor(splits["train"].y)
-    saturated = saturation(model, X, y, loss=config.model.loss)
-    done()
-    step("fit the influence engine")
-    reporter = reporter_for("influence")
-    if backend is not None:                     # the workers read the training records from Parquet
-        X, y = stage_training(X, y, staging, config.influence.chunk_size), None
-    engine, damping_note = fit_engine(model, config, X, y, progress=reporter, backend=backend)
-    done()
-    context = AuditContext(model, engine, splits, loss=config.model.loss, l2=config.model.l2,
-                           train_fn=training_function(config), seed=config.seed, relative=fit["relative"])
-    findings = {"fairness": None, "privacy": None, "data_quality": None}
-    nonfinite: dict[str, list[str]] = {}
+    torch.manual_seed(seeds("global"))
+    np.random.seed(seeds("global") % 2**32)
+    with clock.step("load data and model"):
+        inputs = load_inputs(config, seeds)
+    with clock.step("fit the influence engine"):
+        factory, engine, X, y = fit_influence(config, inputs, seeds, backend=backend, staging=staging,
+                                              overflows=overflows, dtype_requested=dtype_requested)
+    context = make_context(config, inputs, engine, seeds, key[0])
     options_by_plugin = plugin_options(config, policy)
-    step("influence: one pass over the training gradients")
-    try:
-        prefetch(context, options_by_plugin)
-    except SingularHessianError as exc:         # an iterative solver meets non-positive curvature only now
-        if config.influence.damping != "auto" or engine.damping > 0:
-            raise InputError(f"influence.damping: {exc}; or set 'damping: auto'") from None
-        engine, damping_note = fit_engine(model, config, X, y, progress=reporter, backend=backend, failure=exc)
-        context = AuditContext(model, engine, splits, loss=config.model.loss, l2=config.model.l2,
-                               train_fn=training_function(config), seed=config.seed, relative=fit["relative"])
-        prefetch(context, options_by_plugin)
-    overflowed = context.nonfinite_answers()
-    if overflowed and config.model.dtype == "float32":
-        raise Float32Overflow(overflowed)
-    if overflowed:
-        raise InputError(f"influence: {overflowed} influence values are not finite (NaN or ±inf) even in float64: "
-                         "standardise the features (values of ordinary magnitude) or check the model's weights")
-    done()
-    for name, options in options_by_plugin.items():
-        step(f"audit: {name}")
-        raw = run_plugin(name, context, options).to_dict()
-        nonfinite[name] = nonfinite_paths(raw)
-        findings[name] = json_safe(raw)
-        done()
-    step("stability of the key findings")
-    engines, settings = alternative_engines(model, config, engine, X, y)
-    st = config.influence.stability
-    stable = stability(context, findings, engines, k=st.top_k, robust_agreement=st.robust_agreement)
-    nonfinite["influence"] = nonfinite_paths(stable)
-    done()
-
-    created = datetime.now(timezone.utc).replace(microsecond=0)
-    m, d, given_model = config.model, config.data, in_memory_model(config)
-    train = splits["train"]
-    run = {
-        "schema": "auditkit.run/1",
-        "report_id": f"AK-{created:%Y%m%d}-{secrets.token_hex(4).upper()}",
-        "created_utc": created.isoformat().replace("+00:00", "Z"),
-        "trigger": trigger, "status": "incomplete", "auditkit_version": __version__,
-        "scope": config.report.model_dump(exclude={"sign_off", "independence"}),
-        "model": {"name": m.name, "version": m.version,
-                  "weights_sha256": file_sha256(config.path(m.weights)) if m.weights and given_model is None else None,
-                  "parameters_sha256": parameters_sha256(model),
-                  "framework": f"PyTorch {torch.__version__}", "parameters": int(engine.n_params_),
-                  "architecture": " ".join(str(model).split())[:300], "builder": model_builder(config), "loss": m.loss,
-                  "l2": m.l2, "previous_version": m.previous_version, "training_fit": fit},
-        "data": {"target": d.target, "favourable": str(train.classes[train.favourable_index]),
-                 "featurizer": loaded.featurizer,
-                 "classes": [str(c) for c in train.classes], "n_features": int(train.X.shape[1]),
-                 "splits": [{"name": k, "role": ROLES.get(k, k), "source": loaded.sources[k], "rows": v.n,
-                             "sha256": loaded.hashes[k]} for k, v in splits.items()],
-                 "sensitive": [{"attribute": s.column, "how_obtained": s.how_obtained or (
-                     f"derived from {s.from_column} (bands at {', '.join(f'{b:g}' for b in s.bands)})"
-                     if s.from_column else "not stated"),
-                     "unknown": {k: v.unknown_counts().get(s.column, 0) for k, v in splits.items()}}
-                     for s in d.sensitive]},
-        "influence": {"method": engine.method, "damping": engine.damping, "damping_note": damping_note,
-                      "dtype": m.dtype, "l2": m.l2, "seed": config.seed, "parameters": int(engine.n_params_),
-                      "convention": engine.summary()["convention"], "refits": context.refit_summary(),
-                      "stability": {"settings": settings, "findings": stable}},
-        **findings,
-    }
-    obs = [o if isinstance(o, dict) else o.to_dict() for o in observations(run)]
-    previous = history.previous(m.name) if history is not None else None
-    checks = evaluate(policy, obs, previous=previous["observations"] if previous else None) if policy else []
-    checks = [c if isinstance(c, dict) else c.to_dict() for c in checks]
-    run["checks"] = checks
-    run["status"] = overall_status(checks) if policy else "pass"
-    run["policy"] = policy.to_dict() if policy else None
-    run["key_figures"] = key_figures(obs)
-    run["numerics"] = {"nonfinite": nonfinite, "saturation": saturated}     # the report words them (limitations)
-    run["limitations"] = _limitations(run, context) + list(notes)
-    if policy is None:
-        run["limitations"].insert(0, "No policy was given: findings are reported without pass/fail checks.")
+    with clock.step("influence: one pass over the training gradients"):
+        answer_plans(context, factory, options_by_plugin, X, y)
+    findings, nonfinite = run_plugins(context, options_by_plugin, clock)
+    with clock.step("stability of the key findings"):
+        stable = check_stability(config, context, factory, findings, X, y)
+        nonfinite["influence"] = nonfinite_paths(stable["findings"])
+    facts = RunFacts(inputs.loaded, inputs.model, inputs.given_model, model_builder(config.model.builder,
+                     inputs.given_model), inputs.fit, context.engine, factory.fitting(), stable,
+                     {"nonfinite": nonfinite, "saturation": inputs.saturated}, seeds.used, key[1], findings)
+    run = run_document(config, facts, context, trigger=trigger)
+    obs = apply_policy(run, policy, history)
+    run["limitations"] = []           # the report composes its limitations from the facts above
     run["history"] = [{k: r[k] for k in ("report_id", "created_utc", "model_version", "status", "figures")}
-                      for r in (history.runs(m.name) if history is not None else [])]
+                      for r in (history.runs(config.model.name) if history is not None else [])]
     run["sign_off"] = {"roles": [s.model_dump() for s in config.report.sign_off],
                        "independence": config.report.independence}
-    run["provenance"] = {"hashes": {"model": run["model"]["weights_sha256"] or run["model"]["parameters_sha256"],
-                                    "config": config.sha256,
-                                    "policy": run["policy"]["sha256"] if policy else None, "data": loaded.hashes},
-                         "versions": versions(), "seed": config.seed, "command": command,
-                         "config_text": redact_record_ids(config.redacted_text, splits, context.token)}
-    run["runtime"] = {"seconds": round(time.perf_counter() - started, 2), "steps": steps, "backend": where}
-    return AuditRun(run_document(json_safe(run)), _flagged_rows(context, findings), obs, scores=_score_rows(context))
+    run["provenance"] = assemble_provenance(config, run, facts, versions=versions(), command=command,
+                                            config_text=redact_record_ids(config.redacted_text,
+                                                                          inputs.loaded.splits, context.token))
+    run["runtime"] = clock.runtime(where)
+    return AuditRun(typed_run(json_safe(run)), flagged_rows(context, findings), obs, scores=score_rows(context))
 
 
 def key_figures(observations_: list[dict]) -> dict[str, float]:

@@ -592,7 +592,8 @@ def canary_run(canary_seed: int, model_name: str) -> dict:
         t1 = time.perf_counter()
         ctx = AuditContext(model, engine, splits, loss=LOSS, l2=l2,
                            train_fn=trainer if mode != "engine only" else None, seed=0)
-        found = run_plugin("privacy", ctx, {"budget": BUDGET, "reference_models": REFERENCE_MODELS, "trust_top": 10})
+        found = run_plugin("privacy", ctx, {"budget": BUDGET, "reference_models": REFERENCE_MODELS, "trust_top": 10,
+                                            "seed": 0})     # the seed of the committed results (not derived)
         t2 = time.perf_counter()
         rec = recompute_risk(ctx, BUDGET)
         flagged_tokens = [f["token"] for f in found.flags]
@@ -676,7 +677,8 @@ def mia_run(model_name: str) -> dict:
     model, engine, fit = trained(splits, hidden, l2, 0)
     trainer = memoised_trainer(l2)
     ctx = AuditContext(model, engine, splits, loss=LOSS, l2=l2, train_fn=trainer, seed=0)
-    found = run_plugin("privacy", ctx, {"budget": BUDGET, "reference_models": REFERENCE_MODELS, "trust_top": 3})
+    found = run_plugin("privacy", ctx, {"budget": BUDGET, "reference_models": REFERENCE_MODELS, "trust_top": 3,
+                                        "seed": 0})         # the seed of the committed results (not derived)
     d = found.to_dict()
     loss_m, loss_h = ctx.losses("train"), ctx.losses("holdout")
     return {"model": model_name, "hidden": hidden, "l2": l2, "fit": fit,
@@ -715,7 +717,7 @@ def calibration_run(model_name: str, halvings: int, budgets: list[float]) -> dic
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", AuditkitWarning)
                     found = run_plugin("privacy", ctx, {"budget": b, "reference_models": REFERENCE_MODELS,
-                                                        "trust_top": 0})
+                                                        "trust_top": 0, "seed": 0})
                     rec = recompute_risk(ctx, b, extra="holdout_b")
                 m_a, m_b = splits["holdout"].n, splits["holdout_b"].n
                 k = int(np.sum(rec["risk_x"] > found.threshold))

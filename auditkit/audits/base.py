@@ -13,8 +13,18 @@ plans of all configured plugins and answers them with ONE ``engine.batch`` call 
 the training records' gradients), so the plugins' later requests are served from memory. A request no
 plan announced is still answered, by a pass of its own; results are the same either way.
 
-Records never appear in findings by identifier: ``context.token(split, i)`` gives a random token per
-record; the token → record-id map stays in ``context.tokens`` for the private flagged-records file.
+Records never appear in findings by identifier: ``context.token(split, i)`` gives a token per record, keyed
+by ``token_key``: by default 32 random bytes drawn for the run (``secrets``) and kept nowhere, so tokens differ
+between runs and cannot be reversed from anything the report prints; a data owner who wants tokens stable across
+runs gives the key (``AUDITKIT_TOKEN_KEY``). The token → record-id map stays in ``context.tokens`` for the private
+outputs (flagged_records.csv, record_scores.csv).
+
+**Seeds.** Every random choice of a plugin takes its seed from ``context.seed_for(purpose, explicit)``: an
+explicit option wins, else the seed derived from the run's ``seed`` (:mod:`auditkit.seeds`); both are recorded.
+
+**Rankings for the stability check.** ``rankings(findings, context) -> list[Ranking]`` says which of the
+plugin's rankings of training records the stability check recomputes with other influence engines, and how
+(:class:`Ranking`); none by default.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +48,7 @@ from ..errors import InputError
 from ..influence import InfluenceEngine, fit_model
 from ..influence.losses import resolve_loss
 from ..influence.stationarity import stationarity
+from ..seeds import Seeds
 
 #: a retrained model counts as converged when its relative gradient norm (``stationarity``) is at most this, or
 #: at most the audited model's own: a leave-one-out change is of order 1/n, so a refit must get much closer to its
@@ -66,14 +78,17 @@ def probabilities(outputs: torch.Tensor, loss: str) -> torch.Tensor:
 
 
 class RecordTokens:
-    """Random tokens for records: ``R-`` + 8 base-32 characters keyed by a per-run secret.
+    """Tokens for records: ``R-`` + 8 base-32 characters of ``blake2b(split:position, key=key)``.
 
     A token is derived from the record's split and position, never from its identifier, so it reveals
-    nothing about the person; ``mapping()`` lists token → (split, record id) for the data owner only.
+    nothing about the person; ``key`` (bytes, at most 64) is secret: 32 random bytes per run unless the data
+    owner gives one. ``mapping()`` lists token → (split, record id) for the data owner only.
     """
 
-    def __init__(self, seed: int, ids: dict[str, np.ndarray]):
-        self._key = hashlib.blake2b(f"auditkit-tokens-{seed}".encode(), digest_size=32).digest()
+    def __init__(self, key: bytes, ids: dict[str, np.ndarray]):
+        if not isinstance(key, bytes) or not 1 <= len(key) <= 64:
+            raise InputError("token key: give 1 to 64 bytes (the secret that keys the record tokens)")
+        self._key = key
         self._ids = ids
         self._issued: dict[str, tuple[str, int]] = {}
 
@@ -119,7 +134,8 @@ class AuditContext:
 
     def __init__(self, model: nn.Module, engine: InfluenceEngine, splits: dict, *, loss: str = "cross_entropy",
                  l2: float = 0.0, train_fn: TrainFn | None = None, checkpoints: list[dict] | None = None,
-                 seed: int = 0, relative: float = 0.0):
+                 seed: int = 0, relative: float = 0.0, token_key: bytes | None = None,
+                 seeds: Seeds | None = None):
         if "train" not in splits:
             raise InputError(f"an audit needs a 'train' split, got {sorted(splits)}")
         self.model = model
@@ -130,7 +146,9 @@ class AuditContext:
         self.train_fn = train_fn
         self.checkpoints = list(checkpoints) if checkpoints else []
         self.seed = seed
-        self.tokens = RecordTokens(seed, {name: data.ids for name, data in splits.items()})
+        self.seeds = seeds if seeds is not None else Seeds(seed)
+        key = token_key if token_key is not None else secrets.token_bytes(32)
+        self.tokens = RecordTokens(key, {name: data.ids for name, data in splits.items()})
         self._outputs: dict[str, torch.Tensor] = {}
         self._self_influence: dict[bool, np.ndarray] = {}
         self._measures: dict = {}
@@ -150,6 +168,18 @@ class AuditContext:
             raise InputError(f"this audit needs a test split (data.test, or data.split.test > 0), got "
                              f"{sorted(self.splits)}")
         return self.splits["test"]
+
+    def use_engine(self, engine: InfluenceEngine) -> None:
+        """Answer from now on with ``engine`` (e.g. refitted with damping); answers memoised so far are dropped."""
+        self.engine = engine
+        self._self_influence.clear()
+        self._measures.clear()
+        self._explained.clear()
+
+    def seed_for(self, purpose: str, explicit: int | None = None) -> int:
+        """The seed of a random choice: ``explicit`` when given (an option set by the user), else the seed derived
+        from the run's seed for ``purpose`` (:func:`auditkit.seeds.derived_seed`); recorded in ``seeds.used``."""
+        return self.seeds(purpose) if explicit is None else self.seeds.record(purpose, explicit)
 
     def token(self, split: str, position: int) -> str:
         """The random token of record ``position`` of ``split``."""
@@ -279,7 +309,8 @@ class AuditContext:
 
     def _record_refit(self, net: nn.Module, X: np.ndarray, y: np.ndarray, purpose: str) -> None:
         """Add the retrained model's stationarity on its own records to ``refits``."""
-        measured = stationarity(net, X, y, loss=self.loss, l2=self.l2, seed=self.seed, dtype=self.engine.dtype)
+        measured = stationarity(net, X, y, loss=self.loss, l2=self.l2, seed=self.seed_for("stationarity"),
+                                dtype=self.engine.dtype)
         self.refits.append({"purpose": purpose, "records": int(len(y)), "grad_norm": measured["grad_norm"],
                             "relative": measured["relative"],
                             "converged": bool(measured["relative"] <= max(REFIT_TOLERANCE, self.relative))})
@@ -323,6 +354,26 @@ def warm_start_trainer(*, loss: str = "cross_entropy", l2: float = 0.0, tol: flo
     return train
 
 
+@dataclass
+class Ranking:
+    """One ranking of the training records that the stability check recomputes with other influence engines.
+
+    ``finding`` names it in plain words, ``kind`` is a short identifier; ``k`` how many top records are compared
+    (None: the check's ``top_k``); ``retraining``: the plugin's own evidence from actual retraining, carried along
+    (None: none). What to ask of each engine: ``measure`` = ``(key, measure, X, y)``, the influence of every
+    training record on a measurement (``engine.influence_on``; ``key`` identifies it), and/or ``self_influence``
+    (``engine.self_influence(leverage=True)``). ``scores(measured, self_influence)`` turns the answers (None for
+    what was not asked) into one score per training record; the lowest scores rank first."""
+
+    finding: str
+    kind: str
+    scores: Callable[[np.ndarray | None, np.ndarray | None], np.ndarray]
+    measure: tuple | None = None
+    self_influence: bool = False
+    k: int | None = None
+    retraining: dict | None = None
+
+
 class AuditPlugin(ABC):
     """An audit: ``name``, ``Options`` and ``run``. Registered under the ``auditkit.audits`` entry points."""
 
@@ -340,3 +391,8 @@ class AuditPlugin(ABC):
     @abstractmethod
     def run(self, context: AuditContext, options: Any) -> Any:
         """Compute the findings (an object with ``to_dict()``); never render, never read the policy."""
+
+    def rankings(self, findings: dict, context: AuditContext) -> list[Ranking]:
+        """The rankings of training records in ``findings`` (the JSON-safe dict of this plugin's findings) that
+        the stability check should recompute with other engines; none by default."""
+        return []

@@ -48,7 +48,7 @@ import numpy as np
 from pydantic import Field
 
 from ..errors import InputError
-from .base import AuditContext, AuditPlugin, InfluenceRequests, PluginOptions
+from .base import AuditContext, AuditPlugin, InfluenceRequests, PluginOptions, Ranking
 from .jsonsafe import json_safe
 from .quality_findings import DataQualityFindings
 
@@ -133,7 +133,8 @@ class QualityOptions(PluginOptions):
     out_of_fold: bool = Field(True, description="with a training function: rank by out-of-fold loss "
                               "(``folds`` extra trainings); False keeps the engine-only ranking")
     folds: int = Field(5, ge=2, le=50, description="K of the K-fold cross-fitting (out-of-fold losses)")
-    seed: int = Field(0, ge=0, le=2**64 - 1, description="seed of the folds and of the fold models")
+    seed: int | None = Field(None, ge=0, le=2**64 - 1, description="seed of the folds and of the fold models "
+                             "(unset: derived from the run's seed)")
 
 
 def default_order(loss: np.ndarray, self_influence: np.ndarray, out_of_fold: np.ndarray | None = None) -> np.ndarray:
@@ -184,13 +185,29 @@ class DataQualityAudit(AuditPlugin):
         """The leverage-corrected self-influence of every training record."""
         return InfluenceRequests(self_influence={True})
 
+    def rankings(self, findings: dict, context: AuditContext) -> list[Ranking]:
+        """The most suspicious records when the ranking is estimated from influence (``suspicion_order``); none
+        when it is measured by out-of-fold losses (with a training function): no engine setting changes that."""
+        if findings.get("out_of_fold"):
+            return []
+        loss = context.losses("train")
+
+        def rank(_, influence: np.ndarray) -> np.ndarray:
+            order = suspicion_order(loss, influence)
+            position = np.empty(order.size)
+            position[order] = np.arange(order.size)
+            return position
+
+        return [Ranking("most suspicious training records (data quality)", "quality_top", rank, self_influence=True)]
+
     def run(self, context: AuditContext, options: QualityOptions) -> QualityFindings:
         train = context.train
         loss = context.losses("train")
         influence = context.self_influence(leverage=True)
         measured = context.train_fn is not None and options.out_of_fold
         if measured:
-            score, _ = out_of_fold_losses(context, folds=options.folds, seed=options.seed)
+            score, _ = out_of_fold_losses(context, folds=options.folds,
+                                          seed=context.seed_for("quality", options.seed))
             label = OUT_OF_FOLD_SCORE.format(k=options.folds)
             note = (f"Data quality: the held-out loss was measured by {options.folds}-fold cross-fitting (each "
                     "record's loss under a model retrained without its fold by the training function). A fold "

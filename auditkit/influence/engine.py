@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError, NotFittedError
+from .dtypes import DTYPES as _DTYPES
 from .gradients import ModelFunction, _select
 from .hessian import HessianOperator
 from .losses import check_targets, resolve_loss
@@ -41,9 +42,6 @@ from .passes import ChunkKernel, InfluenceBatch, RecomputedGradients, pass_chunk
 from .penalty import L2, check_l2, l2_of_parameters
 from .records import InProcess, Records, as_records
 from .solvers import make_solver
-
-_DTYPES = {"float32": torch.float32, "float64": torch.float64, torch.float32: torch.float32,
-           torch.float64: torch.float64}
 
 
 def _nonnegative(name: str, value) -> float:

@@ -26,12 +26,11 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from .dtypes import DTYPES as _DTYPES
 from .gradients import ModelFunction, _select
 from .losses import check_targets, resolve_loss
 from .records import Records
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64, torch.float32: torch.float32,
-           torch.float64: torch.float64}
 _FIX = "pass state dicts saved with model.state_dict() from the same architecture as the model"
 
 

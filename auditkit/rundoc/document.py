@@ -35,7 +35,7 @@ SCHEMA = "auditkit.run/1"
 #: checks, the plugins' findings, the influence settings and stability, and what was audited (model, data,
 #: policy, provenance) so that a pipeline reading findings.json knows which model and data they describe
 FINDINGS_KEYS = ("schema", "report_id", "created_utc", "status", "checks", "fairness", "privacy", "data_quality",
-                 "influence", "model", "data", "policy", "provenance")
+                 "influence", "model", "data", "policy", "provenance", "plugins")
 
 RunStatus = Literal["pass", "pass_with_warnings", "fail", "incomplete"]
 

@@ -11,7 +11,7 @@ from conftest import ROOT
 
 import auditkit as ak
 from auditkit.audits.base import AuditContext
-from auditkit.audits.registry import prefetch, run_plugin
+from auditkit.audits.registry import load_plugin, prefetch, run_plugin
 from auditkit.audits.stability import stability
 from auditkit.data import DataSpec, age_bands, load_table, prepare_splits
 
@@ -49,13 +49,15 @@ def audit(data, *, one_pass: bool):
     X, y = torch.tensor(data["train"].X), torch.tensor(data["train"].y)
     model = torch.nn.Linear(X.shape[1], 2).double()
     assert ak.fit_model(model, X, y, l2=L2)["converged"]
-    ctx = AuditContext(model, ak.InfluenceEngine(model, "cross_entropy", l2=L2).fit(X, y), data, l2=L2, seed=0)
+    ctx = AuditContext(model, ak.InfluenceEngine(model, "cross_entropy", l2=L2).fit(X, y), data, l2=L2, seed=0,
+                       token_key=b"one key for both audits compared")
     others = {f"ridge ×{f:g}": ak.InfluenceEngine(model, "cross_entropy", l2=L2 * f).fit(X, y) for f in (0.1, 10)}
     passes = [counted(e) for e in (ctx.engine, *others.values())]
     if one_pass:
         prefetch(ctx, OPTIONS)
     findings = {name: run_plugin(name, ctx, options).to_dict() for name, options in OPTIONS.items()}
-    findings["stability"] = stability(ctx, findings, others)
+    rankings = [(name, r) for name, found in findings.items() for r in load_plugin(name)().rankings(found, ctx)]
+    findings["stability"] = stability(ctx, rankings, others)
     return findings, [p[0] for p in passes]
 
 

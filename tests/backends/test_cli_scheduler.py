@@ -59,8 +59,9 @@ def compare(actual, expected, where: str, diffs: list) -> None:
         assert actual == expected, where
 
 
-def test_cli_with_scheduler_gives_the_findings_of_an_in_process_run(scheduler, cluster, tmp_path):
+def test_cli_with_scheduler_gives_the_findings_of_an_in_process_run(scheduler, cluster, tmp_path, monkeypatch):
     torch.set_num_threads(1)
+    monkeypatch.setenv("AUDITKIT_TOKEN_KEY", "one token key for both runs compared")   # else each run draws one
     # both worker processes up before the CLI connects (the run counts the threads it finds; a worker killed by
     # an earlier test is restarted by its nanny, which takes a moment)
     cluster.client.wait_for_workers(2, timeout=120)

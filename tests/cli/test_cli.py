@@ -43,10 +43,11 @@ def make_config(tmp_path, *, edit=None, name="audit.yaml"):
     return path
 
 
-def cli(*args, cwd=ROOT):
-    """Run the installed command in a subprocess: (exit code, stdout, stderr)."""
+def cli(*args, cwd=ROOT, env=None):
+    """Run the installed command in a subprocess (``env``: extra environment variables): (exit code, stdout,
+    stderr)."""
     proc = subprocess.run([sys.executable, "-m", "auditkit", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600)
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, timeout=600)
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -54,7 +55,8 @@ def cli(*args, cwd=ROOT):
 def first_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("run")
     config = make_config(tmp)
-    code, out, err = cli("run", config, "--out", tmp / "report", "--json")
+    # the data owner's token key: the tokens in findings.json are then the same in every run (the golden file)
+    code, out, err = cli("run", config, "--out", tmp / "report", "--json", env={"AUDITKIT_TOKEN_KEY": GOLDEN_KEY})
     return tmp, config, code, out, err
 
 
@@ -253,6 +255,7 @@ def test_a_worse_model_shows_in_history_and_trips_the_rule_bounding_the_change(t
 
 
 GOLDEN = ROOT / "tests/cli/golden/heart_findings.json"
+GOLDEN_KEY = "the token key of the golden file"
 VOLATILE = {("report_id",), ("created_utc",), ("provenance", "versions"), ("provenance", "command")}
 
 

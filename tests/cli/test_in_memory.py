@@ -65,6 +65,14 @@ def comparable(run) -> dict:
     return out
 
 
+@pytest.fixture(scope="module", autouse=True)
+def token_key():
+    """One token key for every run here: the runs compared must give their records the same tokens."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AUDITKIT_TOKEN_KEY", "the key of the in-memory comparisons")
+        yield
+
+
 @pytest.fixture(scope="module")
 def from_files(tmp_path_factory):
     """The audit from files, with train/test/holdout written as three CSV files (the table's seeded split)."""

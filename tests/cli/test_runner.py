@@ -8,9 +8,11 @@ import yaml
 from conftest import ROOT
 
 from auditkit.config import parse_config
+from auditkit.engine_factory import EngineFactory, second_solver_for
 from auditkit.errors import InputError
 from auditkit.inputs import load_data, load_model
-from auditkit.runner import alternative_engines, check_config, fit_engine, plugin_options
+from auditkit.runner import check_config, engine_settings, plugin_options
+from auditkit.seeds import Seeds
 
 EXAMPLE = ROOT / "examples/heart_disease"
 
@@ -20,6 +22,16 @@ def config_with(edit=None):
     if edit:
         edit(doc)
     return parse_config(doc, base_dir=EXAMPLE)
+
+
+def factory(model, config) -> EngineFactory:
+    return EngineFactory(model, engine_settings(config, Seeds(config.seed)))
+
+
+def fit_engine(model, config, X, y):
+    """The audit's engine and the factory's record of how it was fitted (``influence.fitting``)."""
+    made = factory(model, config)
+    return made.fit(X, y), made.fitting()
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +46,10 @@ def test_auto_damping_rescues_a_singular_hessian_and_says_so(loaded):
     splits, X, y = loaded
     # without the L2 term the one-hot columns (every level of a category, plus the bias) are collinear
     config = config_with(lambda d: d["model"].update(l2=0.0))
-    engine, note = fit_engine(load_model(config, splits), config, X, y)
-    assert engine.damping > 0 and "damping of" in note and "not at a strict minimum" in note
+    engine, fitting = fit_engine(load_model(config, splits), config, X, y)
+    assert engine.damping > 0 and fitting["damping_source"] == "auto"
+    assert fitting["steps"] == ["exact solver, no damping: Hessian not positive definite",
+                                f"refit with damping {engine.damping:.2g}"]
     fixed = config_with(lambda d: (d["model"].update(l2=0.0), d["influence"].update(damping=0.0)))
     with pytest.raises(InputError, match=r"^influence.damping: the Hessian is singular .*; or set 'damping: auto'$"):
         fit_engine(load_model(fixed, splits), fixed, X, y)
@@ -45,9 +59,13 @@ def test_stability_settings_scale_the_ridge_and_swap_the_solver(loaded):
     splits, X, y = loaded
     config = config_with()
     model = load_model(config, splits)
-    engine, note = fit_engine(model, config, X, y)
-    assert note is None and engine.damping == 0.0
-    engines, settings = alternative_engines(model, config, engine, X, y)
+    made = factory(model, config)
+    engine = made.fit(X, y)
+    assert made.fitting() == {"damping_source": "none", "dtype_requested": "float64", "dtype_used": "float64",
+                              "float32_overflows": 0,
+                              "steps": ["exact solver fitted without damping: the Hessian is positive definite"]}
+    assert engine.damping == 0.0
+    engines, settings = made.alternatives(engine, X, y)
     assert [(s["label"], s["method"], s["l2"]) for s in settings] == [
         ("ridge ×0.1", "exact", pytest.approx(0.001)), ("ridge ×10", "exact", pytest.approx(0.1)),
         ("solver ekfac", "ekfac", 0.01)]
@@ -89,13 +107,30 @@ def test_solver_and_its_options_come_from_the_configuration(loaded):
     config = config_with(lambda d: d["influence"].update(method="arnoldi", options={"rank": 20}))
     engine, _ = fit_engine(load_model(config, splits), config, X, y)
     assert engine.method == "arnoldi" and engine.summary()["solver"]["rank"] == 20
-    bad = config_with(lambda d: d["influence"].update(method="arnoldi", options={"rnk": 3}))
-    with pytest.raises(InputError, match=r"^influence: option\(s\) \['rnk'\] are not known to method='arnoldi'"):
-        fit_engine(load_model(bad, splits), bad, X, y)
+    with pytest.raises(InputError) as refused:
+        config_with(lambda d: d["influence"].update(method="arnoldi", options={"rnk": 3}))
+    assert str(refused.value) == ("configuration: influence.options: unknown option 'rnk' of method 'arnoldi': "
+                                  "allowed options are rank, iterations, complement, seed (see docs/methods.md)")
+    with pytest.raises(InputError) as refused:
+        config_with(lambda d: d["influence"].update(method="cg", options={"max_iter": "many"}))
+    assert str(refused.value) == ("configuration: influence.options: option 'max_iter' of method 'cg': Input should "
+                                  "be a valid integer, unable to parse string as an integer (got 'many')")
+
+
+def test_the_solver_seed_derives_from_the_run_seed_unless_given(loaded):
+    """LiSSA's batches and power iteration are seeded from the run's seed; an explicit option wins."""
+    splits, X, y = loaded
+    seeds = Seeds(7)
+    config = config_with(lambda d: (d.update(seed=7), d["influence"].update(method="lissa", options={"depth": 5})))
+    assert engine_settings(config, seeds).solver_seed == seeds.used["solver"] != 0
+    engine = EngineFactory(load_model(config, splits), engine_settings(config, seeds)).make(0.0)
+    assert engine.solver.seed == seeds.used["solver"]
+    given = config_with(lambda d: d["influence"].update(method="lissa", options={"seed": 3}))
+    explicit = Seeds(0)
+    assert engine_settings(given, explicit).solver_seed == 3 and explicit.used == {"solver": 3}
 
 
 def test_the_default_second_solver_is_ekfac_for_linear_layers_else_cg():
-    from auditkit.runner import second_solver_for
     linear = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
     assert second_solver_for(linear, "exact") == "ekfac"
     assert second_solver_for(linear, "ekfac") == "cg"
@@ -112,3 +147,20 @@ def test_the_gradient_cache_is_used_when_configured(loaded, tmp_path):
     assert any((tmp_path / "cache").rglob("*.npy"))                 # gradients written on the first pass
     again, _ = fit_engine(load_model(config, splits), config, X, y)
     assert abs(again.influence(X[:3], y[:3]) - first).max() < 1e-12
+
+
+def test_the_methods_and_their_options_come_from_the_solver_registry():
+    """One list of methods: the configuration's choices and the options' types and help are the registry's."""
+    from typing import get_args
+
+    from auditkit.config import SOLVER_OPTIONS, InfluenceConfig, StabilityConfig
+    from auditkit.influence.solvers import SOLVERS, solver_options
+
+    assert get_args(InfluenceConfig.model_fields["method"].annotation) == tuple(SOLVERS)
+    assert get_args(StabilityConfig.model_fields["second_solver"].annotation) == ("auto", *SOLVERS, "none")
+    for method in SOLVERS:
+        fields = SOLVER_OPTIONS[method].model_fields
+        assert [(name, f.default, f.description) for name, f in fields.items()] == [
+            (o.name, o.default, o.help) for o in solver_options(method)]
+        assert all(f.description for f in fields.values()), method          # every option has its help text
+    assert SOLVER_OPTIONS["lissa"].model_validate({"depth": 5.0}).depth == 5   # typed: 5.0 is the integer 5

@@ -15,7 +15,7 @@ from reliability_support import assert_one_line_refusal, make_case, report_html,
 
 from auditkit.cli import main
 from auditkit.config import load_config
-from auditkit.inputs import _frames, load_data
+from auditkit.inputs import _frames, load_data, split_seed
 from auditkit.runner import audit
 
 N_RECORDS = 920                                            # the example's table; split test 0.25, holdout 0.2, seed 0
@@ -132,7 +132,9 @@ def test_one_bad_value_is_named_the_same_way_in_every_split(name, column, value,
     if name == "unseen-category" and split == "train":
         pytest.skip("the train split defines the categories")
     config = make_case(tmp_path, table=_one_cell(column, ROW[split], value))
-    assert ROW[split] in _frames(load_config(config))[0][split].index       # the row is in that split
+    loaded = load_config(config)
+    frames = _frames(loaded.data, None, loaded.path, split_seed(loaded.data, loaded.seed))[0]
+    assert ROW[split] in frames[split].index                                # the row is in that split
     assert main(["validate", str(config)]) == 2
     message = assert_one_line_refusal(2, capsys.readouterr().err, [])
     assert message == expected.format(split=split, row=ROW[split])
@@ -140,7 +142,7 @@ def test_one_bad_value_is_named_the_same_way_in_every_split(name, column, value,
 
 def test_a_bad_value_in_the_test_split_stops_the_run_before_the_model_is_used(tmp_path, capsys, monkeypatch):
     config = make_case(tmp_path, table=_one_cell("trestbps", ROW["test"], "1,5"))
-    monkeypatch.setattr("auditkit.runner.load_model", lambda *a: pytest.fail("the model was built"))
+    monkeypatch.setattr("auditkit.runner.build_checked_model", lambda *a, **k: pytest.fail("the model was built"))
     _refused_run(config, capsys, CASES[0][3].format(split="test", row=ROW["test"]))
 
 

@@ -34,10 +34,13 @@ from auditkit.inputs import load_data
 OUTPUTS = {"report.html", "report.pdf", "findings.json", "run.json", "flagged_records.csv", "record_scores.csv",
            "figures", "manifest.json"}
 VOLATILE = ("report_id", "created_utc")          # what may differ between two runs of the same audit
+#: the data owner's token key of the runs compared here (without it every run draws a random key: other tokens)
+TOKEN_KEY = "the reliability runs' token key"
 
 
 def _popen(config, out):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "12345"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "12345",
+           "AUDITKIT_TOKEN_KEY": TOKEN_KEY}
     return subprocess.Popen([sys.executable, "-m", "auditkit", "run", str(config), "--out", str(out)], cwd=ROOT,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -189,6 +192,7 @@ def test_the_same_configuration_and_seed_give_the_same_findings(runs, tmp_path, 
     for name in ("audit.yaml", "patients.csv", "weights.pt"):
         shutil.copy(runs["folder"] / name, tmp_path / name)
     monkeypatch.setattr("auditkit.report.render_run", lambda *a, **k: {})    # findings.json is written before
+    monkeypatch.setenv("AUDITKIT_TOKEN_KEY", TOKEN_KEY)
     assert main(["run", str(tmp_path / "audit.yaml"), "--out", str(tmp_path / "again"), "--quiet"]) in (0, 1)
 
     def stable(path):
@@ -203,7 +207,7 @@ def test_the_same_configuration_and_seed_give_the_same_findings(runs, tmp_path, 
     assert first["privacy"]["flags"] and first["fairness"]["disparities"]           # and not trivially empty
 
 
-def test_a_randomised_solver_gives_the_same_findings_whatever_the_global_random_state(tmp_path):
+def test_a_randomised_solver_gives_the_same_findings_whatever_the_global_random_state(tmp_path, monkeypatch):
     """Arnoldi starts from a random vector and the bootstrap resamples records: both are seeded from the
     configuration, so disturbing every global random generator between two runs changes nothing."""
     import random
@@ -214,6 +218,7 @@ def test_a_randomised_solver_gives_the_same_findings_whatever_the_global_random_
     from auditkit.runner import audit
     from auditkit.writer import findings_of
 
+    monkeypatch.setenv("AUDITKIT_TOKEN_KEY", TOKEN_KEY)
     config = make_case(tmp_path, edit=lambda d: (d.update(history=False), d["influence"].update(
         method="arnoldi", options={"rank": 5}, stability={"damping_factors": [10.0], "second_solver": "none"}),
         d["audits"]["fairness"].update(bootstrap=30)))

@@ -1,6 +1,8 @@
 """Numerical trouble on real data: a singular Hessian, separable data, extreme logits, float32 overflow and a
 plugin value that is not a number. In each, no NaN or infinity reaches the findings or the report (the
-findings are strict JSON, the report prints "—") and the report's limitations name the condition."""
+findings are strict JSON, the report prints "—") and the run document states the condition as a fact
+(``influence.fitting``, ``numerics``), from which the report composes its limitations
+(:mod:`auditkit.report.limitations`): each test asserts both."""
 
 from __future__ import annotations
 
@@ -48,8 +50,14 @@ def checked(config) -> tuple[dict, str]:
 def test_a_singular_hessian_is_damped_and_named(tmp_path):
     """Without L2 the one-hot columns and the bias are collinear: H is singular."""
     run, limitations = checked(make_case(tmp_path, edit=lambda d: (cheap(d), d["model"].update(l2=0.0))))
-    assert run["influence"]["damping"] > 0
-    assert "singular or not positive definite" in limitations and "damping of" in limitations
+    damping = run["influence"]["damping"]
+    assert damping > 0
+    fitting = run["influence"]["fitting"]
+    assert fitting["damping_source"] == "auto"
+    assert fitting["steps"] == ["exact solver, no damping: Hessian not positive definite",
+                                f"refit with damping {damping:.2g}"]
+    assert "damping_note" not in run["influence"] and run["limitations"] == []
+    assert "singular or not positive definite" in limitations and f"damping of {damping:.2g}" in limitations
 
 
 def test_cg_meeting_a_singular_hessian_late_gets_the_automatic_damping_too(tmp_path, monkeypatch):
@@ -59,14 +67,19 @@ def test_cg_meeting_a_singular_hessian_late_gets_the_automatic_damping_too(tmp_p
     from auditkit import runner
 
     calls = []
-    real = runner.fit_engine
-    monkeypatch.setattr(runner, "fit_engine", lambda *a, **k: calls.append(k.get("failure")) or real(*a, **k))
+    real = runner.EngineFactory.refit_after
+    monkeypatch.setattr(runner.EngineFactory, "refit_after",
+                        lambda self, exc, *a: calls.append(exc) or real(self, exc, *a))
     config = make_case(tmp_path, edit=lambda d: (cheap(d), d["model"].update(l2=0.0), d["influence"].update(
         method="cg", stability={"damping_factors": [], "second_solver": "none"}),
         d["data"]["split"].update(test=0.5, holdout=0.3), d.update(audits={"data_quality": {}}, policy=None)))
     run, limitations = checked(config)
-    assert calls[0] is None and calls[1] is not None                         # fitted, failed in the first pass,
+    assert len(calls) == 1                                                   # fitted, failed in the first pass,
     assert run["influence"]["method"] == "cg" and run["influence"]["damping"] > 0   # refitted with damping
+    assert run["influence"]["fitting"]["damping_source"] == "auto"
+    assert run["influence"]["fitting"]["steps"][:2] == [
+        "cg solver fitted without damping: the Hessian is positive definite",
+        "cg solver, no damping: non-positive curvature met in the first solve"]
     assert "singular or not positive definite" in limitations
 
 
@@ -87,9 +100,11 @@ def test_separable_data_are_named(tmp_path):
     torch.save(model.state_dict(), tmp_path / "weights.pt")
 
     run, limitations = checked(config)
-    found = re.search(r"The model predicts (\d+) of its (\d+) training records .* with certainty", limitations)
-    assert found and int(found.group(1)) > 0.3 * int(found.group(2))
-    assert "separable" in limitations
+    saturated = run["numerics"]["saturation"]
+    assert saturated["certain_right"] + saturated["certain_wrong"] > 0.3 * saturated["n"]
+    assert saturated["n"] == train.n and saturated["dtype"] == "float64"
+    [sentence] = numerical_limitations(Numerics.model_validate(run["numerics"]))    # what the facts let one say
+    assert "separable" in sentence and " ".join(sentence.split()) in " ".join(limitations.split())
 
 
 def test_extreme_logits_are_named(tmp_path):
@@ -98,9 +113,10 @@ def test_extreme_logits_are_named(tmp_path):
     state = torch.load(tmp_path / "weights.pt", weights_only=True)
     torch.save({k: v * 1000 for k, v in state.items()}, tmp_path / "weights.pt")
     run, limitations = checked(config)
-    found = re.search(r"the largest logit is ([0-9.e+]+) in absolute value", limitations)
-    assert found and float(found.group(1)) > 1000
-    assert re.search(r"exactly 1 \(\d+\) or 0 \([1-9]\d*\)", limitations)     # some are certain and wrong
+    saturated = run["numerics"]["saturation"]
+    assert saturated["max_abs_logit"] > 1000
+    assert "with certainty" in limitations
+    assert saturated["certain_wrong"] > 0                                      # some are certain and wrong
 
 
 def test_float32_overflow_is_recomputed_in_float64_and_named(tmp_path):
@@ -111,6 +127,11 @@ def test_float32_overflow_is_recomputed_in_float64_and_named(tmp_path):
     run, limitations = checked(config)
     assert run["influence"]["dtype"] == "float64"
     assert "configured for float32" in limitations and "recomputed in float64" in limitations
+    fitting = run["influence"]["fitting"]
+    assert fitting["dtype_requested"] == "float32" and fitting["dtype_used"] == "float64"
+    assert fitting["float32_overflows"] > 0
+    assert fitting["steps"][0] == (f"{fitting['float32_overflows']} influence values overflowed float32: the whole "
+                                   "audit was recomputed in float64")
 
 
 def test_a_value_that_is_not_a_number_is_shown_as_a_dash_and_named(tmp_path, monkeypatch):
@@ -134,6 +155,8 @@ def test_a_value_that_is_not_a_number_is_shown_as_a_dash_and_named(tmp_path, mon
     run, limitations = checked(make_case(tmp_path, edit=cheap))
     assert run["privacy"]["attacks"]["loss"]["auc"] is None
     assert "could not be computed" in limitations and "privacy: 1 (auc)" in limitations
+    assert run["numerics"]["nonfinite"]["privacy"] == ["attacks.loss.auc"]
+    assert run["numerics"]["nonfinite"]["fairness"] == []
     checks = [c for c in run["checks"] if c["metric"] == "privacy.loss.auc" and c.get("attribute") is None]
     assert checks and all(c["status"] == "insufficient_data" for c in checks)
 

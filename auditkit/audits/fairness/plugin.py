@@ -11,12 +11,12 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from ...errors import InputError
-from ..base import AuditContext, AuditPlugin, InfluenceRequests, PluginOptions
+from ..base import AuditContext, AuditPlugin, InfluenceRequests, PluginOptions, Ranking
 from ..explain import explain
-from .attribution import SURROGATES, Attribution, attribute_gap, gap_request
+from .attribution import SURROGATES, Attribution, attribute_gap, gap_key, gap_measure, gap_request
 from .disparities import disparities
 from .findings import FairnessFindings as FindingsModel
-from .metrics import group_metrics, record_groups
+from .metrics import SEPARATOR, group_metrics, record_groups
 
 
 class AttributionOptions(PluginOptions):
@@ -53,7 +53,8 @@ class FairnessOptions(PluginOptions):
     min_group_size: int = Field(30, ge=1)
     bootstrap: int = Field(1000, ge=0, le=100_000)
     confidence: float = Field(0.95, gt=0, lt=1)
-    seed: int = Field(0, ge=0, le=2**64 - 1)
+    seed: int | None = Field(None, ge=0, le=2**64 - 1, description="seed of the bootstrap (unset: derived from "
+                             "the run's seed)")
     attribution: AttributionOptions = AttributionOptions()
     explain: ExplainOptions = ExplainOptions()
 
@@ -122,13 +123,32 @@ class FairnessAudit(AuditPlugin):
             requests.explain["test"] = positions
         return requests
 
+    def rankings(self, findings: dict, context: AuditContext) -> list[Ranking]:
+        """The drivers of every attributed gap (the records whose removal would narrow it most): the influence
+        on the gap's differentiable surrogate, lowest first, with the verification by retraining if any."""
+        out = []
+        X, y = context.tensor("test")
+        for att in findings.get("attributions", []):
+            labels = record_groups(context.test.groups, att["attribute"].split(SEPARATOR))
+            measure = gap_measure(att["surrogate"], labels == att["disadvantaged"], labels == att["advantaged"],
+                                  loss=context.loss, favourable=context.favourable)
+            key = gap_key(att["attribute"], att["surrogate"], att["disadvantaged"], att["advantaged"])
+            verified = [v for v in att.get("verification", []) if v.get("actual_gap") is not None]
+            evidence = ({"predicted_gap": verified[0]["predicted_gap"], "actual_gap": verified[0]["actual_gap"],
+                         "k": verified[0]["k"]} if verified else None)
+            name = (f"drivers of the {att['surrogate'].replace('_', ' ')} gap between {att['disadvantaged']} and "
+                    f"{att['advantaged']} ({att['attribute']})")
+            out.append(Ranking(name, "fairness_drivers", lambda measured, _: measured, measure=(key, measure, X, y),
+                               retraining=evidence))
+        return out
+
     def run(self, context: AuditContext, options: FairnessOptions) -> FairnessFindings:
         test = context.test
         arrays, tables = self._tables(context, options)
         found = {t.attribute: disparities(t, data=arrays, groups=record_groups(test.groups, t.columns),
                                           reference=options.reference.get(t.attribute),
                                           n_boot=options.bootstrap, confidence=options.confidence,
-                                          seed=options.seed)
+                                          seed=context.seed_for("bootstrap", options.seed))
                  for t in tables}
         notes: list[str] = []
         attributions = []

@@ -43,7 +43,7 @@ from scipy.stats import spearmanr
 
 from ...errors import InputError
 from ...influence.tracin import tracin_self_influence
-from ..base import AuditContext, AuditPlugin, InfluenceRequests, PluginOptions
+from ..base import AuditContext, AuditPlugin, InfluenceRequests, PluginOptions, Ranking
 from ..jsonsafe import json_safe
 from .attacks import attack_metrics, attack_metrics_by_group, flag_threshold
 from .findings import PrivacyFindings as FindingsModel
@@ -60,7 +60,8 @@ class PrivacyOptions(PluginOptions):
                                                       "(0: none; otherwise at least 3)")
     min_group_size: int = Field(30, ge=1)
     trust_top: int = Field(10, ge=0, description="top-ranked members checked by retraining")
-    seed: int = Field(0, ge=0, le=2**64 - 1)
+    seed: int | None = Field(None, ge=0, le=2**64 - 1, description="seed of the reference models (unset: derived "
+                             "from the run's seed)")
 
     @field_validator("reference_models")
     @classmethod
@@ -131,6 +132,14 @@ class PrivacyAudit(AuditPlugin):
         """The leverage-corrected self-influence of every training record."""
         return InfluenceRequests(self_influence={True})
 
+    def rankings(self, findings: dict, context: AuditContext) -> list[Ranking]:
+        """The members of highest (leverage-corrected) self-influence, with the retraining check if it ran."""
+        trust = findings.get("trust") or {}
+        evidence = ({"spearman": trust.get("spearman"), "median_ratio": trust.get("median_ratio_actual_to_predicted")}
+                    if trust.get("checked") else None)
+        return [Ranking("training records of highest self-influence (privacy risk)", "privacy_top",
+                        lambda _, influence: -influence, self_influence=True, retraining=evidence)]
+
     def run(self, context: AuditContext, options: PrivacyOptions) -> PrivacyFindings:
         if options.holdout not in context.splits:
             raise InputError(f"privacy: the non-member split {options.holdout!r} is missing: give a held-out "
@@ -146,7 +155,8 @@ class PrivacyAudit(AuditPlugin):
             signals["tracin"] = (tracin_self_influence(context.model, context.checkpoints, X_t, y_t, **run),
                                  tracin_self_influence(context.model, context.checkpoints, X_h, y_h, **run))
         if context.train_fn is not None and options.reference_models > 0:
-            ref = reference_attack(context, n_models=options.reference_models, seed=options.seed,
+            ref = reference_attack(context, n_models=options.reference_models,
+                                   seed=context.seed_for("privacy", options.seed),
                                    splits=("train", options.holdout))
             signals["reference"] = (ref.scores["train"], ref.scores[options.holdout])
         scaled = {k: (tail_scale(m, h, options.budget), tail_scale(h, h, options.budget))

@@ -30,7 +30,7 @@ import torch
 
 from ...errors import InputError, SingularHessianError
 from ..hessian import HessianOperator
-from .base import Solver, positive, suggest_damping
+from .base import Solver, option, positive, suggest_damping
 
 COMPLEMENTS = ("drop", "smallest")
 
@@ -87,10 +87,10 @@ class ArnoldiSolver(Solver):
     outside the subspace, as in Schioppa et al.; ``"smallest"``: 1/θ_min there), ``seed`` (start vector).
     """
 
-    rank: int = 50
-    iterations: int | None = None
-    complement: str = "drop"
-    seed: int = 0
+    rank: int = option(50, "eigenpairs of H kept (at most the number of parameters)")
+    iterations: int | None = option(None, "Lanczos steps, each one Hessian-vector pass (default 2·rank + 10)")
+    complement: str = option("drop", "outside the subspace: 'drop' (nothing) or 'smallest' (1/θ_min)")
+    seed: int = option(0, "seed of the start vector (the audit derives it from its seed unless given)")
     name = "arnoldi"
 
     def validate(self) -> None:

@@ -9,12 +9,18 @@ with an O(p²)-per-record formula, the others fall back to one solve per record.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import fields
+from dataclasses import field, fields
 
 import torch
 
 from ...errors import InputError
 from ..hessian import HessianOperator
+
+
+def option(default, help: str):  # noqa: A002 - the word the registry's readers use
+    """A solver option: a dataclass field with its ``default`` and ``help`` text (what the option does, in the
+    configuration reference and in the message refusing a bad value)."""
+    return field(default=default, metadata={"help": help})
 
 
 def suggest_damping(smallest: float, largest: float) -> float:

@@ -14,7 +14,7 @@ import torch
 
 from ...errors import ConvergenceWarning, SingularHessianError
 from ..hessian import HessianOperator
-from .base import Solver, positive
+from .base import Solver, option, positive
 
 
 @dataclass
@@ -22,8 +22,8 @@ class CGSolver(Solver):
     """Options: ``tol`` (relative residual; default 1e-8 in float64, 1e-5 in float32), ``max_iter``
     (default: max(100, 2p), at most 1,000)."""
 
-    tol: float | None = None
-    max_iter: int | None = None
+    tol: float | None = option(None, "relative residual to reach (default 1e-8 in float64, 1e-5 in float32)")
+    max_iter: int | None = option(None, "most iterations (default max(100, 2p), at most 1,000)")
     name = "cg"
 
     def validate(self) -> None:

@@ -69,7 +69,7 @@ from torch.func import hessian, vmap
 from ...errors import InputError, SingularHessianError
 from ..hessian import HessianOperator
 from ..losses import bce, cross_entropy, mse
-from .base import Solver, suggest_damping
+from .base import Solver, option, suggest_damping
 
 CURVATURES = ("gauss_newton", "empirical")
 BASES = ("weighted", "kfac")
@@ -355,9 +355,10 @@ class EKFACSolver(Solver):
     training records' per-layer factors kept from the first pass; 0 recomputes them in further passes).
     """
 
-    curvature: str = "gauss_newton"
-    basis: str = "weighted"
-    cache_mb: float = 256.0
+    curvature: str = option("gauss_newton", "'gauss_newton' (expectation over the predictive distribution) or "
+                            "'empirical' (true-label gradients)")
+    basis: str = option("weighted", "EK-FAC only: 'weighted' or 'kfac', which factors' eigenvectors form the basis")
+    cache_mb: float = option(256.0, "memory (MB) for per-layer factors kept from the first pass; 0 recomputes them")
     name = "ekfac"
     correct_eigenvalues = True
 

@@ -14,7 +14,7 @@ import torch
 from ...errors import ModelTooLargeError, SingularHessianError
 from ..hessian import HessianOperator
 from ..penalty import describe_l2
-from .base import Solver, positive, suggest_damping
+from .base import Solver, option, positive, suggest_damping
 
 
 @dataclass
@@ -25,8 +25,8 @@ class ExactSolver(Solver):
     ``rcond`` × the largest pivot counts as singular; default 1e-12).
     """
 
-    max_params: int = 20_000
-    rcond: float = 1e-12
+    max_params: int = option(20_000, "refuse models with more parameters (the dense Hessian is p × p)")
+    rcond: float = option(1e-12, "a Cholesky pivot below rcond × the largest pivot counts as singular")
     name = "exact"
 
     def validate(self) -> None:

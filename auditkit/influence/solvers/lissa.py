@@ -28,7 +28,7 @@ import torch
 
 from ...errors import ConvergenceWarning, HessianError, SingularHessianError
 from ..hessian import HessianOperator
-from .base import Solver, positive, suggest_damping
+from .base import Solver, option, positive, suggest_damping
 
 
 @dataclass
@@ -38,13 +38,14 @@ class LissaSolver(Solver):
     step; default 1,024, all records if fewer), ``tol`` (early stop, default 1e-6), ``residual_tol``
     (warn above it, default 1e-3), ``seed``."""
 
-    depth: int = 10_000
-    repeats: int = 1
-    scale: float | None = None
-    batch_size: int = 1024
-    tol: float = 1e-6
-    residual_tol: float = 1e-3
-    seed: int = 0
+    depth: int = option(10_000, "most steps per repeat")
+    repeats: int = option(1, "independent repeats averaged")
+    scale: float | None = option(None, "scale of H (default 1.5 × its largest eigenvalue, by power iteration)")
+    batch_size: int = option(1024, "records per step (all records if fewer)")
+    tol: float = option(1e-6, "relative change at which the recursion stops early")
+    residual_tol: float = option(1e-3, "relative residual above which a warning is given")
+    seed: int = option(0, "seed of the record batches and the power iteration (the audit derives it from its "
+                       "seed unless given)")
     name = "lissa"
     check = 50              # steps between convergence checks
 
