@@ -13,18 +13,14 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..rundoc import FINDINGS_KEYS, RunDocument, load_run
+from ..rundoc import RunDocument, findings_of, load_run
 from .document import SECTION_TITLES, Document, build_document, min_cell
 
 
 def findings_subset(run: RunDocument | Mapping) -> dict:
-    """The machine-readable findings of ``run`` (what is attached to the PDF when no file is given): its
-    :data:`~auditkit.rundoc.FINDINGS_KEYS`, as JSON."""
-    doc = load_run(run).to_json_dict()
-    out = {k: doc[k] for k in FINDINGS_KEYS if k in doc}
-    out["schema_of_run"] = out.pop("schema", None)
-    out["schema"] = "auditkit.findings/1"
-    return out
+    """The machine-readable findings of ``run`` (what is attached to the PDF when no file is given): the same
+    document as ``findings.json`` (:func:`auditkit.rundoc.findings_of`)."""
+    return findings_of(run)
 
 
 def render_figures(run: RunDocument | Mapping, outdir: Path) -> dict[str, str]:
