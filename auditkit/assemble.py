@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 import torch
 
-from . import __version__
+from ._version import __version__
 from .audits.base import AuditContext
 from .config import AuditConfig
 from .hashes import file_sha256

@@ -80,9 +80,10 @@ def load_run(source: str | PathLike | Mapping) -> RunDocument:
 
 def findings_of(run: RunDocument | Mapping) -> dict:
     """The machine-readable findings (``findings.json``): the run's :data:`FINDINGS_KEYS`, in that order, as
-    JSON, without the configuration's text (``provenance.config_text``). A dict is validated first."""
+    JSON, without the configuration's text (``provenance.config_text``) and without ``plugins`` when no
+    third-party plugin ran. A dict is validated first."""
     run = load_run(run)
     fields = {"schema_" if k == "schema" else k for k in FINDINGS_KEYS}
     out = run.model_dump(mode="json", by_alias=True, exclude_unset=True, include=fields,
                          exclude={"provenance": {"config_text"}})
-    return {k: out[k] for k in FINDINGS_KEYS if k in out}
+    return {k: out[k] for k in FINDINGS_KEYS if k in out and (k != "plugins" or out[k])}   # no empty plugins

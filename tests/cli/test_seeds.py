@@ -52,9 +52,9 @@ def runs():
     """Three runs with the token key given (seed 0 twice, seed 1) and one with a random key (seed 0)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AUDITKIT_TOKEN_KEY", KEY)
-        keyed = [audit(config_with(seed)).run for seed in (0, 0, 1)]
+        keyed = [audit(config_with(seed)).run.to_json_dict() for seed in (0, 0, 1)]
         mp.delenv("AUDITKIT_TOKEN_KEY")
-        random_key = audit(config_with(0)).run
+        random_key = audit(config_with(0)).run.to_json_dict()
     return (*keyed, random_key)
 
 

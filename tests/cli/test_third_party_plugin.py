@@ -66,11 +66,11 @@ def test_its_findings_appear_in_the_report(ran):
     """The report's generic section for a plugin auditkit does not know: its name as the heading, its scalar
     findings in a label/value table, its list of records as a table (the values the run holds)."""
     _, run, paths = ran
-    html = Path(paths["html"]).read_text()
-    section = html[html.index(">tiny<"):]
+    html = Path(paths["report.html"]).read_text()
+    section = html[html.index("<h2>10. tiny</h2>"):]      # the section after the nine built-in ones
     findings = run["plugins"]["tiny"]
     assert "mean_test_loss" in section and f"{findings['mean_test_loss']:.4g}" in section
-    assert "tiny" in json.loads(Path(paths["findings"]).read_text())["plugins"]     # and in findings.json
+    assert "tiny" in json.loads(Path(paths["findings.json"]).read_text())["plugins"]     # and in findings.json
 
 
 def test_its_ranking_is_checked_for_stability(ran):
