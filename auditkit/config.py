@@ -195,7 +195,7 @@ class StabilityConfig(Strict):
     """How the stability of the key findings is checked: damping × factors, and a second solver."""
 
     damping_factors: list[float] = Field(default_factory=lambda: [0.1, 10.0])
-    second_solver: Literal["auto", "exact", "cg", "lissa", "arnoldi", "ekfac", "kfac", "none"] = Field(
+    second_solver: Literal["auto", "exact", "cg", "lissa", "arnoldi", "ekfac", "kfac", "pcg", "none"] = Field(
         "auto", description="auto: EK-FAC for models made of nn.Linear layers (fast at any n), else CG")
     top_k: int = Field(10, ge=1, le=1_000_000)
     robust_agreement: float = Field(0.7, gt=0, le=1, description="top-k overlap at or above which a finding "
@@ -206,7 +206,7 @@ class InfluenceConfig(Strict):
     """How influence is computed: the solver and its options, damping, chunk size, the gradient cache and the
     stability check of the key findings."""
 
-    method: Literal["exact", "cg", "lissa", "arnoldi", "ekfac", "kfac"] = "exact"
+    method: Literal["exact", "cg", "lissa", "arnoldi", "ekfac", "kfac", "pcg", "auto"] = "exact"
     options: dict[str, Any] = Field(default_factory=dict, description="options of the method, e.g. {rank: 50} "
                                     "for arnoldi, {tol: 1e-8} for cg (see docs/methods.md)")
     damping: float | Literal["auto"] = "auto"

@@ -65,8 +65,10 @@ class InfluenceEngine:
         The L2 coefficient the model was trained with, in ``mean loss + (l2/2)·‖θ‖²``; or one coefficient per
         parameter, ``{name or name prefix: λ_k}`` in ``mean loss + ½ Σ_k λ_k ‖θ_k‖²`` (parameters no key
         matches get 0; the longest matching key wins). Kept as given in ``engine.l2``.
-    method : ``"exact"``, ``"cg"``, ``"lissa"``, ``"arnoldi"``, ``"ekfac"`` or ``"kfac"``
+    method : ``"exact"``, ``"cg"``, ``"pcg"``, ``"lissa"``, ``"arnoldi"``, ``"ekfac"``, ``"kfac"`` or ``"auto"``
         How ``H⁻¹`` is applied; extra keyword options go to the solver (see ``auditkit.influence.solvers``).
+        ``"pcg"``: block CG preconditioned by EK-FAC; ``"auto"``: exact when the dense Hessian fits, else pcg,
+        else cg (the choice and its reason in ``summary()["solver"]``).
     damping : float
         Added to the Hessian's diagonal (``H + damping·I``); needed when H is singular or indefinite.
     params : list of names or prefixes, optional
@@ -397,11 +399,14 @@ class InfluenceEngine:
         return result
 
     def summary(self) -> dict:
-        """Settings and solver diagnostics, for reports."""
+        """Settings and solver diagnostics, for reports: ``method_used`` (what ``auto`` chose), ``residual`` (the
+        measured relative residual ``max ‖b − Hx‖/‖b‖`` of the iterative solvers' last solves; None for direct
+        ones) and the solver's own summary."""
         self._check_fitted()
         l2 = dict(self.l2) if isinstance(self.l2, dict) else self.l2
-        return {"method": self.method, "l2": l2, "damping": self.damping,
-                "dtype": str(self.dtype).replace("torch.", ""), "n_params": self.n_params_,
-                "n_train": self.n_train_, "solver": self.solver_.summary(),
+        solver = self.solver_.summary()
+        return {"method": self.method, "method_used": solver.get("chosen", self.method), "l2": l2,
+                "damping": self.damping, "dtype": str(self.dtype).replace("torch.", ""), "n_params": self.n_params_,
+                "n_train": self.n_train_, "solver": solver, "residual": solver.get("residual"),
                 "convention": "≈ change of the loss (or measurement) when the record is removed and the model "
                               "retrained, = (1/n)·∇Lᵀ H⁻¹ ∇ℓ_j; positive = the record helps"}
