@@ -405,6 +405,16 @@ def _flagged_rows(context: AuditContext, findings: dict) -> list[dict]:
     return rows
 
 
+def _solver_used(engine) -> dict:
+    """What ``method: auto`` chose and why, and the measured relative residual of the iterative solvers (None for
+    direct ones), from the engine's summary, for the report."""
+    summary = engine.summary()
+    solver = summary.get("solver") or {}
+    return {"method_used": summary.get("method_used", engine.method), "method_reason": solver.get("reason"),
+            "residual": summary.get("residual"), "stopping_rule": solver.get("stopping_rule"),
+            "tol": solver.get("tol_used")}
+
+
 def run_audit(config: AuditConfig, *, trigger: str = "manual", command: str = "",
               history: HistoryStore | None = None) -> AuditRun:
     """Run the configured audit; nothing is written here (see :mod:`auditkit.writer`). The influence engine's
@@ -534,7 +544,8 @@ def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: Hist
                      if s.from_column else "not stated"),
                      "unknown": {k: v.unknown_counts().get(s.column, 0) for k, v in splits.items()}}
                      for s in d.sensitive]},
-        "influence": {"method": engine.method, "damping": engine.damping, "damping_note": damping_note,
+        "influence": {"method": engine.method, **_solver_used(engine), "damping": engine.damping,
+                      "damping_note": damping_note,
                       "dtype": m.dtype, "l2": m.l2, "seed": config.seed, "parameters": int(engine.n_params_),
                       "convention": engine.summary()["convention"], "refits": context.refit_summary(),
                       "stability": {"settings": settings, "findings": stable}},

@@ -207,6 +207,15 @@ def methodology(section: Section, run: dict, **_) -> None:
         ("Seed", str(inf.get("seed", fmt.DASH)), "Fixes every random choice, so the run can be repeated."),
         ("Parameters", fmt.count(inf.get("parameters")), "Size of the Hessian (parameters × parameters)."),
     ]))
+    solver_rows = []
+    if inf.get("method_reason"):
+        solver_rows.append(("Solver chosen", str(inf.get("method_used", fmt.DASH)), str(inf["method_reason"]) + "."))
+    if inf.get("residual") is not None:
+        solver_rows.append(("Solver residual", f"{float(inf['residual']):.1e}",
+                            f"Largest relative residual ‖b − Hx‖/‖b‖ measured after the iterative solves; stopping "
+                            f"rule: {inf.get('stopping_rule') or 'relative residual'} (tol = {inf.get('tol')})."))
+    if solver_rows:
+        section.blocks.append(kv(solver_rows))
     if inf.get("damping_note"):
         section.blocks.append(Paragraph(str(inf["damping_note"]), "note"))
     refits = inf.get("refits") or {}

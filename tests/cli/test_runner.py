@@ -10,7 +10,9 @@ from conftest import ROOT
 from auditkit.config import parse_config
 from auditkit.errors import InputError
 from auditkit.inputs import load_data, load_model
-from auditkit.runner import alternative_engines, check_config, fit_engine, plugin_options
+from auditkit.report.document import Section
+from auditkit.report.sections import methodology
+from auditkit.runner import _solver_used, alternative_engines, check_config, fit_engine, plugin_options
 
 EXAMPLE = ROOT / "examples/heart_disease"
 
@@ -112,3 +114,25 @@ def test_the_gradient_cache_is_used_when_configured(loaded, tmp_path):
     assert any((tmp_path / "cache").rglob("*.npy"))                 # gradients written on the first pass
     again, _ = fit_engine(load_model(config, splits), config, X, y)
     assert abs(again.influence(X[:3], y[:3]) - first).max() < 1e-12
+
+
+def test_the_solver_auto_chose_and_its_measured_residual_reach_the_report(loaded):
+    splits, X, y = loaded
+    config = config_with(lambda d: d["influence"].update(method="auto", options={"max_exact_params": 10}))
+    engine, _ = fit_engine(load_model(config, splits), config, X, y)
+    engine.influence(X[:5], y[:5])
+    used = _solver_used(engine)
+    assert used == {"method_used": "pcg", "method_reason": "pcg: the dense Hessian is too large (p = 80 > "
+                    "max_exact_params = 10); every layer is supported by EK-FAC", "residual": used["residual"],
+                    "stopping_rule": "relative residual ‖b − Hx‖/‖b‖ ≤ tol for every right-hand side", "tol": 1e-8}
+    assert 0 < used["residual"] <= 1e-8
+    section = Section(1, "methodology", "Methodology")
+    methodology(section, {"influence": {"method": "auto", **used}})
+    rows = [[c.text for c in r] for b in section.blocks if hasattr(b, "rows") for r in b.rows]
+    assert ["Solver chosen", "pcg", used["method_reason"] + "."] in rows
+    assert ["Solver residual", f"{used['residual']:.1e}", "Largest relative residual ‖b − Hx‖/‖b‖ measured after "
+            "the iterative solves; stopping rule: relative residual ‖b − Hx‖/‖b‖ ≤ tol for every right-hand side "
+            "(tol = 1e-08)."] in rows
+    exact = config_with()
+    assert _solver_used(fit_engine(load_model(exact, splits), exact, X, y)[0]) == {
+        "method_used": "exact", "method_reason": None, "residual": None, "stopping_rule": None, "tol": None}

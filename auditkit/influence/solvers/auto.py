@@ -76,5 +76,6 @@ class AutoSolver(Solver):
         if hasattr(self, "chosen_"):
             inner = self.chosen_.summary()
             out.update({"chosen": inner.pop("method"), "reason": self.reason_, "chosen_options": inner,
-                        "residual": inner.get("residual")})
+                        "residual": inner.get("residual"), "stopping_rule": inner.get("stopping_rule"),
+                        "tol_used": inner.get("tol_used")})
         return out
