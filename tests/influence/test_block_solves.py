@@ -143,7 +143,7 @@ def test_auto_chooses_exact_then_pcg_then_cg_and_says_why(models):
     exact = _engine(model, data, "exact").influence(Xt, yt)
     small = _engine(model, data, "auto")
     assert small.summary()["method_used"] == "exact"
-    assert small.summary()["solver"]["reason"] == ("exact: the dense Hessian fits (p = 42 ≤ max_exact_params = 5000 "
+    assert small.summary()["solver"]["reason"] == ("exact: the dense Hessian fits (p = 42 ≤ max_exact_params = 12000 "
                                                    "and p²·8 bytes = 0.0135 MB ≤ max_exact_mb = 1024)")
     assert _close(small.influence(Xt, yt), exact, 1e-10)
     large = _engine(model, data, "auto", max_exact_params=10)

@@ -2,8 +2,11 @@
 
 The rule, in order:
 
-1. ``exact`` when the dense Hessian fits in memory and time: ``p ≤ max_exact_params`` (default 5,000: forming
-   H costs p Hessian-vector products per training record) and ``p²·8 bytes ≤ max_exact_mb`` (default 1,024 MB);
+1. ``exact`` when the dense Hessian fits in memory and time: ``p ≤ max_exact_params`` (default 12,000: forming
+   H costs p Hessian-vector products per training record, its Cholesky factor p³/3 flops) and
+   ``p²·8 bytes ≤ max_exact_mb`` (default 1,024 MB, so p ≤ 11,585). Up to there exact is preferred even where
+   one solve by pcg would be cheaper, because an audit asks for the self-influence of every record: n
+   solves for an iterative method, one triangular solve per record for exact;
 2. else ``pcg`` (block CG preconditioned by EK-FAC) when every selected parameter belongs to a layer EK-FAC
    supports (``nn.Linear``, ``nn.Conv2d``, one l2 + damping per tensor);
 3. else ``cg`` (block CG).
@@ -26,10 +29,10 @@ from .pcg import PCGSolver
 
 @dataclass
 class AutoSolver(Solver):
-    """Options: ``max_exact_params`` (default 5,000), ``max_exact_mb`` (default 1,024), and ``tol``, ``max_iter``
+    """Options: ``max_exact_params`` (default 12,000), ``max_exact_mb`` (default 1,024), and ``tol``, ``max_iter``
     for the iterative choices (as in ``cg``)."""
 
-    max_exact_params: int = 5_000
+    max_exact_params: int = 12_000
     max_exact_mb: float = 1024.0
     tol: float | None = None
     max_iter: int | None = None
