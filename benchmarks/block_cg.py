@@ -134,6 +134,8 @@ def write(report: dict, out: Path) -> None:
                       f"{'at least as fast' if tot['auditkit'] <= tot['pydvl'] else 'slower'} "
                       f"({tot['pydvl'] / tot['auditkit']:.1f}× pyDVL's time over auditkit's). Versions: "
                       f"{report.get('peer_versions')}."]
+        if report.get("peer_note"):
+            lines += ["", f"Note on the peers' venv: {report['peer_note']}"]
     (out / "block_cg.md").write_text("\n".join(lines) + "\n")
 
 
@@ -142,6 +144,7 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--peer-python", default=None)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--peer-note", default=None, help="how the peers' venv was built, if not by setup.sh")
     a = ap.parse_args(argv)
     model, X, y, Xt, yt = load(a.work)
     git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
@@ -152,6 +155,7 @@ def main(argv=None) -> int:
     if a.peer_python:
         exact = InfluenceEngine(model, "cross_entropy", l2=L2, method="exact").fit(X, y).influence(Xt, yt)
         report["peers"] = peers(a.work, a.peer_python, exact)
+        report["peer_note"] = a.peer_note
         report["peer_versions"] = subprocess.run(
             [a.peer_python, "-c", "import numpy, torch, pydvl; print(f'pydvl {pydvl.__version__}, numpy "
              "{numpy.__version__}, torch {torch.__version__}')"], capture_output=True, text=True).stdout.strip()
