@@ -67,7 +67,7 @@ class LissaSolver(Solver):
 
     def _recursion(self, B: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """One recursion for all rows of B at once (every step one Hessian-vector pass for the active rows);
-        a row stops once a step changes its estimate by less than ``tol`` (relative, per row)."""
+        a row stops once ``check`` steps change its estimate by less than ``check·tol`` (relative to its norm)."""
         H, scale = self.hessian_, self.scale_
         full = self.batch_size >= H.n
         h = B.clone()
