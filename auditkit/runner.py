@@ -306,6 +306,9 @@ def alternative_engines(model, config: AuditConfig, engine: InfluenceEngine, X, 
     def add(label: str, method: str, l2, damping: float):
         settings.append({"label": label, "method": method, "l2": l2, "damping": damping})
         try:
+            if method == engine.method:     # another ridge of the same H: exact reuses its factor (no pass)
+                engines[label] = engine.with_ridge(l2=l2, damping=damping)
+                return
             options = inf.options if method == inf.method else {}
             engines[label] = InfluenceEngine(model, m.loss, l2=l2, method=method, damping=damping,
                                              dtype=DTYPES[m.dtype], chunk_size=inf.chunk_size,

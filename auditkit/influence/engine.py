@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextlib import contextmanager
+from dataclasses import fields
 
 import numpy as np
 import torch
@@ -239,6 +240,29 @@ class InfluenceEngine:
             self.solver_ = self.solver.fit(self.hessian_)
             self.kernel_ = ChunkKernel(self.fn_, self.solver_, self.n_train_)
         return self
+
+    def with_ridge(self, *, l2: L2, damping: float, progress: Callable[[int, int], None] | None = None
+                   ) -> InfluenceEngine:
+        """A fitted engine for the same model and training records with another ridge of H (``l2`` and ``damping``;
+        the stability check's refits). ``exact`` (also as chosen by ``auto``) reuses its factorised Hessian:
+        ``H' = L Lᵀ + diag(λ' + damping' − λ − damping)``, no pass over the training records; other methods fit
+        afresh on the records this engine was fitted on. ``progress``: the new engine's callback (default none)."""
+        self._check_fitted()
+        options = {f.name: getattr(self.solver, f.name) for f in fields(self.solver) if f.init}
+        other = InfluenceEngine(self.model, self.loss, l2=l2, method=self.method, damping=damping, params=self.params,
+                                dtype=self.dtype, device=self.device, chunk_size=self.chunk_size,
+                                gradients=None if type(self.gradients) is RecomputedGradients else self.gradients,
+                                progress=progress, backend=self.backend,
+                                **options)
+        other.fn_, other.train_, other.n_train_, other.n_params_ = self.fn_, self.train_, self.n_train_, self.n_params_
+        other.hessian_ = HessianOperator(self.fn_, self.train_, l2=other.l2, damping=other.damping,
+                                         chunk_size=self.chunk_size, backend=other.backend, progress=progress)
+        reshift = getattr(self.solver_, "reshifted", None)
+        solver = reshift(other.hessian_, self.hessian_.shift) if reshift is not None else None
+        with other._eval_mode():
+            other.solver_ = solver if solver is not None else other.solver.fit(other.hessian_)
+        other.kernel_ = ChunkKernel(other.fn_, other.solver_, other.n_train_)
+        return other
 
     def influence(self, X, y=None) -> np.ndarray:
         """``S[i, j] = (1/n) ∇ℓ(z_i)ᵀ H⁻¹ g_j``: change of test record i's loss when j is removed; (m, n)."""

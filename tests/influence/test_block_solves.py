@@ -178,3 +178,26 @@ def test_auto_bad_options(models):
     with pytest.raises(InputError) as info:
         ak.InfluenceEngine(models["wine logreg"][0], "cross_entropy", method="auto", max_exact_params=0)
     assert str(info.value) == "max_exact_params=0 is not allowed: it must be a positive integer"
+
+
+@pytest.mark.parametrize(("method", "kw"), [("exact", {}), ("auto", {}), ("pcg", {}), ("ekfac", {})])
+def test_with_ridge_equals_a_fresh_fit_and_exact_makes_no_pass(models, monkeypatch, method, kw):
+    """The stability check's refits: another l2 (also per parameter) and damping. exact (and auto choosing it)
+    reuse the Cholesky factor, H' = LLᵀ + diag(shift' − shift): no Hessian-vector product at all."""
+    from auditkit.influence.hessian import HessianOperator
+    model, data = models["wine mlp"]
+    X, y, Xt, yt = data
+    engine = _engine(model, data, method, **kw)
+    calls = []
+    matvec = HessianOperator.matvec
+    monkeypatch.setattr(HessianOperator, "matvec", lambda self, V: calls.append(len(V)) or matvec(self, V))
+    for l2, damping in [(0.1, 0.0), ({"0": 0.003, "2.weight": 0.05}, 0.02)]:
+        calls.clear()
+        refit = engine.with_ridge(l2=l2, damping=damping)
+        if method in ("exact", "auto"):
+            assert calls == [] and refit.summary()["method_used"] == "exact"
+        fresh = ak.InfluenceEngine(model, "cross_entropy", l2=l2, method=method, damping=damping, **kw).fit(X, y)
+        assert refit.l2 == fresh.l2 and refit.damping == damping
+        assert _close(refit.influence(Xt, yt), fresh.influence(Xt, yt), 1e-7)
+        assert _close(refit.self_influence(), fresh.self_influence(), 1e-7)
+    assert _close(engine.influence(Xt, yt), _engine(model, data, method, **kw).influence(Xt, yt), 1e-7)  # unchanged

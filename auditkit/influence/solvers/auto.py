@@ -68,6 +68,17 @@ class AutoSolver(Solver):
         self.chosen_ = chosen.fit(hessian)
         return self
 
+    def reshifted(self, hessian: HessianOperator, old_shift):
+        """A fitted copy for the same data term with another diagonal shift, when the chosen solver can make one
+        without a pass over the data (``exact``); else None."""
+        reshift = getattr(self.chosen_, "reshifted", None)
+        if reshift is None:
+            return None
+        new = AutoSolver(max_exact_params=self.max_exact_params, max_exact_mb=self.max_exact_mb, tol=self.tol,
+                         max_iter=self.max_iter)
+        new.reason_, new.chosen_ = self.reason_, reshift(hessian, old_shift)
+        return new
+
     def solve(self, B):
         return self.chosen_.solve(B)
 
