@@ -84,10 +84,21 @@ def data_section(config: AuditConfig, loaded: LoadedData) -> dict:
                           for s in d.sensitive]}
 
 
+def solver_used(engine: InfluenceEngine) -> dict:
+    """What ``method: auto`` chose and why, and the measured relative residual ‖b − Hx‖/‖b‖ of the iterative
+    solvers (None for direct ones), from the engine's summary."""
+    summary = engine.summary()
+    solver = summary.get("solver") or {}
+    return {"method_used": summary.get("method_used", engine.method), "method_reason": solver.get("reason"),
+            "residual": summary.get("residual"), "stopping_rule": solver.get("stopping_rule"),
+            "tol": solver.get("tol_used")}
+
+
 def influence_section(config: AuditConfig, facts: RunFacts, context: AuditContext) -> dict:
     """How influence was computed: method, damping, dtype, the fitting steps, retrainings and stability."""
     engine = facts.engine
-    return {"method": engine.method, "damping": engine.damping, "dtype": config.model.dtype, "l2": config.model.l2,
+    return {"method": engine.method, **solver_used(engine), "damping": engine.damping,
+            "dtype": config.model.dtype, "l2": config.model.l2,
             "seed": config.seed, "parameters": int(engine.n_params_), "convention": engine.summary()["convention"],
             "fitting": facts.fitting, "refits": context.refit_summary(), "stability": facts.stability}
 

@@ -159,6 +159,9 @@ class EngineFactory:
         def add(label: str, method: str, l2, damping: float):
             settings.append({"label": label, "method": method, "l2": l2, "damping": damping})
             try:
+                if method == engine.method:     # another ridge of the same H: exact reuses its factor (no pass)
+                    engines[label] = engine.with_ridge(l2=l2, damping=damping)
+                    return
                 engines[label] = self.make(damping, method=method, l2=l2, own=False).fit(X, y)
             except HessianError as exc:
                 engines[label] = exc

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextlib import contextmanager
+from dataclasses import fields
 
 import numpy as np
 import torch
@@ -63,8 +64,10 @@ class InfluenceEngine:
         The L2 coefficient the model was trained with, in ``mean loss + (l2/2)·‖θ‖²``; or one coefficient per
         parameter, ``{name or name prefix: λ_k}`` in ``mean loss + ½ Σ_k λ_k ‖θ_k‖²`` (parameters no key
         matches get 0; the longest matching key wins). Kept as given in ``engine.l2``.
-    method : ``"exact"``, ``"cg"``, ``"lissa"``, ``"arnoldi"``, ``"ekfac"`` or ``"kfac"``
+    method : ``"exact"``, ``"cg"``, ``"pcg"``, ``"lissa"``, ``"arnoldi"``, ``"ekfac"``, ``"kfac"`` or ``"auto"``
         How ``H⁻¹`` is applied; extra keyword options go to the solver (see ``auditkit.influence.solvers``).
+        ``"pcg"``: block CG preconditioned by EK-FAC; ``"auto"``: exact when the dense Hessian fits, else pcg,
+        else cg (the choice and its reason in ``summary()["solver"]``).
     damping : float
         Added to the Hessian's diagonal (``H + damping·I``); needed when H is singular or indefinite.
     params : list of names or prefixes, optional
@@ -236,6 +239,29 @@ class InfluenceEngine:
             self.kernel_ = ChunkKernel(self.fn_, self.solver_, self.n_train_)
         return self
 
+    def with_ridge(self, *, l2: L2, damping: float, progress: Callable[[int, int], None] | None = None
+                   ) -> InfluenceEngine:
+        """A fitted engine for the same model and training records with another ridge of H (``l2`` and ``damping``;
+        the stability check's refits). ``exact`` (also as chosen by ``auto``) reuses its factorised Hessian:
+        ``H' = L Lᵀ + diag(λ' + damping' − λ − damping)``, no pass over the training records; other methods fit
+        afresh on the records this engine was fitted on. ``progress``: the new engine's callback (default none)."""
+        self._check_fitted()
+        options = {f.name: getattr(self.solver, f.name) for f in fields(self.solver) if f.init}
+        other = InfluenceEngine(self.model, self.loss, l2=l2, method=self.method, damping=damping, params=self.params,
+                                dtype=self.dtype, device=self.device, chunk_size=self.chunk_size,
+                                gradients=None if type(self.gradients) is RecomputedGradients else self.gradients,
+                                progress=progress, backend=self.backend,
+                                **options)
+        other.fn_, other.train_, other.n_train_, other.n_params_ = self.fn_, self.train_, self.n_train_, self.n_params_
+        other.hessian_ = HessianOperator(self.fn_, self.train_, l2=other.l2, damping=other.damping,
+                                         chunk_size=self.chunk_size, backend=other.backend, progress=progress)
+        reshift = getattr(self.solver_, "reshifted", None)
+        solver = reshift(other.hessian_, self.hessian_.shift) if reshift is not None else None
+        with other._eval_mode():
+            other.solver_ = solver if solver is not None else other.solver.fit(other.hessian_)
+        other.kernel_ = ChunkKernel(other.fn_, other.solver_, other.n_train_)
+        return other
+
     def influence(self, X, y=None) -> np.ndarray:
         """``S[i, j] = (1/n) ∇ℓ(z_i)ᵀ H⁻¹ g_j``: change of test record i's loss when j is removed; (m, n)."""
         return self.batch(test=(X, y)).test
@@ -395,11 +421,14 @@ class InfluenceEngine:
         return result
 
     def summary(self) -> dict:
-        """Settings and solver diagnostics, for reports."""
+        """Settings and solver diagnostics, for reports: ``method_used`` (what ``auto`` chose), ``residual`` (the
+        measured relative residual ``max ‖b − Hx‖/‖b‖`` of the iterative solvers' last solves; None for direct
+        ones) and the solver's own summary."""
         self._check_fitted()
         l2 = dict(self.l2) if isinstance(self.l2, dict) else self.l2
-        return {"method": self.method, "l2": l2, "damping": self.damping,
-                "dtype": str(self.dtype).replace("torch.", ""), "n_params": self.n_params_,
-                "n_train": self.n_train_, "solver": self.solver_.summary(),
+        solver = self.solver_.summary()
+        return {"method": self.method, "method_used": solver.get("chosen", self.method), "l2": l2,
+                "damping": self.damping, "dtype": str(self.dtype).replace("torch.", ""), "n_params": self.n_params_,
+                "n_train": self.n_train_, "solver": solver, "residual": solver.get("residual"),
                 "convention": "≈ change of the loss (or measurement) when the record is removed and the model "
                               "retrained, = (1/n)·∇Lᵀ H⁻¹ ∇ℓ_j; positive = the record helps"}

@@ -219,6 +219,15 @@ def methodology(section: Section, run: RunDocument, **_) -> None:
         ("Seed", str(inf.seed), "Fixes every random choice, so the run can be repeated."),
         ("Parameters", fmt.count(inf.parameters), "Size of the Hessian (parameters × parameters)."),
     ]))
+    solver_rows = []
+    if inf.method_reason:
+        solver_rows.append(("Solver chosen", inf.method_used or fmt.DASH, inf.method_reason + "."))
+    if inf.residual is not None:
+        solver_rows.append(("Solver residual", f"{float(inf.residual):.1e}",
+                            f"Largest relative residual ‖b − Hx‖/‖b‖ measured after the iterative solves; stopping "
+                            f"rule: {inf.stopping_rule or 'relative residual'} (tol = {inf.tol})."))
+    if solver_rows:
+        section.blocks.append(kv(solver_rows))
     note = damping_note(run)
     if note:
         section.blocks.append(Paragraph(note, "note"))

@@ -166,6 +166,13 @@ class Influence(Part):
     """The influence engine's settings, its sign convention, the retrainings and the stability check."""
 
     method: str
+    #: the solver that ran (what ``auto`` chose; the method itself otherwise) and why auto chose it
+    method_used: str | None = None
+    method_reason: str | None = None
+    #: the largest relative residual ‖b − Hx‖/‖b‖ measured after the iterative solves (None: a direct solver)
+    residual: Num | None = None
+    stopping_rule: str | None = None
+    tol: Num | None = None
     damping: Num
     damping_note: str | None = None
     dtype: str

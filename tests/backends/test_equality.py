@@ -36,7 +36,7 @@ def answers(engine, heart):
             "holdout": engine.self_influence_of(Xt, yt, leverage=True)}
 
 
-@pytest.mark.parametrize("method", ["exact", "ekfac"])
+@pytest.mark.parametrize("method", ["exact", "ekfac", "pcg"])
 def test_dask_equals_in_process(method, heart, heart_mlp, heart_parquet, cluster, monkeypatch):
     options = dict(l2=L2_MLP, method=method, chunk_size=32)
     local = answers(ak.InfluenceEngine(heart_mlp, "cross_entropy", **options).fit(heart["X"], heart["y"]), heart)
@@ -53,7 +53,8 @@ def test_dask_equals_in_process(method, heart, heart_mlp, heart_parquet, cluster
     tasks = [t for t in stream.data if str(t["key"]).startswith("('auditkit-") or "auditkit-" in str(t["key"])]
     names = {str(t["key"]).split("auditkit-")[1].rsplit("-", 2)[0] for t in tasks}
     assert {"pass_chunk", "quad_forms_chunk"} <= names, names
-    assert ("_hvp_chunk" in names) == (method == "exact"), names   # the dense Hessian, summed on the workers
+    # the dense Hessian (exact) or the block CG steps (pcg): Hessian-vector products summed on the workers
+    assert ("_hvp_chunk" in names) == (method in ("exact", "pcg")), names
     assert len({t["worker"] for t in tasks}) == 2                  # both workers computed chunks
     assert client_reads == []                                      # no training record was read here
 

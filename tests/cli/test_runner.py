@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import yaml
 from conftest import ROOT
 
+from auditkit.assemble import solver_used
 from auditkit.config import parse_config
 from auditkit.engine_factory import EngineFactory, second_solver_for
 from auditkit.errors import InputError
 from auditkit.inputs import load_data, load_model
+from auditkit.report.document import Section
+from auditkit.report.sections import methodology
+from auditkit.rundoc import load_run
 from auditkit.runner import check_config, engine_settings, plugin_options
 from auditkit.seeds import Seeds
 
 EXAMPLE = ROOT / "examples/heart_disease"
+PREVIOUS_RUN = ROOT / "tests/rundoc/data/run_heart_previous.json"
 
 
 def config_with(edit=None):
@@ -110,7 +117,8 @@ def test_solver_and_its_options_come_from_the_configuration(loaded):
     with pytest.raises(InputError) as refused:
         config_with(lambda d: d["influence"].update(method="arnoldi", options={"rnk": 3}))
     assert str(refused.value) == ("configuration: influence.options: unknown option 'rnk' of method 'arnoldi': "
-                                  "allowed options are rank, iterations, complement, seed (see docs/methods.md)")
+                                  "allowed options are rank, iterations, complement, seed, ritz_tol, max_rank "
+                                  "(see docs/methods.md)")
     with pytest.raises(InputError) as refused:
         config_with(lambda d: d["influence"].update(method="cg", options={"max_iter": "many"}))
     assert str(refused.value) == ("configuration: influence.options: option 'max_iter' of method 'cg': Input should "
@@ -157,10 +165,33 @@ def test_the_methods_and_their_options_come_from_the_solver_registry():
     from auditkit.influence.solvers import SOLVERS, solver_options
 
     assert get_args(InfluenceConfig.model_fields["method"].annotation) == tuple(SOLVERS)
-    assert get_args(StabilityConfig.model_fields["second_solver"].annotation) == ("auto", *SOLVERS, "none")
+    second = get_args(StabilityConfig.model_fields["second_solver"].annotation)
+    assert second == ("auto", *(m for m in SOLVERS if m != "auto"), "none")
     for method in SOLVERS:
         fields = SOLVER_OPTIONS[method].model_fields
         assert [(name, f.default, f.description) for name, f in fields.items()] == [
             (o.name, o.default, o.help) for o in solver_options(method)]
         assert all(f.description for f in fields.values()), method          # every option has its help text
     assert SOLVER_OPTIONS["lissa"].model_validate({"depth": 5.0}).depth == 5   # typed: 5.0 is the integer 5
+def test_the_solver_auto_chose_and_its_measured_residual_reach_the_report(loaded):
+    splits, X, y = loaded
+    config = config_with(lambda d: d["influence"].update(method="auto", options={"max_exact_params": 10}))
+    engine, _ = fit_engine(load_model(config, splits), config, X, y)
+    engine.influence(X[:5], y[:5])
+    used = solver_used(engine)
+    assert used == {"method_used": "pcg", "method_reason": "pcg: the dense Hessian is too large (p = 80 > "
+                    "max_exact_params = 10); every layer is supported by EK-FAC", "residual": used["residual"],
+                    "stopping_rule": "relative residual ‖b − Hx‖/‖b‖ ≤ tol for every right-hand side", "tol": 1e-8}
+    assert 0 < used["residual"] <= 1e-8
+    section = Section(1, "methodology", "Methodology")
+    run = load_run(json.loads(PREVIOUS_RUN.read_text()))
+    methodology(section, run.model_copy(update={"influence": run.influence.model_copy(
+        update={"method": "auto", **used})}))
+    rows = [[c.text for c in r] for b in section.blocks if hasattr(b, "rows") for r in b.rows]
+    assert ["Solver chosen", "pcg", used["method_reason"] + "."] in rows
+    assert ["Solver residual", f"{used['residual']:.1e}", "Largest relative residual ‖b − Hx‖/‖b‖ measured after "
+            "the iterative solves; stopping rule: relative residual ‖b − Hx‖/‖b‖ ≤ tol for every right-hand side "
+            "(tol = 1e-08)."] in rows
+    exact = config_with()
+    assert solver_used(fit_engine(load_model(exact, splits), exact, X, y)[0]) == {
+        "method_used": "exact", "method_reason": None, "residual": None, "stopping_rule": None, "tol": None}

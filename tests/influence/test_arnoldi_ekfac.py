@@ -72,6 +72,30 @@ def test_arnoldi_self_influence_matches_per_record_solves(heart, heart_mlp):
     np.testing.assert_allclose(e.self_influence(np.arange(30)), s[:30], rtol=1e-12)
 
 
+def test_arnoldi_rank_chosen_from_the_captured_spectrum(heart, heart_mlp, exact_mlp):
+    """Default rank: the Ritz pairs that converged. Every kept pair is an eigenpair of H to ritz_tol (checked with
+    the dense Hessian); with iterations = p all converge and the result is exact; more iterations, more kept."""
+    S, s = exact_mlp
+    p = sum(t.numel() for t in heart_mlp.parameters())
+    full, Sa, sa = scores(heart_mlp, heart, L2_MLP, method="arnoldi", iterations=p)
+    assert full.summary()["solver"]["rank_used"] == p
+    np.testing.assert_allclose(Sa, S, rtol=1e-6, atol=1e-6 * np.abs(S).max())
+    ranks = []
+    for iterations in (60, 150):
+        e, Sa, _ = scores(heart_mlp, heart, L2_MLP, method="arnoldi", iterations=iterations)
+        summary = e.summary()["solver"]
+        ranks.append(summary["rank_used"])
+        assert summary["rank"] is None and summary["rank_rule"] == ("every Ritz pair with relative residual ≤ "
+                                                                    "ritz_tol=0.0001, at most max_rank=1000")
+        H = e.hessian_.dense()
+        V, lam = e.solver_.vectors_, e.solver_.values_
+        true = ((V @ H - lam[:, None] * V).norm(dim=1) / lam).max()
+        assert summary["max_relative_ritz_residual"] <= 1e-4 and float(true) <= 1e-4 * 1.01
+    assert ranks[0] < ranks[1] < 150
+    capped = scores(heart_mlp, heart, L2_MLP, method="arnoldi", iterations=150, max_rank=7)[0].summary()["solver"]
+    assert capped["rank_used"] == 7
+
+
 def test_arnoldi_summary_reports_the_spectrum(heart, heart_lr):
     e = ak.InfluenceEngine(heart_lr, "cross_entropy", l2=L2_LR, method="arnoldi", rank=10).fit(heart["X"], heart["y"])
     summary = e.summary()["solver"]
@@ -88,7 +112,8 @@ def test_arnoldi_summary_reports_the_spectrum(heart, heart_lr):
     ({"complement": "zero"}, "complement='zero' is not allowed: use one of 'drop', 'smallest'"),
     ({"seed": "a"}, "seed='a' is not allowed: it must be an integer"),
     ({"tol": 1e-3}, "option(s) ['tol'] are not known to method='arnoldi': allowed options are "
-                    "['rank', 'iterations', 'complement', 'seed']"),
+                    "['rank', 'iterations', 'complement', 'seed', 'ritz_tol', 'max_rank']"),
+    ({"ritz_tol": 0}, "ritz_tol=0 is not allowed: it must be a positive number"),
 ])
 def test_arnoldi_bad_options(heart_lr, kw, message):
     with raises(InputError, message):

@@ -125,7 +125,7 @@ def test_not_a_module():
 
 def test_unknown_method(data):
     with raises(InputError, "method='newton' is not known: use one of 'exact', 'cg', 'lissa', 'arnoldi', "
-                            "'ekfac', 'kfac'"):
+                            "'ekfac', 'kfac', 'pcg', 'auto'"):
         engine(data[2], method="newton")
 
 
@@ -137,7 +137,7 @@ def test_unknown_loss(data):
 
 def test_unknown_solver_option(data):
     with raises(InputError, "option(s) ['tolerance'] are not known to method='cg': allowed options are "
-                            "['tol', 'max_iter']"):
+                            "['tol', 'max_iter', 'block']"):
         engine(data[2], method="cg", tolerance=3)
 
 

@@ -13,14 +13,17 @@ from dataclasses import MISSING, dataclass, fields
 
 from ...errors import InputError
 from .arnoldi import ArnoldiSolver
+from .auto import AutoSolver
 from .base import Solver
 from .cg import CGSolver
 from .ekfac import EKFACSolver, KFACSolver
 from .exact import ExactSolver
 from .lissa import LissaSolver
+from .pcg import PCGSolver
 
 SOLVERS: dict[str, type[Solver]] = {"exact": ExactSolver, "cg": CGSolver, "lissa": LissaSolver,
-                                    "arnoldi": ArnoldiSolver, "ekfac": EKFACSolver, "kfac": KFACSolver}
+                                    "arnoldi": ArnoldiSolver, "ekfac": EKFACSolver, "kfac": KFACSolver,
+                                    "pcg": PCGSolver, "auto": AutoSolver}
 
 
 @dataclass(frozen=True)
@@ -51,4 +54,4 @@ def make_solver(method: str, options: dict) -> Solver:
 
 
 __all__ = ["SOLVERS", "Solver", "SolverOption", "make_solver", "solver_options", "ExactSolver", "CGSolver",
-           "LissaSolver", "ArnoldiSolver", "EKFACSolver", "KFACSolver"]
+           "LissaSolver", "ArnoldiSolver", "EKFACSolver", "KFACSolver", "PCGSolver", "AutoSolver"]

@@ -3,15 +3,16 @@
 H is symmetric, so the Arnoldi iteration is the Lanczos iteration: from a random unit vector q₁ it builds
 an orthonormal basis Q = [q₁ … q_m] of the Krylov space span{q₁, Hq₁, …, H^{m−1}q₁} (one Hessian-vector
 product over the training data per step, full re-orthogonalisation, float64) and the tridiagonal
-``T = Qᵀ H Q``. The eigenpairs (θ, s) of T give Ritz pairs (θ, Q s) of H; the ``rank`` largest are kept:
-``H ≈ V diag(λ) Vᵀ`` with V (p × k) orthonormal. Then
+``T = Qᵀ H Q``. The eigenpairs (θ, s) of T give Ritz pairs (θ, Q s) of H; by default those that have
+converged (relative Ritz residual ≤ ``ritz_tol``: the captured spectrum, both ends) are kept, or the ``rank``
+largest when a rank is given: ``H ≈ V diag(λ) Vᵀ`` with V (p × k) orthonormal. Then
 
     H⁻¹ ≈ V diag(1/λ) Vᵀ + c·(I − V Vᵀ),        gᵀ H⁻¹ g ≈ ‖diag(λ)^{−½} Vᵀ g‖² + c·(‖g‖² − ‖Vᵀ g‖²),
 
 an O(p·k) projection per record (no iteration per record, so self-influence of all n records is one
 pass of per-record gradients). ``complement`` chooses c, the inverse applied outside the subspace:
 
-- ``"drop"`` (default, as in the paper): c = 0, directions outside the top-k subspace are dropped. The
+- ``"drop"`` (default, as in the paper): c = 0, directions outside the kept subspace are dropped. The
   dropped part of gᵀH⁻¹g is ≥ 0, so self-influence is underestimated; the ranking is what it keeps.
 - ``"smallest"``: c = 1/θ_min with θ_min the smallest Ritz value of the run, an estimate from above of
   H's smallest eigenvalue: the complement is treated as if flat at the bottom of the spectrum (an upper
@@ -80,23 +81,37 @@ def lanczos(matvec, p: int, steps: int, *, seed: int, breakdown: float = 1e-10):
 
 @dataclass
 class ArnoldiSolver(Solver):
-    """Top-``rank`` eigenpairs of H by ``iterations`` Lanczos steps (float64); H⁻¹ applied on their span.
+    """Eigenpairs of H by ``iterations`` Lanczos steps (float64); H⁻¹ applied on their span.
 
-    Options: ``rank`` (eigenpairs kept; default 50, at most p), ``iterations`` (Hessian-vector passes over
-    the training data; default 2·rank + 10, at most p, at least rank), ``complement`` (``"drop"``: nothing
-    outside the subspace, as in Schioppa et al.; ``"smallest"``: 1/θ_min there), ``seed`` (start vector).
+    Options: ``rank`` (None, default: chosen from the captured spectrum, see below; an integer: the top
+    ``rank`` eigenpairs, at most p); ``iterations`` (Hessian-vector passes over the training data; default
+    min(p, 200) when the rank is chosen, 2·rank + 10 (at most p) when given); ``ritz_tol`` (1e-4) and
+    ``max_rank`` (1,000) for the chosen rank; ``complement`` (``"drop"``: nothing outside the subspace, as in
+    Schioppa et al.; ``"smallest"``: 1/θ_min there), ``seed`` (start vector).
+
+    **Rank chosen from the captured spectrum** (``rank=None``): every Ritz pair (θ, v) whose relative residual
+    ``‖Hv − θv‖/θ = |β_m s_m|/θ`` is at most ``ritz_tol`` has converged to an eigenpair of H and is kept (the
+    largest ``max_rank`` of them when there are more): Lanczos captures both ends of the spectrum first, and
+    the small eigenvalues it captures are the ones H⁻¹ weighs most. With ``iterations = p`` every pair
+    converges and the method equals ``exact``. The rank used is in ``summary()["rank_used"]``.
     """
 
-    rank: int = option(50, "eigenpairs of H kept (at most the number of parameters)")
-    iterations: int | None = option(None, "Lanczos steps, each one Hessian-vector pass (default 2·rank + 10)")
+    rank: int | None = option(None, "eigenpairs of H kept (default: chosen from the captured spectrum; an "
+                                    "integer: the top rank, at most the number of parameters)")
+    iterations: int | None = option(None, "Lanczos steps, each one Hessian-vector pass (default min(p, 200) when "
+                                          "the rank is chosen, 2·rank + 10 when given)")
     complement: str = option("drop", "outside the subspace: 'drop' (nothing) or 'smallest' (1/θ_min)")
     seed: int = option(0, "seed of the start vector (the audit derives it from its seed unless given)")
+    ritz_tol: float = option(1e-4, "relative residual of a Ritz pair at or below which it is kept (chosen rank)")
+    max_rank: int = option(1000, "most eigenpairs kept when the rank is chosen")
     name = "arnoldi"
 
     def validate(self) -> None:
-        positive("rank", self.rank, integer=True)
+        positive("rank", self.rank, integer=True, allow_none=True)
         positive("iterations", self.iterations, integer=True, allow_none=True)
-        if self.iterations is not None and self.iterations < self.rank:
+        positive("ritz_tol", self.ritz_tol)
+        positive("max_rank", self.max_rank, integer=True)
+        if self.iterations is not None and self.rank is not None and self.iterations < self.rank:
             raise InputError(f"iterations={self.iterations!r} is not allowed: it must be ≥ rank={self.rank} "
                              "(each iteration adds one vector to the Krylov space the eigenpairs come from)")
         if self.complement not in COMPLEMENTS:
@@ -107,8 +122,10 @@ class ArnoldiSolver(Solver):
 
     def fit(self, hessian: HessianOperator) -> ArnoldiSolver:
         p = hessian.p
-        rank = min(int(self.rank), p)
-        steps = min(p, int(self.iterations) if self.iterations is not None else 2 * rank + 10)
+        if self.rank is not None:
+            steps = min(p, int(self.iterations) if self.iterations is not None else 2 * min(int(self.rank), p) + 10)
+        else:
+            steps = min(p, int(self.iterations) if self.iterations is not None else 200)
         breakdown = 1e-10 if hessian.dtype == torch.float64 else 1e-5
 
         def matvec(v: torch.Tensor) -> torch.Tensor:
@@ -117,7 +134,14 @@ class ArnoldiSolver(Solver):
         Q, alpha, offdiag, last_beta = lanczos(matvec, p, steps, seed=self.seed, breakdown=breakdown)
         T = torch.diag(alpha) + torch.diag(offdiag, 1) + torch.diag(offdiag, -1)
         theta, S = torch.linalg.eigh(T)                                    # ascending
-        top = torch.arange(len(theta) - 1, len(theta) - 1 - rank, -1)
+        residuals = (last_beta * S[-1]).abs() / theta.abs().clamp_min(1e-300)
+        if self.rank is not None:
+            rank = min(int(self.rank), p)
+            top = torch.arange(len(theta) - 1, len(theta) - 1 - rank, -1)
+        else:
+            captured = (residuals <= self.ritz_tol).nonzero().flatten().flip(0)      # descending θ
+            top = captured[:int(self.max_rank)] if len(captured) else torch.arange(len(theta) - 1, len(theta) - 2, -1)
+            rank = len(top)
         values = theta[top]
         lo, hi = float(values.min()), float(values.max())
         if lo <= 1e-12 * max(abs(hi), 1e-300):
@@ -128,7 +152,7 @@ class ArnoldiSolver(Solver):
                 f"damping={fix:.2g} or more, or a smaller rank", suggested_damping=fix)
         self.values_ = values                                              # (k,) descending
         self.vectors_ = (S[:, top].T @ Q).to(hessian.device)               # (k, p) orthonormal rows
-        self.ritz_residuals_ = (last_beta * S[-1, top]).abs() / values     # ‖Hv − θv‖ / θ per kept pair
+        self.ritz_residuals_ = residuals[top]                              # ‖Hv − θv‖ / θ per kept pair
         self.smallest_ritz_ = float(theta.min())
         self.steps_ = Q.shape[0]
         self.rank_ = rank
@@ -162,7 +186,9 @@ class ArnoldiSolver(Solver):
     def summary(self) -> dict:
         out = super().summary()
         if hasattr(self, "values_"):
-            out.update({"rank_used": self.rank_, "iterations_used": self.steps_,
+            rule = (f"every Ritz pair with relative residual ≤ ritz_tol={self.ritz_tol:g}, at most "
+                    f"max_rank={self.max_rank}" if self.rank is None else f"the top rank={self.rank}")
+            out.update({"rank_used": self.rank_, "rank_rule": rule, "iterations_used": self.steps_,
                         "largest_eigenvalue": float(self.values_[0]),
                         "smallest_kept_eigenvalue": float(self.values_[-1]),
                         "smallest_ritz_value": self.smallest_ritz_,

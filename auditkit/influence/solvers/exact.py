@@ -41,7 +41,18 @@ class ExactSolver(Solver):
                 f"(max_params={self.max_params}): use method='cg' or method='lissa', or restrict influence "
                 "to some layers with params=[...] (e.g. the last layer)")
         self.dtype_ = hessian.dtype
-        dense = hessian.dense().double()
+        return self._factorise(hessian.dense().double(), hessian)
+
+    def reshifted(self, hessian: HessianOperator, old_shift: torch.Tensor) -> ExactSolver:
+        """A fitted copy for ``hessian``, whose data term is this one's and whose diagonal shift (l2 + damping)
+        differs: ``H' = L Lᵀ + diag(shift' − shift)`` from the Cholesky factor, without a pass over the data
+        (O(p³) flops instead of p Hessian-vector products per record)."""
+        new = ExactSolver(max_params=self.max_params, rcond=self.rcond)
+        new.dtype_ = hessian.dtype
+        change = (hessian.shift - old_shift).double().to(self.chol_.device)
+        return new._factorise(self.chol_ @ self.chol_.T + torch.diag(change), hessian)
+
+    def _factorise(self, dense: torch.Tensor, hessian: HessianOperator) -> ExactSolver:
         dense = (dense + dense.T) / 2
         chol, info = torch.linalg.cholesky_ex(dense)
         pivots = chol.diagonal() ** 2

@@ -5,9 +5,11 @@ With a minibatch estimate ``H̃_t`` of H at each step and ``scale`` above H's la
     h_0 = b,    h_t = b + h_{t-1} − H̃_t h_{t-1} / scale,    H⁻¹ b ≈ h_T / scale,
 
 which converges because ``‖I − H/scale‖ < 1``: the error shrinks by about ``1 − λ_min/scale`` per step.
-``repeats`` independent recursions are averaged. The recursion stops early once a step changes the
-estimate by less than ``tol`` (relative); at the end the relative residual ``‖H x − b‖/‖b‖`` is measured
-with the full Hessian and a :class:`ConvergenceWarning` is issued when it exceeds ``residual_tol``.
+``repeats`` independent recursions are averaged. All right-hand sides (rows of B) run in one recursion, each
+step one Hessian-vector pass over the block of rows still active; a row stops once ``check`` steps change its
+estimate by less than ``check·tol`` (relative to its own norm); at the end the relative residual
+``‖H x − b‖/‖b‖`` is measured with the full Hessian and a :class:`ConvergenceWarning` is issued when it exceeds
+``residual_tol``.
 
 With the full Hessian at every step (``batch_size`` ≥ n) the recursion is deterministic and its increments
 ``d_t = h_t − h_{t−50}`` shrink like ``q^t``, ``q = 1 − λ/scale`` for the slowest direction b reaches. From
@@ -65,32 +67,39 @@ class LissaSolver(Solver):
         return self
 
     def _recursion(self, B: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """One recursion for all rows of B at once (every step one Hessian-vector pass for the active rows);
+        a row stops once ``check`` steps change its estimate by less than ``check·tol`` (relative to its norm)."""
         H, scale = self.hessian_, self.scale_
         full = self.batch_size >= H.n
         h = B.clone()
         bound = 1e8 * float(B.abs().max().clamp_min(1e-30))
         check = self.check
+        active = torch.ones(B.shape[0], dtype=torch.bool, device=B.device)
+        rows = torch.arange(B.shape[0], device=B.device)
         previous = h.clone()
         increments = {}                                  # step → ‖h_step − h_(step−check)‖ (full Hessian only)
+        step = 0
         for step in range(1, self.depth + 1):
+            idx = rows[active]
             if full:
-                Hh = H.matvec(h)
+                Hh = H.matvec(h[idx])
             else:
-                Hh = H.sample_matvec(h, torch.randint(H.n, (self.batch_size,), generator=gen))
-            h = B + h - Hh / scale
+                Hh = H.sample_matvec(h[idx], torch.randint(H.n, (self.batch_size,), generator=gen))
+            h[idx] = B[idx] + h[idx] - Hh / scale
             if step % check == 0 or step == self.depth:
                 if not torch.isfinite(h).all() or float(h.abs().max()) > bound:
                     raise HessianError(
                         f"method='lissa' diverged after {step} steps with scale={scale:.3g}: pass a larger "
                         "scale (above the Hessian's largest eigenvalue) or a positive damping")
-                moved = float((h - previous).norm())
-                change = moved / max(float(h.norm()), 1e-30)
-                previous = h.clone()
-                if change < self.tol * check:
+                moved_rows = (h[idx] - previous[idx]).norm(dim=1)
+                change = moved_rows / h[idx].norm(dim=1).clamp_min(1e-30)
+                previous[idx] = h[idx]
+                active[idx] = change >= self.tol * check
+                if not bool(active.any()):
                     break
                 if full:
-                    increments[step] = moved
-                    self._check_progress(step, increments, float(h.norm()))
+                    increments[step] = float(moved_rows.norm())
+                    self._check_progress(step, increments, float(h[idx].norm()))
         self.steps_ = max(self.steps_, step)
         return h / scale
 
