@@ -57,6 +57,7 @@ from .policy import Policy, check_metrics_available, evaluate, load_policy, obse
 from .progress import reporter_for
 from .redaction import redact_record_ids
 from .results import DataQualityResult, FairnessResult, PrivacyResult, data_quality_of, fairness_of, privacy_of
+from .tracing import flagged_rows
 
 log = logging.getLogger(__name__)
 PACKAGES = ("torch", "numpy", "pandas", "scikit-learn", "fairlearn", "pydantic", "weasyprint", "matplotlib", "jinja2")
@@ -391,18 +392,8 @@ def _score_rows(context: AuditContext) -> list[dict]:
 
 
 def _flagged_rows(context: AuditContext, findings: dict) -> list[dict]:
-    """Flagged records with their ids, for the private CSV (privacy flags, then data-quality suspects)."""
-    ids = {m["token"]: m for m in context.tokens.mapping()}
-    rows = []
-    for f in (findings.get("privacy") or {}).get("flags", []):
-        rows.append({"token": f["token"], "finding": "privacy flag", "score": f["risk"], "label": f["label"],
-                     "groups": f["groups"], "reason": f["reason"]})
-    for s in (findings.get("data_quality") or {}).get("suspects", []):
-        rows.append({"token": s["token"], "finding": "data quality suspect", "score": s["score"], "label": s["label"],
-                     "groups": s["groups"], "reason": s["reason"]})
-    for row in rows:
-        row["split"], row["record_id"] = ids[row["token"]]["split"], ids[row["token"]]["record_id"]
-    return rows
+    """Every record token ``findings`` (the run) names, with its id and why (:func:`auditkit.tracing.flagged_rows`)."""
+    return flagged_rows(findings, context.tokens)
 
 
 def run_audit(config: AuditConfig, *, trigger: str = "manual", command: str = "",
@@ -561,7 +552,7 @@ def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: Hist
                          "versions": versions(), "seed": config.seed, "command": command,
                          "config_text": redact_record_ids(config.redacted_text, splits, context.token)}
     run["runtime"] = {"seconds": round(time.perf_counter() - started, 2), "steps": steps, "backend": where}
-    return AuditRun(json_safe(run), _flagged_rows(context, findings), obs, scores=_score_rows(context))
+    return AuditRun(json_safe(run), _flagged_rows(context, run), obs, scores=_score_rows(context))
 
 
 def key_figures(observations_: list[dict]) -> dict[str, float]:
