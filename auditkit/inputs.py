@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .audits.base import TrainFn, warm_start_trainer
+from .audits.base import BuiltTrainer, TrainFn, warm_start_trainer
 from .config import AuditConfig
 from .data import (
     AuditData,
@@ -288,11 +288,17 @@ def training_function(config: AuditConfig) -> TrainFn | None:
     if m.train_fn is None:
         return None
     if m.train_fn == "warm_start":
-        return warm_start_trainer(loss=m.loss, l2=m.l2)
-    fn = import_object(m.train_fn, "model.train_fn", base_dir=config.base_dir)
-    if not callable(fn):
-        raise InputError(f"model.train_fn: {m.train_fn!r} is not callable: name a function (model, X, y) -> model")
-    return fn
+        fn = warm_start_trainer(loss=m.loss, l2=m.l2)
+    else:
+        fn = import_object(m.train_fn, "model.train_fn", base_dir=config.base_dir)
+        if not callable(fn):
+            raise InputError(f"model.train_fn: {m.train_fn!r} is not callable: name a function (model, X, y) -> "
+                             "model")
+    if in_memory_model(config) is not None or not m.builder:
+        return fn
+    # with the builder, reference models can start from its initialisation instead of the trained weights
+    return BuiltTrainer(fn, lambda: build_model(m.builder, None, kwargs=m.builder_args, dtype=DTYPES[m.dtype],
+                                                base_dir=config.base_dir))
 
 
 def check_stationarity(config: AuditConfig, model: nn.Module, train: AuditData, *, featurizer: str = "") -> dict:

@@ -277,12 +277,14 @@ class AuditContext:
         self._record_refit(net, X, y, purpose)
         return net
 
-    def _record_refit(self, net: nn.Module, X: np.ndarray, y: np.ndarray, purpose: str) -> None:
-        """Add the retrained model's stationarity on its own records to ``refits``."""
+    def _record_refit(self, net: nn.Module, X: np.ndarray, y: np.ndarray, purpose: str,
+                      tolerance: float | None = None) -> None:
+        """Add the retrained model's stationarity on its own records to ``refits``; converged when its relative
+        gradient norm is at most ``tolerance`` (default: ``REFIT_TOLERANCE`` or the audited model's own)."""
         measured = stationarity(net, X, y, loss=self.loss, l2=self.l2, seed=self.seed, dtype=self.engine.dtype)
+        limit = max(REFIT_TOLERANCE, self.relative) if tolerance is None else tolerance
         self.refits.append({"purpose": purpose, "records": int(len(y)), "grad_norm": measured["grad_norm"],
-                            "relative": measured["relative"],
-                            "converged": bool(measured["relative"] <= max(REFIT_TOLERANCE, self.relative))})
+                            "relative": measured["relative"], "converged": bool(measured["relative"] <= limit)})
 
     def refit_summary(self) -> dict:
         """The retrainings so far: how many, how many did not converge, the largest relative gradient norm, and
@@ -310,6 +312,23 @@ class AuditContext:
         return int(self.train.favourable_index)
 
 
+class BuiltTrainer:
+    """A training function together with the model's builder: ``build()`` returns a fresh, untrained model (the
+    builder's own initialisation under torch's current seed), which reference models start from (cold start).
+    Calls and other attributes (``tol``, ``with_tolerance``) go to the training function."""
+
+    def __init__(self, train: TrainFn, build: Callable[[], nn.Module]):
+        self.train, self.build = train, build
+
+    def __call__(self, model: nn.Module, X: np.ndarray, y: np.ndarray):
+        return self.train(model, X, y)
+
+    def __getattr__(self, name: str):
+        if name in ("train", "build"):
+            raise AttributeError(name)
+        return getattr(self.train, name)
+
+
 def warm_start_trainer(*, loss: str = "cross_entropy", l2: float = 0.0, tol: float = 1e-9) -> TrainFn:
     """A training function for the objective of the influence contract: ``fit_model`` from the trained
     parameters (warm start) on the records it is given."""
@@ -320,6 +339,9 @@ def warm_start_trainer(*, loss: str = "cross_entropy", l2: float = 0.0, tol: flo
         fit_model(model, torch.as_tensor(X, dtype=dtype), target, loss=loss, l2=l2, tol=tol, max_iter=500)
         return model
 
+    train.tol = tol
+    # the same trainer stopping at another tolerance (the reference models' early stopping)
+    train.with_tolerance = lambda other: warm_start_trainer(loss=loss, l2=l2, tol=other)
     return train
 
 
