@@ -103,8 +103,12 @@ def test_mlp_canaries_flagged_with_a_training_function():
     torch.manual_seed(0)
     d = splits["train"].X.shape[1]
     model = torch.nn.Sequential(torch.nn.Linear(d, 32), torch.nn.Tanh(), torch.nn.Linear(32, 2)).double()
-    ctx, found = audit(model, splits, l2=1e-3, train_fn=True, trust_top=3)
+    ctx, found = audit(model, splits, l2=1e-3, train_fn=True, trust_top=3, reference_models=16)
     assert "reference" in found.signals
+    # online LiRA (from 16 models on) with 16 cold-started reference models, as the findings say
+    assert found.reference["attack"] == "online" and found.reference["n_models"] == 16
+    assert found.reference["initialisation"] == "cold (reset_parameters)" and not found.reference["chosen_from_budget"]
+    assert any(n.startswith("Reference-model attack: online LiRA") for n in found.notes)
     flagged = {f["token"]: k for k, f in enumerate(found.flags)}
     positions = [flagged.get(ctx.token("train", int(j))) for j in canaries]
     assert all(p is not None for p in positions), positions

@@ -86,9 +86,9 @@ REFERENCE_TOLERANCE = 1e-5
 #: measures memorisation (changes of the confidence of order 1), not a leave-one-out change of order 1/n.
 REFERENCE_RELATIVE = 1e-4
 #: Fewest / most reference models chosen from a time budget; online LiRA from this many models on.
-MIN_MODELS, MAX_MODELS, ONLINE_MIN_MODELS = 4, 64, 8
+MIN_MODELS, MAX_MODELS, ONLINE_MIN_MODELS = 4, 64, 16
 #: Per-record standard deviations when every record has at least this many IN and OUT models.
-PER_RECORD_MIN = 8
+PER_RECORD_MIN = 32
 ATTACKS = ("auto", "online", "offline")
 
 
