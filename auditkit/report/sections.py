@@ -308,7 +308,20 @@ def privacy_method(section: Section, run: dict) -> None:
         f"only {fmt.pct(p.get('budget'))} of non-members exceed, so a flag has a known false-alarm rate of about "
         f"{fmt.pct(p.get('budget'))} (measured on the calibration records: "
         f"{fmt.pct(p.get('realised_fpr_on_calibration'), 1)}).",
-    ]))
+    ] + reference_bullet(p.get("reference"))))
+
+
+def reference_bullet(ref: dict | None) -> list[str]:
+    """The reference-model attacker of the threat model, as the findings' ``privacy.reference`` describes it."""
+    if not ref:
+        return []
+    kind = "online LiRA (models trained with and without each record)" if ref.get("attack") == "online" else \
+        "offline LiRA (models trained without the record)"
+    return [f"Reference-model attacker: {kind}, {fmt.count(ref.get('n_models'))} reference models "
+            f"({ref.get('initialisation')} start"
+            + (f", chosen from a time budget of {fmt.num(ref.get('budget_s'), 0)} s" if ref.get("chosen_from_budget")
+               else "") + f"); they took {fmt.num(ref.get('seconds'), 0)} s on {fmt.count(ref.get('workers'))} "
+            "worker process(es). It compares the model's confidence on a record with theirs."]
 
 
 def policy(section: Section, run: dict, **_) -> None:

@@ -41,7 +41,8 @@ K even every record of the pool is in exactly K/2 of them (K odd: the last model
 offline.
 
 **How many models.** ``n_models=None``: the first reference model is trained and timed (``t₁``, seconds), and
-``K = ⌊budget_s · workers / t₁⌋``, rounded down to even, clipped to [``MIN_MODELS``, ``MAX_MODELS``] (4, 64);
+``K = 1 + ⌊(budget_s − t₁) · workers / t₁⌋``, rounded down to even, clipped to [``MIN_MODELS``, ``MAX_MODELS``]
+(4, 64);
 ``workers`` is the number of processes that train them (``min(K, CPUs available)``, each with one torch thread;
 1 = sequential in this process). An explicit ``n_models`` is taken as given.
 
@@ -265,9 +266,11 @@ def _train_all(indices: list[int], workers: int) -> dict[int, tuple[dict, float]
 
 
 def _model_count(n_models, budget_s: float, first_s: float, workers: int) -> int:
+    """``n_models`` if given, else the first model plus as many as the rest of the budget allows on ``workers``
+    processes at ``first_s`` seconds each, rounded down to even, within [MIN_MODELS, MAX_MODELS]."""
     if n_models is not None:
         return int(n_models)
-    k = int(budget_s * workers / max(first_s, 1e-9))
+    k = 1 + int(max(budget_s - first_s, 0.0) * workers / max(first_s, 1e-9))
     return int(min(max(k - k % 2, MIN_MODELS), MAX_MODELS))
 
 
