@@ -68,14 +68,14 @@ class PrivacyOptions(PluginOptions):
     trust_top: int = Field(10, ge=0, description="top-ranked members checked by retraining")
     seed: int = Field(0, ge=0, le=2**64 - 1)
 
-    @field_validator("reference_models")
+    @field_validator("reference_models", mode="before")
     @classmethod
-    def _zero_or_three(cls, value):
-        if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= 1000:
-            raise ValueError("use 0 (no reference-model attack), 3 to 1000 reference models, or auto")
-        if value in (1, 2):
-            raise ValueError("use 0 (no reference-model attack) or at least 3 reference models")
-        return value
+    def _zero_three_or_auto(cls, value):
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool)
+                               and (value == 0 or 3 <= value <= 1000)):
+            return value
+        raise ValueError("use 0 (no reference-model attack), 3 to 1000 reference models, or auto (as many as "
+                         "reference_budget_s allows)")
 
 
 @dataclass
