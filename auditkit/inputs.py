@@ -6,6 +6,7 @@ Every problem found here is an :class:`InputError` naming the configuration key 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -297,8 +298,8 @@ def training_function(config: AuditConfig) -> TrainFn | None:
     if in_memory_model(config) is not None or not m.builder:
         return fn
     # with the builder, reference models can start from its initialisation instead of the trained weights
-    return BuiltTrainer(fn, lambda: build_model(m.builder, None, kwargs=m.builder_args, dtype=DTYPES[m.dtype],
-                                                base_dir=config.base_dir))
+    return BuiltTrainer(fn, functools.partial(build_model, m.builder, None, kwargs=m.builder_args,
+                                              dtype=DTYPES[m.dtype], base_dir=config.base_dir))
 
 
 def check_stationarity(config: AuditConfig, model: nn.Module, train: AuditData, *, featurizer: str = "") -> dict:

@@ -329,20 +329,29 @@ class BuiltTrainer:
         return getattr(self.train, name)
 
 
+class WarmStartTrainer:
+    """``fit_model`` from the parameters of the model it is given, on the records it is given, to ``‖∇R‖∞ ≤ tol``
+    (at most 500 L-BFGS iterations); a class so that it can be sent to worker processes (pickled)."""
+
+    def __init__(self, *, loss: str = "cross_entropy", l2=0.0, tol: float = 1e-9):
+        self.loss, self.l2, self.tol = loss, l2, tol
+
+    def __call__(self, model: nn.Module, X: np.ndarray, y: np.ndarray) -> nn.Module:
+        dtype = next(model.parameters()).dtype
+        target = torch.as_tensor(y, dtype=dtype) if self.loss == "bce" else torch.as_tensor(y)
+        fit_model(model, torch.as_tensor(X, dtype=dtype), target, loss=self.loss, l2=self.l2, tol=self.tol,
+                  max_iter=500)
+        return model
+
+    def with_tolerance(self, tol: float) -> WarmStartTrainer:
+        """The same trainer stopping at another tolerance (the reference models' early stopping)."""
+        return WarmStartTrainer(loss=self.loss, l2=self.l2, tol=tol)
+
+
 def warm_start_trainer(*, loss: str = "cross_entropy", l2: float = 0.0, tol: float = 1e-9) -> TrainFn:
     """A training function for the objective of the influence contract: ``fit_model`` from the trained
     parameters (warm start) on the records it is given."""
-
-    def train(model: nn.Module, X: np.ndarray, y: np.ndarray) -> nn.Module:
-        dtype = next(model.parameters()).dtype
-        target = torch.as_tensor(y, dtype=dtype) if loss == "bce" else torch.as_tensor(y)
-        fit_model(model, torch.as_tensor(X, dtype=dtype), target, loss=loss, l2=l2, tol=tol, max_iter=500)
-        return model
-
-    train.tol = tol
-    # the same trainer stopping at another tolerance (the reference models' early stopping)
-    train.with_tolerance = lambda other: warm_start_trainer(loss=loss, l2=l2, tol=other)
-    return train
+    return WarmStartTrainer(loss=loss, l2=l2, tol=tol)
 
 
 class AuditPlugin(ABC):

@@ -205,7 +205,7 @@ def test_cold_start_is_the_builders_initialisation_under_the_seed(mlp_canaries):
 
 def test_online_lira_finds_the_mlp_canaries_and_stays_calibrated(mlp_canaries):
     ctx, _, canaries = mlp_canaries
-    ref = reference_attack(ctx, n_models=8, seed=0, attack="auto")
+    ref = reference_attack(ctx, n_models=8, seed=0, attack="online")
     assert ref.attack == "online" and ref.run["attack"] == "online" and ref.n_models == 8
     assert ref.run["initialisation"] == "cold (reset_parameters)" and ref.run["pool"] == ["train", "holdout"]
     # every record, member or not, is in 4 of the 8 models (complementary halves of the pool)

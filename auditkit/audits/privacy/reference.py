@@ -43,8 +43,10 @@ offline.
 **How many models.** ``n_models=None``: the first reference model is trained and timed (``t₁``, seconds), and
 ``K = 1 + ⌊(budget_s − t₁) · workers / t₁⌋``, rounded down to even, clipped to [``MIN_MODELS``, ``MAX_MODELS``]
 (4, 64);
-``workers`` is the number of processes that train them (``min(K, CPUs available)``, each with one torch thread;
-1 = sequential in this process). An explicit ``n_models`` is taken as given.
+``workers`` is the number of processes that train them (``min(K, CPUs available)``, each with one torch thread,
+started with "spawn"; 1 = one after the other in this process, also when the models left would take under
+``PARALLEL_MIN_S`` (10 s) that way, or when the training function cannot be sent to another process). An explicit
+``n_models`` is taken as given.
 
 **φ**, the logit-scaled confidence of the true label: ``φ = log(p_y / (1 − p_y))``, p clipped to
 [1e-12, 1 − 1e-12] (so |φ| ≤ 27.63), where ``p_y`` is the softmax probability of the true class (the sigmoid's
@@ -64,9 +66,11 @@ from __future__ import annotations
 import copy
 import multiprocessing
 import os
+import pickle
 import time
 import zlib
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -221,8 +225,17 @@ def cold_start(model: nn.Module, seed, build=None) -> nn.Module:
     return net
 
 
-#: What the reference-model workers train (set before the process pool forks; read by ``_train_one``).
+#: What the reference-model workers train (set here, or in each worker process by ``_load_job``).
 _JOB: dict = {}
+#: Processes are started only when the models left would take longer than this one after the other (seconds):
+#: a worker process needs a few seconds to start (it imports torch).
+PARALLEL_MIN_S = 10.0
+
+
+def _load_job(blob: bytes) -> None:
+    _JOB.clear()
+    _JOB.update(pickle.loads(blob))
+    torch.set_num_threads(1)
 
 
 def _train_one(k: int) -> tuple[int, dict, float]:
@@ -248,21 +261,31 @@ def _train_one(k: int) -> tuple[int, dict, float]:
 
 
 def available_workers() -> int:
-    """CPUs this process may run on (1 where that cannot be told, or where processes cannot fork)."""
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return 1
+    """CPUs this process may run on (1 where that cannot be told)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return max(1, os.cpu_count() or 1)
 
 
-def _train_all(indices: list[int], workers: int) -> dict[int, tuple[dict, float]]:
-    """Models ``indices`` of ``_JOB``: in ``workers`` forked processes, or here when ``workers`` is 1."""
-    if workers <= 1 or len(indices) <= 1:
-        return {k: (state, sec) for k, state, sec in map(_train_one, indices)}
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        return {k: (state, sec) for k, state, sec in pool.map(_train_one, indices)}
+def _train_all(indices: list[int], workers: int) -> tuple[dict[int, tuple[dict, float]], int]:
+    """Models ``indices`` of ``_JOB`` and the number of processes that trained them: ``workers`` new
+    ("spawned") processes, each with one torch thread, or this process when ``workers`` is 1 or the job cannot
+    be sent to another process (it cannot be pickled, e.g. a training function defined inside a function, or
+    a worker cannot load it). Spawned, not forked: a process forked after torch ran OpenMP threads can hang."""
+    if workers > 1 and len(indices) > 1:
+        try:
+            blob = pickle.dumps(dict(_JOB))
+        except Exception:  # noqa: BLE001 - anything that cannot be pickled: train here instead
+            blob = None
+        if blob is not None:
+            try:
+                with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_load_job, initargs=(blob,)) as pool:
+                    return {k: (state, sec) for k, state, sec in pool.map(_train_one, indices)}, workers
+            except BrokenProcessPool:
+                pass                                       # a worker could not load the job: train here
+    return {k: (state, sec) for k, state, sec in map(_train_one, indices)}, 1
 
 
 def _model_count(n_models, budget_s: float, first_s: float, workers: int) -> int:
@@ -324,6 +347,7 @@ def reference_attack(context: AuditContext, *, n_models: int | None = 4, seed: i
         n = sum(sizes.values()) if online else train.n
         return _halves(n, max(largest, 3), seed)
 
+    forced = workers is not None
     workers = available_workers() if workers is None else max(1, int(workers))
     # the first model (timed) decides K; train it on the online pool when online is possible at all
     online = online_possible and (attack == "online" or (n_models is not None and n_models >= ONLINE_MIN_MODELS)
@@ -331,19 +355,22 @@ def reference_attack(context: AuditContext, *, n_models: int | None = 4, seed: i
     members = design(online)
     X_pool, y_pool = _pool(context, scored if online else ("train",), online_pool)
     _JOB.clear()
-    _JOB.update(model=context.model, train_fn=trainer, X=X_pool, y=y_pool, members=members, seed=seed,
-                cold=initialisation == "cold", build=getattr(context.train_fn, "build", None))
+    _JOB.update(model=context.model, train_fn=trainer, X=X_pool.numpy(), y=y_pool.numpy(), members=members,
+                seed=seed, cold=initialisation == "cold", build=getattr(context.train_fn, "build", None))
     try:
-        first = _train_all([0], 1)
+        first, _ = _train_all([0], 1)
         K = _model_count(n_models, budget_s, first[0][1], workers)
         if online and attack == "auto" and K < ONLINE_MIN_MODELS:
             online = False                                        # budget too small: offline, on members only
             members = design(False)
             X_pool, y_pool = _pool(context, ("train",), None)
-            _JOB.update(X=X_pool, y=y_pool, members=members)
+            _JOB.update(X=X_pool.numpy(), y=y_pool.numpy(), members=members)
             first = {}
-        used = min(workers, max(1, K - len(first)))
-        states = {**first, **_train_all([k for k in range(K) if k not in first], used)}
+        rest = [k for k in range(K) if k not in first]
+        if not forced and first and first[0][1] * len(rest) < PARALLEL_MIN_S:
+            workers = 1                                           # quicker here than starting processes
+        trained, used = _train_all(rest, min(workers, max(1, len(rest))))
+        states = {**first, **trained}
     finally:
         _JOB.clear()
     members = members[:K]
