@@ -7,10 +7,17 @@ Two real data sets of the examples: UCI heart disease (920 records: 460 train / 
 ``default_rng(seed).permutation``; features and sensitive attributes as ``benchmarks/privacy_detection.py``
 loads them. Seeds 0, 1, 2 (split, canaries and model all follow the seed).
 
-**Canaries, the hard way.** 20 training records per run. A logistic regression is fitted on the clean training
-records (l2 = 0.01); each canary gets three of the 30 features it weighs most (drawn at random) pushed at least
-10 units (standardised features: far outside the data) towards one class, and the other class as its label, so
-that the clean model gives its label a probability below 1% (the push is doubled until it does).
+**Canaries, the hard way.** 20 training records per run. A logistic regression (l2 = 0.01) and a 64-unit tanh MLP
+(the audited architecture, l2 = 1e-3, seed + 100) are fitted on the clean training records; each canary gets
+three of the 30 features the logistic regression weighs most (drawn at random) pushed at least 10 units
+(standardised features: far outside the data) towards one class, and the other class as its label, so that
+both clean models give its label a probability below 1% (the push is doubled until they do, at most 8 times).
+
+*Design history.* The first run (``privacy_mlp_canaries_design_a.md``, same seeds) required the surprise of the
+logistic regression only: 2 of the 6 runs then flagged 18 of 20 canaries, and the missed canaries were labels
+that MLPs trained without them already predicted (mean logit-confidence of the OUT reference models up to +5.8,
+i.e. p ≈ 0.997): not memorised, so no membership attack can see them. The surprise under a clean MLP was added
+for that reason, after seeing that run; the seeds were not changed.
 
 **The audited model**: ``Linear(d, 64)-Tanh-Linear(64, 2)`` in float64, built after ``torch.manual_seed(seed)``,
 trained with ``auditkit.fit_model`` (L-BFGS then Newton) to a minimum of mean cross-entropy + (l2/2)‖θ‖²,
@@ -104,13 +111,16 @@ def splits_for(dataset: str, seed: int) -> dict:
 
 
 def plant_canaries(splits: dict, seed: int) -> tuple[np.ndarray, list[float]]:
-    """Turn 20 training records into canaries (module docstring); returns their positions and the clean model's
-    probability of each canary's label."""
+    """Turn 20 training records into canaries (module docstring); returns their positions and the larger of the
+    clean models' probabilities of each canary's label."""
     train = splits["train"]
     torch.manual_seed(seed)
     clean = torch.nn.Linear(train.X.shape[1], 2).double()
     ak.fit_model(clean, torch.tensor(train.X), torch.tensor(train.y), l2=0.01)
     weight = (clean.weight[1] - clean.weight[0]).detach().numpy()
+    torch.manual_seed(seed + 100)
+    clean_mlp = build(train.X.shape[1])
+    ak.fit_model(clean_mlp, torch.tensor(train.X), torch.tensor(train.y), l2=L2)
     rng = np.random.default_rng([seed, 20])
     canaries = rng.choice(train.n, N_CANARIES, replace=False)
     strongest = np.argsort(-np.abs(weight))[:30]
@@ -121,11 +131,11 @@ def plant_canaries(splits: dict, seed: int) -> tuple[np.ndarray, list[float]]:
         pushed = int(rng.integers(2))
         size = max(10.0, 12.0 / np.abs(weight[columns]).sum())
         label = 1 - pushed
-        while True:
+        for _ in range(9):
             row = X[j].copy()
             row[columns] += size * np.sign(weight[columns]) * (1 if pushed else -1)
             with torch.no_grad():
-                p = float(torch.softmax(clean(torch.tensor(row[None])), dim=1)[0, label])
+                p = max(float(torch.softmax(m(torch.tensor(row[None])), dim=1)[0, label]) for m in (clean, clean_mlp))
             if p < 0.01:
                 break
             size *= 2
@@ -193,7 +203,7 @@ def one_run(dataset: str, seed: int) -> dict:
         "fit": {"converged": bool(fit["converged"]), "grad_norm": float(fit["grad_norm"]),
                 "iterations": int(fit["iterations"])},
         "train_accuracy": float((ctx.proba("train").argmax(1) == train.y).mean()),
-        "canary_clean_p_max": float(max(clean_p)),
+        "canary_clean_p_max": float(max(clean_p)), "canaries_not_surprising": int(sum(p >= 0.01 for p in clean_p)),
         "canary_loss_max": float(loss[canaries].max()), "canary_loss_median": float(np.median(loss[canaries])),
         "others_loss_median": float(np.median(np.delete(loss, canaries))),
         "canaries_flagged": int(sum(canary_flagged)), "canary_ranks": sorted(int(r) for r in rank[canaries]),
@@ -286,7 +296,8 @@ def main() -> None:
         pooled.append({"dataset": dataset, "false": k, "n": m, "rate": k / m, "ci": clopper_pearson(k, m)})
     checks = [{"what": f"{r['dataset']} seed {r['seed']}: every canary flagged",
                "measured": f"{r['canaries_flagged']}/{N_CANARIES} flagged (worst canary rank {max(r['canary_ranks'])}, "
-                           f"canary loss ≤ {r['canary_loss_max']:.2g})",
+                           f"canary loss ≤ {r['canary_loss_max']:.2g}; canaries not surprising after 8 doublings: "
+                           f"{r['canaries_not_surprising']})",
                "pass": r["canaries_flagged"] == N_CANARIES} for r in runs]
     checks += [{"what": f"{p['dataset']}: realised false-positive rate on fresh non-members ≤ 2 × budget",
                 "measured": f"{p['false']}/{p['n']} = {p['rate']:.4f} (bound {2 * BUDGET:g})",
