@@ -21,7 +21,9 @@ for that reason, after seeing that run; the seeds were not changed.
 
 **The audited model**: ``Linear(d, 64)-Tanh-Linear(64, 2)`` in float64, built after ``torch.manual_seed(seed)``,
 trained with ``auditkit.fit_model`` (L-BFGS then Newton) to a minimum of mean cross-entropy + (l2/2)‖θ‖²,
-l2 = 1e-3. The canaries' training loss is reported (memorised: near 0).
+l2 = 1e-3. The canaries' training loss is reported (memorised: near 0). When the exact engine finds the Hessian
+not positive definite (training stopped short of a minimum), it is refitted once with the damping its error
+names, and that damping is reported (``fit.engine_damping``).
 
 **The audit**: the privacy plugin (``run_plugin("privacy")``) with the exact influence engine, its default
 budget 0.01, and a training function: the built-in ``warm_start_trainer(l2)`` with the builder attached
@@ -56,6 +58,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -75,6 +78,7 @@ from auditkit.audits.privacy.plugin import tail_scale  # noqa: E402
 from auditkit.audits.privacy.reference import reference_attack  # noqa: E402
 from auditkit.audits.registry import run_plugin  # noqa: E402
 from auditkit.data import DataSpec, age_bands, load_table, prepare_splits  # noqa: E402
+from auditkit.errors import SingularHessianError  # noqa: E402
 from examples.datasets import GERMAN_CATEGORICAL, GERMAN_NUMERIC, load_german_credit  # noqa: E402
 
 N_CANARIES = 20
@@ -161,7 +165,12 @@ def one_run(dataset: str, seed: int) -> dict:
     t1 = time.perf_counter()
     fit = ak.fit_model(model, X, y, l2=L2)
     t2 = time.perf_counter()
-    engine = ak.InfluenceEngine(model, "cross_entropy", l2=L2).fit(X, y)
+    damping = 0.0
+    try:
+        engine = ak.InfluenceEngine(model, "cross_entropy", l2=L2).fit(X, y)
+    except SingularHessianError as exc:          # as privacy_detection.py: once more with the damping it names
+        damping = float(re.search(r"pass damping=([0-9.eE+-]+)", str(exc)).group(1))
+        engine = ak.InfluenceEngine(model, "cross_entropy", l2=L2, damping=damping).fit(X, y)
     t3 = time.perf_counter()
     trainer = BuiltTrainer(warm_start_trainer(l2=L2), lambda: build(d))
     ctx = AuditContext(model, engine, splits, l2=L2, train_fn=trainer, seed=seed)
@@ -201,7 +210,7 @@ def one_run(dataset: str, seed: int) -> dict:
         "dataset": dataset, "seed": seed, "n_train": train.n, "n_holdout": splits["holdout"].n,
         "n_fresh": splits["fresh"].n, "n_features": int(d),
         "fit": {"converged": bool(fit["converged"]), "grad_norm": float(fit["grad_norm"]),
-                "iterations": int(fit["iterations"])},
+                "iterations": int(fit["iterations"]), "engine_damping": damping},
         "train_accuracy": float((ctx.proba("train").argmax(1) == train.y).mean()),
         "canary_clean_p_max": float(max(clean_p)), "canaries_not_surprising": int(sum(p >= 0.01 for p in clean_p)),
         "canary_loss_max": float(loss[canaries].max()), "canary_loss_median": float(np.median(loss[canaries])),
