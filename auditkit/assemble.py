@@ -143,18 +143,3 @@ def score_rows(context: AuditContext) -> list[dict]:
         row.update({name: float(values[j]) for name, values in context.record_scores.items()})
         rows.append(row)
     return rows
-
-
-def flagged_rows(context: AuditContext, findings: dict) -> list[dict]:
-    """Flagged records with their ids, for the private CSV (privacy flags, then data-quality suspects)."""
-    ids = {m["token"]: m for m in context.tokens.mapping()}
-    rows = []
-    for f in (findings.get("privacy") or {}).get("flags", []):
-        rows.append({"token": f["token"], "finding": "privacy flag", "score": f["risk"], "label": f["label"],
-                     "groups": f["groups"], "reason": f["reason"]})
-    for s in (findings.get("data_quality") or {}).get("suspects", []):
-        rows.append({"token": s["token"], "finding": "data quality suspect", "score": s["score"], "label": s["label"],
-                     "groups": s["groups"], "reason": s["reason"]})
-    for row in rows:
-        row["split"], row["record_id"] = ids[row["token"]]["split"], ids[row["token"]]["record_id"]
-    return rows

@@ -6,6 +6,7 @@ Every problem found here is an :class:`InputError` naming the configuration key 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .audits.base import TrainFn, warm_start_trainer
+from .audits.base import BuiltTrainer, TrainFn, warm_start_trainer
 from .config import AuditConfig, DataConfig, ModelConfig
 from .data import (
     AuditData,
@@ -306,16 +307,24 @@ def _finite_outputs(model: nn.Module, X: np.ndarray, dtype: torch.dtype, dtype_n
                          f"{fix}")
 
 
-def training_function(m: ModelConfig, *, base_dir: Path) -> TrainFn | None:
-    """The training function ``model.train_fn`` names (``warm_start`` or user code), or None."""
+def training_function(m: ModelConfig, *, base_dir: Path, given_model: nn.Module | None = None) -> TrainFn | None:
+    """The training function ``model.train_fn`` names (``warm_start`` or user code), or None; with the model's
+    builder (and no model given in memory, ``given_model``) a :class:`BuiltTrainer` that can also build a fresh,
+    untrained model for cold-started reference models."""
     if m.train_fn is None:
         return None
     if m.train_fn == "warm_start":
-        return warm_start_trainer(loss=m.loss, l2=m.l2)
-    fn = import_object(m.train_fn, "model.train_fn", base_dir=base_dir)
-    if not callable(fn):
-        raise InputError(f"model.train_fn: {m.train_fn!r} is not callable: name a function (model, X, y) -> model")
-    return fn
+        fn = warm_start_trainer(loss=m.loss, l2=m.l2)
+    else:
+        fn = import_object(m.train_fn, "model.train_fn", base_dir=base_dir)
+        if not callable(fn):
+            raise InputError(f"model.train_fn: {m.train_fn!r} is not callable: name a function (model, X, y) -> "
+                             "model")
+    if given_model is not None or not m.builder:
+        return fn
+    # with the builder, reference models can start from its initialisation instead of the trained weights
+    return BuiltTrainer(fn, functools.partial(build_model, m.builder, None, kwargs=m.builder_args,
+                                              dtype=DTYPES[m.dtype], base_dir=base_dir))
 
 
 def check_stationarity(m: ModelConfig, model: nn.Module, train: AuditData, *, seed: int,

@@ -32,7 +32,7 @@ import yaml
 from pydantic import ValidationError
 
 from ._version import __version__
-from .assemble import RunFacts, flagged_rows, run_document, score_rows
+from .assemble import RunFacts, run_document, score_rows
 from .assemble import provenance as assemble_provenance
 from .audits.base import AuditContext
 from .audits.jsonsafe import json_safe
@@ -63,6 +63,7 @@ from .results import DataQualityResult, FairnessResult, PrivacyResult, data_qual
 from .rundoc import RunDocument, load_run
 from .rundoc import run_document as typed_run
 from .seeds import Seeds
+from .tracing import flagged_rows
 
 log = logging.getLogger(__name__)
 PACKAGES = ("torch", "numpy", "pandas", "scikit-learn", "fairlearn", "pydantic", "weasyprint", "matplotlib", "jinja2")
@@ -363,9 +364,9 @@ def make_context(config: AuditConfig, inputs: Inputs, engine: InfluenceEngine, s
                  key: bytes) -> AuditContext:
     """What the plugins read: model, engine, splits, training function, seeds and the token key (built once)."""
     m = config.model
-    return AuditContext(inputs.model, engine, inputs.loaded.splits, loss=m.loss, l2=m.l2,
-                        train_fn=training_function(m, base_dir=config.base_dir), seed=config.seed,
-                        relative=inputs.fit["relative"], token_key=key, seeds=seeds)
+    train_fn = training_function(m, base_dir=config.base_dir, given_model=inputs.given_model)
+    return AuditContext(inputs.model, engine, inputs.loaded.splits, loss=m.loss, l2=m.l2, train_fn=train_fn,
+                        seed=config.seed, relative=inputs.fit["relative"], token_key=key, seeds=seeds)
 
 
 def answer_plans(context: AuditContext, factory: EngineFactory, options_by_plugin: dict, X, y) -> None:
@@ -473,7 +474,8 @@ def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: Hist
                                             config_text=redact_record_ids(config.redacted_text,
                                                                           inputs.loaded.splits, context.token))
     run["runtime"] = clock.runtime(where)
-    return AuditRun(typed_run(json_safe(run)), flagged_rows(context, findings), obs, scores=score_rows(context))
+    run = json_safe(run)
+    return AuditRun(typed_run(run), flagged_rows(run, context.tokens), obs, scores=score_rows(context))
 
 
 def key_figures(observations_: list[dict]) -> dict[str, float]:

@@ -307,13 +307,15 @@ class AuditContext:
         self._record_refit(net, X, y, purpose)
         return net
 
-    def _record_refit(self, net: nn.Module, X: np.ndarray, y: np.ndarray, purpose: str) -> None:
-        """Add the retrained model's stationarity on its own records to ``refits``."""
+    def _record_refit(self, net: nn.Module, X: np.ndarray, y: np.ndarray, purpose: str,
+                      tolerance: float | None = None) -> None:
+        """Add the retrained model's stationarity on its own records to ``refits``; converged when its relative
+        gradient norm is at most ``tolerance`` (default: ``REFIT_TOLERANCE`` or the audited model's own)."""
         measured = stationarity(net, X, y, loss=self.loss, l2=self.l2, seed=self.seed_for("stationarity"),
                                 dtype=self.engine.dtype)
+        limit = max(REFIT_TOLERANCE, self.relative) if tolerance is None else tolerance
         self.refits.append({"purpose": purpose, "records": int(len(y)), "grad_norm": measured["grad_norm"],
-                            "relative": measured["relative"],
-                            "converged": bool(measured["relative"] <= max(REFIT_TOLERANCE, self.relative))})
+                            "relative": measured["relative"], "converged": bool(measured["relative"] <= limit)})
 
     def refit_summary(self) -> dict:
         """The retrainings so far: how many, how many did not converge, the largest relative gradient norm, and
@@ -341,17 +343,46 @@ class AuditContext:
         return int(self.train.favourable_index)
 
 
+class BuiltTrainer:
+    """A training function together with the model's builder: ``build()`` returns a fresh, untrained model (the
+    builder's own initialisation under torch's current seed), which reference models start from (cold start).
+    Calls and other attributes (``tol``, ``with_tolerance``) go to the training function."""
+
+    def __init__(self, train: TrainFn, build: Callable[[], nn.Module]):
+        self.train, self.build = train, build
+
+    def __call__(self, model: nn.Module, X: np.ndarray, y: np.ndarray):
+        return self.train(model, X, y)
+
+    def __getattr__(self, name: str):
+        if name in ("train", "build"):
+            raise AttributeError(name)
+        return getattr(self.train, name)
+
+
+class WarmStartTrainer:
+    """``fit_model`` from the parameters of the model it is given, on the records it is given, to ``‖∇R‖∞ ≤ tol``
+    (at most 500 L-BFGS iterations); a class so that it can be sent to worker processes (pickled)."""
+
+    def __init__(self, *, loss: str = "cross_entropy", l2=0.0, tol: float = 1e-9):
+        self.loss, self.l2, self.tol = loss, l2, tol
+
+    def __call__(self, model: nn.Module, X: np.ndarray, y: np.ndarray) -> nn.Module:
+        dtype = next(model.parameters()).dtype
+        target = torch.as_tensor(y, dtype=dtype) if self.loss == "bce" else torch.as_tensor(y)
+        fit_model(model, torch.as_tensor(X, dtype=dtype), target, loss=self.loss, l2=self.l2, tol=self.tol,
+                  max_iter=500)
+        return model
+
+    def with_tolerance(self, tol: float) -> WarmStartTrainer:
+        """The same trainer stopping at another tolerance (the reference models' early stopping)."""
+        return WarmStartTrainer(loss=self.loss, l2=self.l2, tol=tol)
+
+
 def warm_start_trainer(*, loss: str = "cross_entropy", l2: float = 0.0, tol: float = 1e-9) -> TrainFn:
     """A training function for the objective of the influence contract: ``fit_model`` from the trained
     parameters (warm start) on the records it is given."""
-
-    def train(model: nn.Module, X: np.ndarray, y: np.ndarray) -> nn.Module:
-        dtype = next(model.parameters()).dtype
-        target = torch.as_tensor(y, dtype=dtype) if loss == "bce" else torch.as_tensor(y)
-        fit_model(model, torch.as_tensor(X, dtype=dtype), target, loss=loss, l2=l2, tol=tol, max_iter=500)
-        return model
-
-    return train
+    return WarmStartTrainer(loss=loss, l2=l2, tol=tol)
 
 
 @dataclass

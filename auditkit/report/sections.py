@@ -324,7 +324,19 @@ def privacy_method(section: Section, run: RunDocument) -> None:
         f"only {fmt.pct(p.budget)} of non-members exceed, so a flag has a known false-alarm rate of about "
         f"{fmt.pct(p.budget)} (measured on the calibration records: "
         f"{fmt.pct(p.realised_fpr_on_calibration, 1)}).",
-    ]))
+    ] + reference_bullet(p.reference)))
+
+
+def reference_bullet(ref) -> list[str]:
+    """The reference-model attacker of the threat model, as the findings' ``privacy.reference`` describes it."""
+    if ref is None:
+        return []
+    kind = ("online LiRA (models trained with and without each record)" if ref.attack == "online"
+            else "offline LiRA (models trained without the record)")
+    return [f"Reference-model attacker: {kind}, {fmt.count(ref.n_models)} reference models ({ref.initialisation} "
+            "start" + (f", chosen from a time budget of {fmt.num(ref.budget_s, 0)} s" if ref.chosen_from_budget
+                       else "") + f"); they took {fmt.num(ref.seconds, 0)} s on {fmt.count(ref.workers)} "
+            "worker process(es). It compares the model's confidence on a record with theirs."]
 
 
 def policy(section: Section, run: RunDocument, **_) -> None:

@@ -103,8 +103,12 @@ def test_mlp_canaries_flagged_with_a_training_function():
     torch.manual_seed(0)
     d = splits["train"].X.shape[1]
     model = torch.nn.Sequential(torch.nn.Linear(d, 32), torch.nn.Tanh(), torch.nn.Linear(32, 2)).double()
-    ctx, found = audit(model, splits, l2=1e-3, train_fn=True, trust_top=3)
+    ctx, found = audit(model, splits, l2=1e-3, train_fn=True, trust_top=3, reference_models=16)
     assert "reference" in found.signals
+    # online LiRA (from 16 models on) with 16 cold-started reference models, as the findings say
+    assert found.reference["attack"] == "online" and found.reference["n_models"] == 16
+    assert found.reference["initialisation"] == "cold (reset_parameters)" and not found.reference["chosen_from_budget"]
+    assert any(n.startswith("Reference-model attack: online LiRA") for n in found.notes)
     flagged = {f["token"]: k for k, f in enumerate(found.flags)}
     positions = [flagged.get(ctx.token("train", int(j))) for j in canaries]
     assert all(p is not None for p in positions), positions
@@ -167,3 +171,15 @@ def test_risk_histogram_counts_every_record_and_the_flags(logistic_audit):
     # counted by the flag rule (the bin holding the threshold may also contain unflagged ones)
     assert sum(np.array(dist["members"])[np.searchsorted(edges, dist["threshold"], side="right") - 1:]) >= len(
         found.flags) >= sum(np.array(dist["members"])[above])
+
+
+@pytest.mark.parametrize("value", [2, -1, 1001, "many", 5.5, True])
+def test_reference_models_zero_three_to_1000_or_auto(value):
+    from auditkit.audits.registry import load_plugin, validate_options
+    with pytest.raises(InputError) as caught:
+        validate_options(load_plugin("privacy"), {"reference_models": value})
+    assert str(caught.value) == ("options of audit 'privacy': reference_models: Value error, use 0 (no reference-model "
+                                 "attack), 3 to 1000 reference models, or auto (as many as reference_budget_s allows) "
+                                 f"(got {value!r})")
+    options = validate_options(load_plugin("privacy"), {})
+    assert (options.reference_models, options.reference_budget_s, options.reference_attack) == ("auto", 60.0, "auto")

@@ -1,5 +1,7 @@
-"""The offline reference-model membership attack on real data (UCI Heart Disease): planted canaries are
-found on an MLP, non-members score near 0 and as widely as members, same seed gives the same scores."""
+"""The reference-model membership attacks on real data (UCI Heart Disease): planted canaries are found on an
+MLP (offline and online LiRA), non-members score near 0 and as widely as members, same seed gives the same
+scores; reference models are cold-started exactly as a fresh build, their number follows the time budget, and
+processes give the same scores as one process."""
 
 from __future__ import annotations
 
@@ -12,7 +14,14 @@ import torch
 
 import auditkit as ak
 from auditkit.audits.base import AuditContext, warm_start_trainer
-from auditkit.audits.privacy.reference import PHI_MAX, ReferenceScores, logit_confidence, reference_attack
+from auditkit.audits.privacy.reference import (
+    MIN_MODELS,
+    PHI_MAX,
+    ReferenceScores,
+    cold_start,
+    logit_confidence,
+    reference_attack,
+)
 from auditkit.data import AuditData
 from auditkit.errors import InputError
 
@@ -169,3 +178,76 @@ def test_clear_errors(heart, logistic):
         reference_attack(ctx, splits=("train", "validation"))
     with raises("seed=0.5 is not allowed: it must be an integer"):
         reference_attack(ctx, seed=0.5)
+
+
+def test_cold_start_is_the_builders_initialisation_under_the_seed(mlp_canaries):
+    ctx, _, _ = mlp_canaries
+    d = ctx.train.X.shape[1]
+
+    def build(dtype=None):
+        return torch.nn.Sequential(torch.nn.Linear(d, 32, dtype=dtype), torch.nn.Tanh(),
+                                   torch.nn.Linear(32, 2, dtype=dtype))
+
+    def seeded(make):
+        torch.manual_seed(int(np.random.SeedSequence([0, 3]).generate_state(1)[0]))
+        return make()
+
+    # with the builder: exactly what it builds under the seed (float32 draws, then the audited dtype)
+    by_builder = cold_start(ctx.model, (0, 3), build=build)
+    # without: every layer's reset_parameters, i.e. the layers as built directly in the model's dtype
+    by_reset = cold_start(ctx.model, (0, 3))
+    for net, fresh in ((by_builder, seeded(build).double()), (by_reset, seeded(lambda: build(torch.float64)))):
+        for a, b, trained_ in zip(net.parameters(), fresh.parameters(), ctx.model.parameters(), strict=True):
+            assert a.dtype == torch.float64
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+            assert not torch.equal(a, trained_)              # none of the audited weights survive
+
+
+def test_online_lira_finds_the_mlp_canaries_and_stays_calibrated(mlp_canaries):
+    ctx, _, canaries = mlp_canaries
+    ref = reference_attack(ctx, n_models=8, seed=0, attack="online")
+    assert ref.attack == "online" and ref.run["attack"] == "online" and ref.n_models == 8
+    assert ref.run["initialisation"] == "cold (reset_parameters)" and ref.run["pool"] == ["train", "holdout"]
+    # every record, member or not, is in 4 of the 8 models (complementary halves of the pool)
+    assert (ref.in_model.sum(axis=0) == 4).all() and (ref.n_out["holdout"] == 4).all()
+    lam = ref.scores["train"]
+    rank = np.argsort(np.argsort(-lam))
+    assert (rank[canaries] < 0.05 * len(lam)).all(), rank[canaries]
+    # IN models fit each canary's unlikely label, OUT models do not
+    assert (ref.mu_in["train"][canaries] > 0).all() and (ref.mu_out["train"][canaries] < -2).all()
+    assert ref.scores["holdout"].max() < lam[canaries].min()
+    # the likelihood ratio as defined, with pooled variances (4 IN / 4 OUT models: fewer than 8 each)
+    x, mi, mo = ref.phi_target["train"], ref.mu_in["train"], ref.mu_out["train"]
+    expected = (-0.5 * ((x - mi) / ref.sigma_in) ** 2 - np.log(ref.sigma_in)
+                + 0.5 * ((x - mo) / ref.sigma) ** 2 + np.log(ref.sigma))
+    np.testing.assert_allclose(lam, expected, rtol=1e-12)
+
+
+def test_model_count_from_the_budget_and_processes_equal_one_process(logistic):
+    ctx, _ = logistic
+    small = reference_attack(ctx, n_models=None, seed=0, budget_s=1e-6, workers=2)
+    assert small.n_models == MIN_MODELS and small.attack == "offline"          # below 8 models: offline
+    assert small.run["chosen_from_budget"] and small.run["budget_s"] == 1e-6
+    assert small.run["early_stopping_tolerance"] == 1e-5 and small.run["converged"] == MIN_MODELS
+    one = reference_attack(ctx, n_models=4, seed=0, workers=1)
+    assert one.run["workers"] == 1 and small.run["workers"] == 2
+    np.testing.assert_array_equal(one.scores["train"], small.scores["train"])
+    np.testing.assert_array_equal(one.scores["holdout"], small.scores["holdout"])
+
+
+def test_a_model_that_cannot_be_cold_started_is_refused(logistic):
+    ctx, _ = logistic
+
+    class Scaled(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.scale = inner, torch.nn.Parameter(torch.ones(1, dtype=torch.float64))
+
+        def forward(self, x):
+            return self.inner(x) * self.scale
+
+    odd = AuditContext(Scaled(ctx.model), ctx.engine, ctx.splits, l2=ctx.l2, train_fn=ctx.train_fn)
+    with raises("the reference models cannot be cold-started: module(s) ['Scaled'] hold parameters but have no "
+                "reset_parameters(); give them one (re-initialise as the builder does), or use "
+                "initialisation='warm'"):
+        reference_attack(odd)

@@ -197,7 +197,7 @@ def test_unconverged_refits_are_counted_and_named(capsys, owner, tmp_path):
     assert code == 0, err
     run = json.loads((tmp_path / "out/run.json").read_text())
     refits = run["influence"]["refits"]
-    # the reference models (half the records each) stay at the full-data weights: not a minimum on their half
+    # the reference models (half the records each) stay at the builder's initialisation: not a minimum on their half
     assert refits["by_purpose"] == {"reference model": {"count": 4, "not_converged": 4}}
     assert refits["largest_relative"] > refits["tolerance"] == 1e-5
     assert refits["count"] == refits["not_converged"] == 4

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from ..typed import Groups, Num, Part
@@ -108,6 +110,30 @@ class Distribution(Part):
     above_last_edge: AboveLastEdge = AboveLastEdge()
 
 
+class Reference(Part):
+    """The reference-model attack that ran: online or offline LiRA, how many models, how they started, the time
+    budget and the time spent, and how far the models converged."""
+
+    attack: Literal["online", "offline"]
+    n_models: int
+    #: "cold (builder)", "cold (reset_parameters)" or "warm"
+    initialisation: str
+    chosen_from_budget: bool
+    budget_s: Num
+    seconds: Num
+    seconds_first_model: Num
+    seconds_per_model_mean: Num
+    workers: int
+    #: ‖∇R‖∞ at which the built-in trainer stops (None: the training function's own rule)
+    early_stopping_tolerance: Num | None = None
+    #: models whose relative gradient norm is at most converged_tolerance
+    converged: int
+    converged_tolerance: Num
+    largest_relative: Num
+    #: the splits the models were trained on
+    pool: list[str]
+
+
 class PrivacyFindings(Part):
     """What the privacy audit found: flags at a calibrated false-positive budget, attacks (overall and by
     group: ``{attribute: {attack: {group: Attack | None}}}``), exposure, the retraining check."""
@@ -126,4 +152,6 @@ class PrivacyFindings(Part):
     trust: Trust
     distribution: Distribution | None = None
     notes: list[str] = []
+    #: the reference-model attack (None: no training function, or reference_models 0)
+    reference: Reference | None = None
     n_flagged: int = 0

@@ -36,6 +36,7 @@ training function is given; otherwise the findings say plainly that memorisation
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -56,19 +57,27 @@ class PrivacyOptions(PluginOptions):
     holdout: str = Field("holdout", description="the split of non-members (never trained on)")
     budget: float = Field(0.01, gt=0, lt=1, description="false-positive budget of a flag")
     fprs: list[float] = [0.01, 0.001]
-    reference_models: int = Field(8, ge=0, le=1000, description="reference models when a training function is given "
-                                                      "(0: none; otherwise at least 3)")
+    reference_models: int | Literal["auto"] = Field(
+        "auto", description="reference models when a training function is given (0: none; otherwise at least 3; "
+                            "auto: as many as reference_budget_s allows, measured on the first)")
+    reference_budget_s: float = Field(60.0, gt=0, le=86_400, description="seconds the reference models may take "
+                                                                         "when reference_models is auto")
+    reference_attack: Literal["auto", "online", "offline"] = Field(
+        "auto", description="online LiRA (models with and without every record) or offline (without only); "
+                            "auto: online from 8 models on")
     min_group_size: int = Field(30, ge=1)
     trust_top: int = Field(10, ge=0, description="top-ranked members checked by retraining")
     seed: int | None = Field(None, ge=0, le=2**64 - 1, description="seed of the reference models (unset: derived "
                              "from the run's seed)")
 
-    @field_validator("reference_models")
+    @field_validator("reference_models", mode="before")
     @classmethod
-    def _zero_or_three(cls, value: int) -> int:
-        if value in (1, 2):
-            raise ValueError("use 0 (no reference-model attack) or at least 3 reference models")
-        return value
+    def _zero_three_or_auto(cls, value):
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool)
+                               and (value == 0 or 3 <= value <= 1000)):
+            return value
+        raise ValueError("use 0 (no reference-model attack), 3 to 1000 reference models, or auto (as many as "
+                         "reference_budget_s allows)")
 
 
 @dataclass
@@ -89,6 +98,12 @@ class PrivacyFindings:
     trust: dict
     distribution: dict
     notes: list[str] = field(default_factory=list)
+    #: the reference-model attack that ran (None: none): attack ("online" / "offline"), n_models,
+    #: initialisation ("cold (builder)", "cold (reset_parameters)" or "warm"), chosen_from_budget, budget_s,
+    #: seconds (all of it), seconds_first_model, seconds_per_model_mean, workers, early_stopping_tolerance
+    #: (‖∇R‖∞ where the built-in trainer stops; None: the training function's own), converged (models whose
+    #: relative gradient norm is at most converged_tolerance), largest_relative, pool (splits trained on)
+    reference: dict | None = None
 
     @property
     def n_flagged(self) -> int:
@@ -96,6 +111,22 @@ class PrivacyFindings:
 
     def to_dict(self) -> dict:
         return json_safe({**asdict(self), "n_flagged": self.n_flagged})
+
+
+def reference_note(run: dict) -> str:
+    """One sentence for the report: which reference-model attack ran, with how many models, in what time."""
+    kind = ("online LiRA (each record in about half of the models, out of the others; per-record Gaussian fits)"
+            if run["attack"] == "online" else "offline LiRA (models trained without the record only)")
+    how = (f"chosen from a time budget of {run['budget_s']:g} s after the first took "
+           f"{run['seconds_first_model']:.1f} s" if run["chosen_from_budget"] else f"{run['n_models']} as configured")
+    start = {"cold (builder)": "cold-started from the builder's initialisation (seeded)",
+             "cold (reset_parameters)": "cold-started from PyTorch's initialisation of the layers (seeded)",
+             }.get(run["initialisation"], "warm-started from the audited weights")
+    stop = (f", stopped at a gradient norm of {run['early_stopping_tolerance']:g}"
+            if run["early_stopping_tolerance"] is not None else "")
+    return (f"Reference-model attack: {kind} with {run['n_models']} reference models ({how}), {start}{stop}; "
+            f"{run['workers']} worker process(es), {run['seconds']:.0f} s in all; {run['converged']} of "
+            f"{run['n_models']} reached a relative gradient norm of {run['converged_tolerance']:g}.")
 
 
 def tail_scale(values: np.ndarray, reference: np.ndarray, budget: float) -> np.ndarray:
@@ -154,11 +185,16 @@ class PrivacyAudit(AuditPlugin):
             run = {"loss": context.loss, "dtype": context.engine.dtype}
             signals["tracin"] = (tracin_self_influence(context.model, context.checkpoints, X_t, y_t, **run),
                                  tracin_self_influence(context.model, context.checkpoints, X_h, y_h, **run))
-        if context.train_fn is not None and options.reference_models > 0:
-            ref = reference_attack(context, n_models=options.reference_models,
+        reference = None
+        if context.train_fn is not None and options.reference_models != 0:
+            auto = options.reference_models == "auto"
+            ref = reference_attack(context, n_models=None if auto else options.reference_models,
                                    seed=context.seed_for("privacy", options.seed),
-                                   splits=("train", options.holdout))
+                                   splits=("train", options.holdout), attack=options.reference_attack,
+                                   budget_s=options.reference_budget_s)
             signals["reference"] = (ref.scores["train"], ref.scores[options.holdout])
+            reference = json_safe(ref.run)
+            notes.append(reference_note(ref.run))
         scaled = {k: (tail_scale(m, h, options.budget), tail_scale(h, h, options.budget))
                   for k, (m, h) in signals.items()}
         risk_m = np.max([m for m, _ in scaled.values()], axis=0)
@@ -192,7 +228,7 @@ class PrivacyAudit(AuditPlugin):
                                options.budget, float(threshold), train.n, holdout.n, flags,
                                float(np.mean(risk_h > threshold)), attacks, by_group,
                                self._exposure(train, risk_m, threshold, options.min_group_size), trust,
-                               risk_histogram(risk_m, risk_h, threshold), notes)
+                               risk_histogram(risk_m, risk_h, threshold), notes, reference)
 
     @staticmethod
     def _flags(context: AuditContext, risk: np.ndarray, threshold: float, scaled: dict, budget: float) -> list[dict]:

@@ -1,56 +1,76 @@
-"""Offline reference-model membership attack (LiRA-offline style, Carlini et al. 2022).
+"""Reference-model membership attacks (LiRA, Carlini et al. 2022): online when the budget allows, else offline.
 
-It measures memorisation directly: how much more confident the audited (target) model is on a record
-than models that never saw it.
+They measure memorisation directly: how much more confident the audited (target) model is on a record than
+models that never saw it.
 
-1. Train ``K = n_models`` reference models, each on a seeded random half of the training records, in
-   complementary pairs (half A, then the other half B), so with K even every training record is out of
-   exactly K/2 of them (with K odd, the last model takes one more random half: out of at least (K−1)/2).
-   Each one is ``context.train_fn(deepcopy(context.model), X_half, y_half)``.
-2. For each record and model, the logit-scaled confidence of its true label
+**Reference models never saw the record and do not start from the audited weights.** Each one is
+``train_fn(model₀, X_half, y_half)`` where ``model₀`` is a fresh model from the builder (``train_fn.build()``,
+which :func:`auditkit.inputs.training_function` attaches when the configuration names ``model.builder``) under a
+torch seed drawn from ``SeedSequence([seed, k])``; without a builder (a model object given in memory), a copy of
+the audited model whose every layer was re-initialised with ``reset_parameters()`` (what its layers do when
+built). A cold start: no memorised record carries over from the audited weights (a warm start could stay in
+the basin where the target memorised it). A model with parameters held by a module without
+``reset_parameters`` and no builder cannot be cold-started: the attack refuses it with a clear error.
+(``initialisation="warm"`` keeps the old behaviour, for comparison only.)
+When ``train_fn`` is the built-in ``warm_start`` trainer, the reference models stop early at
+``‖∇R‖∞ ≤ REFERENCE_TOLERANCE`` (1e-5) instead of its 1e-9; a user's training function decides for itself.
 
-       ``φ = log(p_y / (1 − p_y))``,  p clipped to [1e-12, 1 − 1e-12] (so |φ| ≤ 27.63),
+**Design.** ``K`` models in complementary pairs of random halves (half A, then the other half B), so with
+K even every record of the pool is in exactly K/2 of them (K odd: the last model takes one more random half).
 
-   where ``p_y`` is the softmax probability of the true class (the sigmoid's for ``loss="bce"``). It is
-   computed from the outputs as ``o_y − logsumexp_{k≠y} o_k`` (or ``±o`` for one logit), the same number
-   without the cancellation of ``1 − p_y`` when the model is confident.
-3. A training record's OUT models are those not trained on it. A record outside the training set
-   (holdout, test) was seen by none, but its OUT models are drawn the way a training record's are: one
-   model of each complementary pair, chosen at random per record (and the unpaired model with
-   probability ½). Averaging all K would be unfair to the members: the two halves of a pair average to
-   about the full-data model, so a non-member's ``μ_out`` would sit much closer to ``φ_target`` than any
-   member's (measured: non-member z spread 0.2 against 0.75 for members of a logistic regression,
-   flagging members on noise alone). Drawn alike, a member that is not memorised and a non-member have
-   the same distribution of z, so thresholds calibrated on non-members hold for members.
-   ``μ_out`` is the mean of the record's OUT φ's, and the score is
+- *online* (the pool is the training split **and** the scored non-member splits, e.g. the holdout): every
+  record, member or not, has IN models (trained with it) and OUT models (without it). Per record, Gaussian
+  fits of the logit-scaled confidence φ (below) of the IN and of the OUT models, ``N(μ_in, σ_in²)`` and
+  ``N(μ_out, σ_out²)``, and the score is LiRA's likelihood ratio
 
-       ``z = (φ_target − μ_out) / σ``,
+      ``Λ = log N(φ_target; μ_in, σ_in²) − log N(φ_target; μ_out, σ_out²)``.
 
-   with ``σ`` one global (pooled) standard deviation of the OUT φ's around their per-record means,
-   ``σ² = Σ_i Σ_{k ∈ OUT_i} (φ_ik − μ_out,i)² / Σ_i (|OUT_i| − 1)`` over the training records, floored at
-   ``SIGMA_FLOOR``. This is LiRA's fixed-variance variant, the one its authors recommend with few
-   reference models: a per-record variance from 2 to 4 values is too noisy to divide by. It is computed
-   on the training records only, so the scores do not depend on which other splits are scored.
+  The means are per record; the standard deviations are per record when every record has at least
+  ``PER_RECORD_MIN`` IN and OUT models, else pooled over the records (LiRA's fixed-variance variant, which its
+  authors recommend with few models: a variance from 2 to 7 values is too noisy to divide by). Members and
+  non-members are scored by the same rule against models drawn the same way, so a threshold calibrated on
+  non-members holds for members that are not memorised.
+- *offline* (the pool is the training split only): a member's OUT models are those not trained on it; a record
+  outside the training set was seen by none, but its OUT models are drawn the way a training record's are (one
+  model of each complementary pair, chosen at random per record, and the unpaired model with probability ½):
+  averaging all K would be unfair to the members (the two halves of a pair average to about the full-data
+  model). The score is ``z = (φ_target − μ_out) / σ`` with σ pooled over the training records' OUT values
+  (``Σ_i Σ_{k∈OUT_i} (φ_ik − μ_out,i)² / Σ_i (|OUT_i| − 1)``), floored at ``SIGMA_FLOOR``.
 
-Higher z = the target is more confident on the record than models without it = more member-like = more
-memorised. z is not N(0, 1) for a non-member: a convex target, trained on all n records, behaves like the
-mean of many half-data models, so the spread of z is about ``sqrt(2/K)`` (measured 0.65 for K = 4 on a
-logistic regression), wider for a non-convex one (1.07 for an MLP), with a small offset (the target saw
-twice the data; measured −0.1). Read z against non-members scored the same way (a held-out split), not
-against the normal distribution.
+``attack="auto"`` runs online when ``K ≥ ONLINE_MIN_MODELS`` (8: about 4 IN and 4 OUT models per record), else
+offline.
 
-Cost: K trainings (on n/2 records each) plus K + 1 forward passes per split; nothing else.
+**How many models.** ``n_models=None``: the first reference model is trained and timed (``t₁``, seconds), and
+``K = 1 + ⌊(budget_s − t₁) · workers / t₁⌋``, rounded down to even, clipped to [``MIN_MODELS``, ``MAX_MODELS``]
+(4, 64);
+``workers`` is the number of processes that train them (``min(K, CPUs available)``, each with one torch thread,
+started with "spawn"; 1 = one after the other in this process, also when the models left would take under
+``PARALLEL_MIN_S`` (10 s) that way, or when the training function cannot be sent to another process). An explicit
+``n_models`` is taken as given.
 
-Caveat (warm start): the reference models start from the trained parameters, as ``train_fn`` does (see
-``auditkit.audits.base.warm_start_trainer``). For a convex model (logistic regression) the minimum is
-unique and the start does not matter. For a non-convex model (an MLP) the optimiser may stay in the basin
-where the target memorised a record it then no longer sees, so ``μ_out`` keeps some of the memorisation,
-z shrinks, and the attack is conservative: it under-states memorisation, it does not invent it.
+**φ**, the logit-scaled confidence of the true label: ``φ = log(p_y / (1 − p_y))``, p clipped to
+[1e-12, 1 − 1e-12] (so |φ| ≤ 27.63), where ``p_y`` is the softmax probability of the true class (the sigmoid's
+for ``loss="bce"``), computed as ``o_y − logsumexp_{k≠y} o_k`` (or ``±o`` for one logit), without the
+cancellation of ``1 − p_y`` when the model is confident.
+
+Higher score = the target is more confident on the record than models without it = more member-like = more
+memorised. Neither z nor Λ is calibrated on its own: read them against non-members scored the same way (the
+privacy plugin's flags do).
+
+Cost: K trainings (on half the pool each; in parallel where the machine allows) plus K + 1 forward passes per
+split.
 """
 
 from __future__ import annotations
 
+import copy
+import multiprocessing
+import os
+import pickle
+import time
 import zlib
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,18 +83,30 @@ from ..base import AuditContext
 #: p is clipped to [P_CLIP, 1 − P_CLIP] before φ = log(p / (1 − p)).
 P_CLIP = 1e-12
 PHI_MAX = float(np.log((1 - P_CLIP) / P_CLIP))
-#: Smallest σ used (logit units), so near-identical reference models do not blow up z.
+#: Smallest σ used (logit units), so near-identical reference models do not blow up a score.
 SIGMA_FLOOR = 1e-3
+#: Early stopping of the reference models trained by the built-in trainer: ‖∇R‖∞ at most this.
+REFERENCE_TOLERANCE = 1e-5
+#: A reference model counts as converged when its relative gradient norm (``stationarity``) is at most this: it
+#: measures memorisation (changes of the confidence of order 1), not a leave-one-out change of order 1/n.
+REFERENCE_RELATIVE = 1e-4
+#: Fewest / most reference models chosen from a time budget; online LiRA from this many models on.
+MIN_MODELS, MAX_MODELS, ONLINE_MIN_MODELS = 4, 64, 16
+#: Per-record standard deviations when every record has at least this many IN and OUT models.
+PER_RECORD_MIN = 32
+ATTACKS = ("auto", "online", "offline")
 
 
 @dataclass(eq=False)
 class ReferenceScores:
     """Per-record membership scores of the reference-model attack, for each split scored.
 
-    ``scores[split]`` = z, ``phi_target[split]`` = φ of the audited model, ``mu_out[split]`` = mean φ of
-    the record's OUT models, ``n_out[split]`` = how many OUT models each record has; ``sigma`` is the
-    pooled standard deviation; ``in_model[k, j]`` says whether reference model k was trained on
-    training record j.
+    ``scores[split]``: Λ (online) or z (offline); ``phi_target[split]``: φ of the audited model;
+    ``mu_out[split]`` / ``mu_in[split]``: mean φ of the record's OUT / IN models (``mu_in`` online only);
+    ``n_out[split]``: how many OUT models each record has; ``sigma`` (offline: the pooled σ; online: the pooled
+    σ_out) and ``sigma_in`` (online); ``in_model[k, j]``: whether reference model k was trained on training
+    record j. ``attack``: "online" or "offline"; ``run``: how the models were made (initialisation, budget,
+    time per model, workers, early-stopping tolerance, convergence), JSON-safe, for the findings.
     """
 
     scores: dict[str, np.ndarray]
@@ -85,6 +117,10 @@ class ReferenceScores:
     sigma: float
     seed: int
     in_model: np.ndarray = field(repr=False)
+    attack: str = "offline"
+    mu_in: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    sigma_in: float | None = None
+    run: dict = field(default_factory=dict)
 
 
 def logit_confidence(outputs: torch.Tensor, y: torch.Tensor, loss: str) -> np.ndarray:
@@ -131,18 +167,26 @@ def _matched_out(n: int, n_models: int, seed: int, split: str) -> np.ndarray:
     return out
 
 
-def _check(context: AuditContext, n_models, seed, splits) -> tuple[str, ...]:
+def _check(context: AuditContext, n_models, seed, splits, attack, budget_s, initialisation) -> tuple[str, ...]:
     if not isinstance(context, AuditContext):
         raise InputError(f"context must be an AuditContext, got {type(context).__name__}")
     if context.train_fn is None:
         raise InputError("the reference-model attack needs a training function: pass train_fn to the "
                          "AuditContext (e.g. warm_start_trainer(loss=..., l2=...) from auditkit.audits.base)")
-    if isinstance(n_models, bool) or not isinstance(n_models, (int, np.integer)) or n_models < 3:
+    if n_models is not None and (isinstance(n_models, bool) or not isinstance(n_models, (int, np.integer))
+                                 or n_models < 3):
         raise InputError(f"n_models={n_models!r} is not allowed: it must be an integer ≥ 3 (4 or more, even, "
                          "recommended) so that every training record is out of some reference models and "
                          "their spread can be estimated")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise InputError(f"seed={seed!r} is not allowed: it must be an integer")
+    if attack not in ATTACKS:
+        raise InputError(f"attack={attack!r} is not allowed: choose one of {list(ATTACKS)}")
+    if initialisation not in ("cold", "warm"):
+        raise InputError(f"initialisation={initialisation!r} is not allowed: choose 'cold' or 'warm'")
+    if isinstance(budget_s, bool) or not isinstance(budget_s, (int, float)) or not budget_s > 0:
+        raise InputError(f"budget_s={budget_s!r} is not allowed: give the seconds the reference models may take, "
+                         "a positive number")
     names = (splits,) if isinstance(splits, str) else tuple(splits)
     unknown = [s for s in names if s not in context.splits]
     if not names or unknown:
@@ -154,36 +198,249 @@ def _check(context: AuditContext, n_models, seed, splits) -> tuple[str, ...]:
     return names
 
 
-def reference_attack(context: AuditContext, *, n_models: int = 4, seed: int = 0,
-                     splits=("train", "holdout")) -> ReferenceScores:
-    """Membership scores ``z = (φ_target − μ_out) / σ`` of the records of ``splits`` (see the module
-    docstring); trains ``n_models`` reference models with ``context.train_fn``."""
-    names = _check(context, n_models, seed, splits)
-    n_models, seed = int(n_models), int(seed)
+def cold_start(model: nn.Module, seed, build=None) -> nn.Module:
+    """An untrained model shaped like ``model``, initialised under the torch seed ``SeedSequence(seed)``: ``build()``
+    (the model's builder, e.g. ``BuiltTrainer.build``) when given, else a copy of ``model`` with every layer
+    re-initialised by its ``reset_parameters()`` (what its layers do when built). None of the trained weights."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(np.random.SeedSequence(list(seed)).generate_state(1)[0]))
+        if build is not None:
+            net = build()
+            shapes = {n: tuple(p.shape) for n, p in net.state_dict().items()}
+            if shapes != {n: tuple(p.shape) for n, p in model.state_dict().items()}:
+                raise InputError("the reference models cannot be cold-started: the builder makes a model whose "
+                                 "parameters differ from the audited model's (names or shapes)")
+            return net.to(next(model.parameters()).dtype)
+        net = copy.deepcopy(model)
+        bare = [name or type(m).__name__ for name, m in net.named_modules()
+                if any(True for _ in m.parameters(recurse=False))
+                and not callable(getattr(m, "reset_parameters", None))]
+        if bare:
+            raise InputError(f"the reference models cannot be cold-started: module(s) {bare[:3]} hold parameters "
+                             "but have no reset_parameters(); give them one (re-initialise as the builder does), "
+                             "or use initialisation='warm'")
+        for m in net.modules():
+            if any(True for _ in m.parameters(recurse=False)):
+                m.reset_parameters()
+    return net
+
+
+#: What the reference-model workers train (set here, or in each worker process by ``_load_job``).
+_JOB: dict = {}
+#: Processes are started only when the models left would take longer than this one after the other (seconds):
+#: a worker process needs a few seconds to start (it imports torch).
+PARALLEL_MIN_S = 10.0
+
+
+def _load_job(blob: bytes) -> None:
+    _JOB.clear()
+    _JOB.update(pickle.loads(blob))
+    torch.set_num_threads(1)
+
+
+def _train_one(k: int) -> tuple[int, dict, float]:
+    """Train reference model ``k`` of ``_JOB`` (one torch thread): its state dict and the seconds it took."""
+    job = _JOB
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        started = time.perf_counter()
+        seed = (job["seed"], k)
+        net = cold_start(job["model"], seed, job["build"]) if job["cold"] else copy.deepcopy(job["model"])
+        rows = job["members"][k]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(np.random.SeedSequence([*seed, 1]).generate_state(1)[0]))
+            trained = job["train_fn"](net, job["X"][rows], job["y"][rows])
+        net = trained if trained is not None else net
+        if not isinstance(net, nn.Module):
+            raise InputError(f"train_fn returned {type(net).__name__}: it must return the trained model "
+                             "(a torch.nn.Module) or None after training the copy it receives in place")
+        return k, {n: t.detach().clone() for n, t in net.state_dict().items()}, time.perf_counter() - started
+    finally:
+        torch.set_num_threads(threads)
+
+
+def available_workers() -> int:
+    """CPUs this process may run on (1 where that cannot be told)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def _train_all(indices: list[int], workers: int) -> tuple[dict[int, tuple[dict, float]], int]:
+    """Models ``indices`` of ``_JOB`` and the number of processes that trained them: ``workers`` new
+    ("spawned") processes, each with one torch thread, or this process when ``workers`` is 1 or the job cannot
+    be sent to another process (it cannot be pickled, e.g. a training function defined inside a function, or
+    a worker cannot load it). Spawned, not forked: a process forked after torch ran OpenMP threads can hang."""
+    if workers > 1 and len(indices) > 1:
+        try:
+            blob = pickle.dumps(dict(_JOB))
+        except Exception:  # noqa: BLE001 - anything that cannot be pickled: train here instead
+            blob = None
+        if blob is not None:
+            try:
+                with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_load_job, initargs=(blob,)) as pool:
+                    return {k: (state, sec) for k, state, sec in pool.map(_train_one, indices)}, workers
+            except BrokenProcessPool:
+                pass                                       # a worker could not load the job: train here
+    return {k: (state, sec) for k, state, sec in map(_train_one, indices)}, 1
+
+
+def _model_count(n_models, budget_s: float, first_s: float, workers: int) -> int:
+    """``n_models`` if given, else the first model plus as many as the rest of the budget allows on ``workers``
+    processes at ``first_s`` seconds each, rounded down to even, within [MIN_MODELS, MAX_MODELS]."""
+    if n_models is not None:
+        return int(n_models)
+    k = 1 + int(max(budget_s - first_s, 0.0) * workers / max(first_s, 1e-9))
+    return int(min(max(k - k % 2, MIN_MODELS), MAX_MODELS))
+
+
+def _pooled(phi: np.ndarray, mask: np.ndarray, mu: np.ndarray) -> float:
+    """Pooled standard deviation of ``phi`` (K, n) where ``mask`` around per-record means ``mu``."""
+    resid = np.where(mask, phi - mu, 0.0)
+    dof = int((mask.sum(axis=0) - 1).clip(min=0).sum())
+    return max(float(np.sqrt((resid ** 2).sum() / dof)) if dof > 0 else 0.0, SIGMA_FLOOR)
+
+
+def _mean(phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    count = mask.sum(axis=0)
+    return np.where(mask, phi, 0.0).sum(axis=0) / np.maximum(count, 1)
+
+
+def _log_normal(x, mu, sigma):
+    return -0.5 * ((x - mu) / sigma) ** 2 - np.log(sigma)
+
+
+def reference_attack(context: AuditContext, *, n_models: int | None = 4, seed: int = 0,
+                     splits=("train", "holdout"), attack: str = "auto", budget_s: float = 60.0,
+                     initialisation: str = "cold", workers: int | None = None) -> ReferenceScores:
+    """Membership scores of the records of ``splits`` by reference models trained with ``context.train_fn``
+    (see the module docstring): online LiRA's likelihood ratio Λ, or offline LiRA's z.
+
+    ``n_models``: how many reference models (None: as many as ``budget_s`` seconds allow, measured on the
+    first); ``attack``: "online", "offline" or "auto" (online from ``ONLINE_MIN_MODELS`` models);
+    ``initialisation``: "cold" (re-initialised, seeded) or "warm" (from the audited weights; comparison
+    only); ``workers``: processes training them (None: the CPUs available)."""
+    names = _check(context, n_models, seed, splits, attack, budget_s, initialisation)
+    seed = int(seed)
+    started = time.perf_counter()
     train = context.train
-    in_model = _halves(train.n, n_models, seed)
     scored = tuple(dict.fromkeys(("train", *names)))           # train always: σ is pooled over it
+    nonmembers = [s for s in scored if s != "train"]
+    trainer = context.train_fn
+    tolerance = None
+    if callable(getattr(trainer, "with_tolerance", None)):
+        tolerance = max(REFERENCE_TOLERANCE, float(getattr(trainer, "tol", 0.0)))
+        trainer = trainer.with_tolerance(tolerance)
+    online_possible = attack != "offline" and bool(nonmembers)
+    if attack == "online" and not nonmembers:
+        raise InputError("attack='online' needs a non-member split among splits (e.g. 'holdout'): online LiRA "
+                         "trains reference models with and without non-members too")
+    # the pool the models are trained on: online, the members and the scored non-members; offline, members only
+    sizes = {s: context.splits[s].n for s in scored}
+    online_pool = {s: context.tensor(s) for s in scored} if online_possible else None
+    largest = int(n_models) if n_models is not None else MAX_MODELS
 
-    def phi(split: str, model: nn.Module | None) -> np.ndarray:
-        return logit_confidence(context.outputs(split, model), context.tensor(split)[1], context.loss)
+    def design(online: bool):
+        n = sum(sizes.values()) if online else train.n
+        return _halves(n, max(largest, 3), seed)
 
-    phi_ref = {s: np.empty((n_models, context.splits[s].n)) for s in scored}
-    for k in range(n_models):
-        net = context.trained_on(np.flatnonzero(in_model[k]), seed=(seed, k), purpose="reference model")
+    forced = workers is not None
+    workers = available_workers() if workers is None else max(1, int(workers))
+    # the first model (timed) decides K; train it on the online pool when online is possible at all
+    online = online_possible and (attack == "online" or (n_models is not None and n_models >= ONLINE_MIN_MODELS)
+                                  or n_models is None)
+    members = design(online)
+    X_pool, y_pool = _pool(context, scored if online else ("train",), online_pool)
+    _JOB.clear()
+    _JOB.update(model=context.model, train_fn=trainer, X=X_pool.numpy(), y=y_pool.numpy(), members=members,
+                seed=seed, cold=initialisation == "cold", build=getattr(context.train_fn, "build", None))
+    try:
+        first, _ = _train_all([0], 1)
+        K = _model_count(n_models, budget_s, first[0][1], workers)
+        if online and attack == "auto" and K < ONLINE_MIN_MODELS:
+            online = False                                        # budget too small: offline, on members only
+            members = design(False)
+            X_pool, y_pool = _pool(context, ("train",), None)
+            _JOB.update(X=X_pool.numpy(), y=y_pool.numpy(), members=members)
+            first = {}
+        rest = [k for k in range(K) if k not in first]
+        if not forced and first and first[0][1] * len(rest) < PARALLEL_MIN_S:
+            workers = 1                                           # quicker here than starting processes
+        trained, used = _train_all(rest, min(workers, max(1, len(rest))))
+        states = {**first, **trained}
+    finally:
+        _JOB.clear()
+    members = members[:K]
+    phi_ref = {s: np.empty((K, sizes[s])) for s in scored}
+    converged = 0
+    for k in range(K):
+        net = copy.deepcopy(context.model)
+        net.load_state_dict(states[k][0])
+        rows = np.flatnonzero(members[k])
+        context._record_refit(net, X_pool[rows].numpy(), y_pool[rows].numpy(), "reference model",
+                              tolerance=REFERENCE_RELATIVE)
+        converged += int(context.refits[-1]["converged"])
         for s in scored:
-            phi_ref[s][k] = phi(s, net)
+            phi_ref[s][k] = logit_confidence(context.outputs(s, net), context.tensor(s)[1], context.loss)
+    phi_target = {s: logit_confidence(context.outputs(s), context.tensor(s)[1], context.loss) for s in names}
+    seconds = [float(states[k][1]) for k in range(K)]
+    build = getattr(context.train_fn, "build", None) is not None
+    start = ("warm" if initialisation == "warm" else "cold (builder)" if build else "cold (reset_parameters)")
+    run = {"attack": "online" if online else "offline", "n_models": K, "initialisation": start,
+           "chosen_from_budget": n_models is None, "budget_s": float(budget_s),
+           "seconds_first_model": seconds[0], "seconds_per_model_mean": float(np.mean(seconds)),
+           "workers": used, "early_stopping_tolerance": tolerance, "converged": converged,
+           "converged_tolerance": REFERENCE_RELATIVE,
+           "largest_relative": max(r["relative"] for r in context.refits[-K:]),
+           "pool": list(scored) if online else ["train"], "seconds": 0.0}
+    if online:
+        out = _online(phi_ref, phi_target, members, sizes, scored, names, K, seed)
+    else:
+        out = _offline(phi_ref, phi_target, members, sizes, scored, names, K, seed)
+    out.run = {**run, "seconds": time.perf_counter() - started}
+    return out
 
-    out_mask = {s: (~in_model if s == "train" else _matched_out(context.splits[s].n, n_models, seed, s))
-                for s in scored}
+
+def _pool(context: AuditContext, splits, cache) -> tuple[torch.Tensor, torch.Tensor]:
+    parts = [cache[s] if cache else context.tensor(s) for s in splits]
+    return torch.cat([X for X, _ in parts]), torch.cat([y for _, y in parts])
+
+
+def _offline(phi_ref, phi_target, members, sizes, scored, names, K, seed) -> ReferenceScores:
+    in_model = members[:, :sizes["train"]]
+    out_mask = {s: (~in_model if s == "train" else _matched_out(sizes[s], K, seed, s)) for s in scored}
     n_out = {s: out_mask[s].sum(axis=0) for s in scored}
-    mu_out = {s: np.where(out_mask[s], phi_ref[s], 0.0).sum(axis=0) / n_out[s] for s in scored}
-
-    resid = np.where(out_mask["train"], phi_ref["train"] - mu_out["train"], 0.0)
-    dof = int((n_out["train"] - 1).sum())
-    sigma = max(float(np.sqrt((resid ** 2).sum() / dof)) if dof > 0 else 0.0, SIGMA_FLOOR)
-
-    phi_target = {s: phi(s, None) for s in names}
+    mu_out = {s: _mean(phi_ref[s], out_mask[s]) for s in scored}
+    sigma = _pooled(phi_ref["train"], out_mask["train"], mu_out["train"])
     return ReferenceScores(scores={s: (phi_target[s] - mu_out[s]) / sigma for s in names},
                            phi_target=phi_target, mu_out={s: mu_out[s] for s in names},
-                           n_out={s: n_out[s] for s in names}, n_models=n_models, sigma=sigma, seed=seed,
-                           in_model=in_model)
+                           n_out={s: n_out[s] for s in names}, n_models=K, sigma=sigma, seed=seed,
+                           in_model=in_model, attack="offline")
+
+
+def _online(phi_ref, phi_target, members, sizes, scored, names, K, seed) -> ReferenceScores:
+    offsets = np.cumsum([0] + [sizes[s] for s in scored])
+    in_mask = {s: members[:, offsets[i]:offsets[i + 1]] for i, s in enumerate(scored)}
+    mu_in = {s: _mean(phi_ref[s], in_mask[s]) for s in scored}
+    mu_out = {s: _mean(phi_ref[s], ~in_mask[s]) for s in scored}
+    everything = np.concatenate([phi_ref[s] for s in scored], axis=1)
+    inside = np.concatenate([in_mask[s] for s in scored], axis=1)
+    sigma_in = _pooled(everything, inside, np.concatenate([mu_in[s] for s in scored]))
+    sigma_out = _pooled(everything, ~inside, np.concatenate([mu_out[s] for s in scored]))
+    per_record = min(inside.sum(axis=0).min(), (~inside).sum(axis=0).min()) >= PER_RECORD_MIN
+    scores = {}
+    for s in names:
+        s_in, s_out = sigma_in, sigma_out
+        if per_record:
+            s_in = np.maximum(np.sqrt(np.where(in_mask[s], (phi_ref[s] - mu_in[s]) ** 2, 0).sum(0)
+                                      / (in_mask[s].sum(0) - 1)), SIGMA_FLOOR)
+            s_out = np.maximum(np.sqrt(np.where(~in_mask[s], (phi_ref[s] - mu_out[s]) ** 2, 0).sum(0)
+                                       / ((~in_mask[s]).sum(0) - 1)), SIGMA_FLOOR)
+        scores[s] = _log_normal(phi_target[s], mu_in[s], s_in) - _log_normal(phi_target[s], mu_out[s], s_out)
+    return ReferenceScores(scores=scores, phi_target=phi_target, mu_out={s: mu_out[s] for s in names},
+                           n_out={s: (~in_mask[s]).sum(axis=0) for s in names}, n_models=K, sigma=sigma_out,
+                           seed=seed, in_model=in_mask["train"], attack="online",
+                           mu_in={s: mu_in[s] for s in names}, sigma_in=sigma_in)
