@@ -393,16 +393,26 @@ def test_clinical_privacy_passes_a_regularised_model(found):
 
 
 def test_eu_policy_on_the_findings(found):
-    checks = evaluate(load_policy("eu-ai-act-high-risk"), list(found.values()))
+    """A lending decision: selection-rate ratio and TPR gap apply; FNR gap and calibration do not. The group
+    left out of the selection-rate comparison (Female & <55, too few records) gets its own insufficient-data row."""
+    checks = evaluate(load_policy("eu-ai-act-high-risk"), list(found.values()), decision_kind="lending")
     by_rule = {}
     for c in checks:
         by_rule.setdefault(c.rule, []).append((c.attribute, c.status))
     assert by_rule == {"accuracy-gap": [("sex", "warn")],
                        "tpr-gap": [("sex", "warn"), ("sex & age_band", "insufficient_data")],
+                       "fnr-gap": [(None, "not_applicable")],
                        "fpr-gap": [(None, "insufficient_data")],
-                       "selection-rate-ratio": [("sex", "warn"), ("sex & age_band", "warn")],
+                       "selection-rate-ratio": [("sex", "warn"), ("sex & age_band", "warn"),
+                                                ("sex & age_band", "insufficient_data")],
+                       "calibration-gap": [(None, "not_applicable")],
+                       "calibration-per-group": [(None, "not_applicable")],
                        "accuracy-gap-drift": [("sex", "insufficient_data")]}
     assert overall_status(checks) == "pass_with_warnings"
+    triage = {c.rule: c.status for c in evaluate(load_policy("eu-ai-act-high-risk"), list(found.values()),
+                                                 decision_kind="triage")}
+    assert (triage["tpr-gap"], triage["selection-rate-ratio"]) == ("not_applicable", "not_applicable")
+    assert triage["fnr-gap"] == triage["calibration-gap"] == "insufficient_data"   # no FNR, no performance part
 
 
 # ---- validation errors, word for word ----
@@ -424,7 +434,7 @@ def test_unknown_metric_is_refused_with_a_suggestion():
 def test_extra_keys_are_refused():
     assert error_of({"policy": "x", "title": "t", "rules": [rule(id="ir", sevrity="warn")]}) == (
         "policy p.yaml: rule 'ir': unknown field 'sevrity'; allowed: id, metric, scope, bound, severity, min_n, "
-        "if_straddles, when_insufficient, requirement, description")
+        "if_straddles, when_insufficient, requirement, description, applies_to")
     assert error_of({"policy": "x", "title": "t", "rules": [rule(id="ir", bound={"kind": "absolute", "mn": 0.8})]}) == (
         "policy p.yaml: rule 'ir': unknown field 'bound.mn'; allowed: kind, min, max")
     assert error_of({"policy": "x", "title": "t", "rule": []}) == (

@@ -8,12 +8,13 @@ suppressed in every table: their metrics and counts are not printed.
 
 from __future__ import annotations
 
-from ..audits.fairness.findings import Attribution, Disparity
+from ..audits.fairness.findings import DENOMINATOR_WORDS, Attribution, Disparity
 from ..audits.privacy.findings import Attack
 from ..rundoc import RunDocument
 from . import fmt
 from .blocks import Cell, Figure, Heading, Paragraph, Section, Table, kv, min_cell, suppressed
 from .limitations import suppressed_groups
+from .metric_choice import four_fifths_applies
 
 SURROGATE_WORDS = {
     "selection_rate": ("selection-rate gap", "predicted probability of “{fav}”, {adv} minus {dis}"),
@@ -60,6 +61,9 @@ def fairness(section: Section, run: RunDocument, *, figures: dict, **_) -> None:
                 continue
             cells = [Cell(g.group), Cell(fmt.count(g.count), "num")]
             for name in GROUP_METRICS:
+                if name in g.insufficient:
+                    cells.append(withheld_cell(name, g.insufficient[name], minimum))
+                    continue
                 ci = g.intervals.get(name)
                 cells.append(Cell(fmt.metric(name, g.metrics.get(name)), "num",
                                   sub=fmt.interval(ci[0], ci[1], as_pct=True,
@@ -72,8 +76,13 @@ def fairness(section: Section, run: RunDocument, *, figures: dict, **_) -> None:
                                          f"Selection rate, TPR and FPR per {attr} group with "
                                          f"{100 * fmt.WILSON_CONFIDENCE:g} % intervals "
                                          f"(suppressed groups omitted).", f"Per-group metrics by {attr}"))
-        disparity_table(section, attr, f.disparities.get(attr, []), minimum)
+        disparity_table(section, attr, f.disparities.get(attr, []), minimum, four_fifths=four_fifths_applies(run))
     drivers(section, run, figures=figures)
+
+
+def withheld_cell(name: str, denominator: int, minimum: int) -> Cell:
+    """A rate withheld because its own denominator is below the minimum: "n < 30" over "3 positives"."""
+    return Cell(f"n < {minimum}", "muted num", sub=f"{fmt.count(denominator)} {DENOMINATOR_WORDS.get(name, 'records')}")
 
 
 def _ci(ci) -> list | None:
@@ -81,7 +90,8 @@ def _ci(ci) -> list | None:
     return ci if ci and len(ci) == 2 and not any(fmt.missing(x) for x in ci) else None
 
 
-def disparity_table(section: Section, attr: str, rows_in: list[Disparity], minimum: int) -> None:
+def disparity_table(section: Section, attr: str, rows_in: list[Disparity], minimum: int, *,
+                    four_fifths: bool = True) -> None:
     rows = []
     for d in rows_in:
         name = GROUP_METRIC_NAMES.get(d.metric, d.metric)
@@ -105,7 +115,7 @@ def disparity_table(section: Section, attr: str, rows_in: list[Disparity], minim
                                 caption=f"Disparities between {attr} groups", note=note, css="disp"))
     for d in rows_in:
         ir = d.impact_ratio_max or d.impact_ratio
-        if d.metric == "selection_rate" and ir is not None and ir.value is not None:
+        if four_fifths and d.metric == "selection_rate" and ir is not None and ir.value is not None:
             ci = _ci(ir.ci)
             below = "below" if ir.adverse_impact else "not below"
             section.blocks.append(Paragraph(

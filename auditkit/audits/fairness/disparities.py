@@ -47,6 +47,7 @@ import numpy as np
 
 from auditkit.errors import InputError
 
+from .findings import DENOMINATOR_WORDS
 from .intervals import newcombe_difference, ratio_interval
 from .metrics import GroupTable, as_binary, as_float, json_safe, rate_counts, record_groups
 
@@ -56,10 +57,6 @@ SUPPORTED = RATE_METRICS + RECORD_METRICS
 HIGHER_IS_BETTER = {"selection_rate": True, "tpr": True, "accuracy": True, "precision": True, "auc": True,
                     "fpr": False, "fnr": False, "mean_loss": False}
 FOUR_FIFTHS = 0.8
-#: what each metric's denominator counts, for the reasons a group is left out
-DENOMINATOR_WORDS = {"selection_rate": "records", "accuracy": "records", "mean_loss": "records",
-                     "tpr": "positives", "fnr": "positives", "fpr": "negatives", "precision": "predicted positives",
-                     "auc": "records in the smaller class"}
 
 Interval = tuple[float, float]
 NO_CI: Interval = (math.nan, math.nan)

@@ -9,6 +9,12 @@ from pydantic import Field
 
 from ..typed import Groups, Interval, Num, Part
 
+#: what each metric's own denominator counts (the minimum n applies to it; see
+#: :mod:`auditkit.audits.fairness.metrics`)
+DENOMINATOR_WORDS = {"selection_rate": "records", "accuracy": "records", "mean_loss": "records",
+                     "tpr": "positives", "fnr": "positives", "fpr": "negatives", "precision": "predicted positives",
+                     "auc": "records in the smaller class"}
+
 
 class GroupRow(Part):
     """One group of one attribute: its size, metrics (``count`` among them) and Wilson intervals of the rates;

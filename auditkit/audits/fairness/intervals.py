@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import math
 
-from scipy.stats import binomtest
-
 Interval = tuple[float, float]
 NO_CI: Interval = (math.nan, math.nan)
 
@@ -44,6 +42,8 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> In
     ``binomtest(k, n).proportion_ci(method="wilson")``); NaNs when ``trials`` is 0 (SciPy needs n ≥ 1)."""
     if trials <= 0:
         return NO_CI
+    from scipy.stats import binomtest  # imported here: the policy reads the MOVER combinations without SciPy
+
     ci = binomtest(int(successes), int(trials)).proportion_ci(confidence_level=confidence, method="wilson")
     return (float(ci.low), float(ci.high))
 
