@@ -224,7 +224,10 @@ def observations(run: RunDocument | Sections | Mapping) -> list[Observation]:
 
 
 def _withheld(row, m: str, minimum: int) -> str | None:
-    """Why a group's metric has no value (its denominator below the minimum), or None."""
+    """Why a group's metric has no value (its denominator below the minimum), or None. A suppressed group (fewer
+    records than the minimum) is said to be suppressed, without a count."""
+    if not row.sufficient:
+        return f"suppressed: fewer than {minimum} records"
     if m in row.insufficient:
         return (f"not reported: {row.insufficient[m]} {DENOMINATOR_WORDS.get(m, 'records')}, fewer than the "
                 f"minimum of {minimum}")
@@ -248,12 +251,14 @@ def _fairness(f: FairnessFindings) -> list[Observation]:
                 disparity = by_metric.get(m)
                 to_ref = disparity.to_reference.get(g) if disparity is not None else None
                 out.append(Observation(f"fairness.{m}", attr, g, _num(row.metrics.get(m)),
-                                       _interval(row.intervals.get(m)), denoms[attr][g][m], ref_value, ref,
+                                       _interval(row.intervals.get(m)),
+                                       denoms[attr][g][m] if row.sufficient else None, ref_value, ref,
                                        _interval(to_ref.difference_ci if to_ref is not None else None),
                                        note=_withheld(row, m, table.min_group_size), n_of=_n_of(m, row)))
+    small = {t.attribute: {g.group for g in t.groups if not g.sufficient} for t in f.groups}
     for attr, items in f.disparities.items():
         for d in items:
-            out += _disparity(attr, d, denoms.get(attr, {}))
+            out += _disparity(attr, d, denoms.get(attr, {}), small.get(attr, set()))
     out += _calibration(f)
     return out
 
@@ -262,9 +267,10 @@ def _n_of(m: str, row) -> str | None:
     return DENOMINATOR_WORDS.get(m) if row.denominators else None
 
 
-def _disparity(attr: str, d: Disparity, denoms: dict[str, dict[str, int]]) -> list[Observation]:
+def _disparity(attr: str, d: Disparity, denoms: dict[str, dict[str, int]], small: set[str]) -> list[Observation]:
     """The observations of one disparity: difference and ratio, impact ratios to the reference group, one row per
-    group left out (so a rule reports it as insufficient data), the four-fifths ratio of selection rates."""
+    group left out (so a rule reports it as insufficient data; a suppressed group in ``small`` without its count),
+    the four-fifths ratio of selection rates."""
     m, ok = d.metric, d.status == "ok"
     n_of = {g: v.get(m) for g, v in denoms.items()}
     words = DENOMINATOR_WORDS.get(m)
@@ -281,11 +287,12 @@ def _disparity(attr: str, d: Disparity, denoms: dict[str, dict[str, int]]) -> li
     for g, why in d.excluded.items():
         if g not in n_of:   # unknown category: not a group of the comparison by design
             continue
-        left = f"left out of the comparison: {why}"
+        n = None if g in small else n_of[g]
+        left = "left out of the comparison: " + ("suppressed (too few records)" if g in small else why)
         for stat in ("difference", "ratio"):
-            out.append(Observation(f"fairness.{m}.{stat}", attr, g, None, None, n_of[g], note=left, n_of=words))
+            out.append(Observation(f"fairness.{m}.{stat}", attr, g, None, None, n, note=left, n_of=words))
         if ok:
-            out.append(Observation(f"fairness.{m}.impact_ratio", attr, g, None, None, n_of[g], None, ref,
+            out.append(Observation(f"fairness.{m}.impact_ratio", attr, g, None, None, n, None, ref,
                                    note=left, n_of=words))
     irm = d.impact_ratio_max
     if m == "selection_rate" and (ok or irm is not None):

@@ -76,7 +76,8 @@ def fairness(section: Section, run: RunDocument, *, figures: dict, **_) -> None:
                                          f"Selection rate, TPR and FPR per {attr} group with "
                                          f"{100 * fmt.WILSON_CONFIDENCE:g} % intervals "
                                          f"(suppressed groups omitted).", f"Per-group metrics by {attr}"))
-        disparity_table(section, attr, f.disparities.get(attr, []), minimum, four_fifths=four_fifths_applies(run))
+        disparity_table(section, attr, f.disparities.get(attr, []), minimum, four_fifths=four_fifths_applies(run),
+                        small={g.group for g in table.groups if not g.sufficient})
     drivers(section, run, figures=figures)
 
 
@@ -90,8 +91,19 @@ def _ci(ci) -> list | None:
     return ci if ci and len(ci) == 2 and not any(fmt.missing(x) for x in ci) else None
 
 
+def excluded_note(rows_in: list[Disparity], minimum: int, small: set[str]) -> str:
+    """Which groups each comparison left out and why: a suppressed group (``small``) as "suppressed (n < 30)",
+    never with its count; a group whose rate is withheld with its denominator ("TPR: 12 positives ...")."""
+    whole = sorted({g for d in rows_in for g in d.excluded if g in small or d.excluded[g].startswith("unknown")})
+    parts = [f"{g} ({suppressed(minimum) if g in small else 'unknown category'})" for g in whole]
+    for d in rows_in:
+        name = GROUP_METRIC_NAMES.get(d.metric, d.metric)
+        parts += [f"{g} from {name} ({why})" for g, why in d.excluded.items() if g not in whole]
+    return f"Left out of the comparison: {'; '.join(parts)}." if parts else ""
+
+
 def disparity_table(section: Section, attr: str, rows_in: list[Disparity], minimum: int, *,
-                    four_fifths: bool = True) -> None:
+                    four_fifths: bool = True, small: set[str] | None = None) -> None:
     rows = []
     for d in rows_in:
         name = GROUP_METRIC_NAMES.get(d.metric, d.metric)
@@ -109,8 +121,7 @@ def disparity_table(section: Section, attr: str, rows_in: list[Disparity], minim
                      Cell(_reading(d), "note")])
     if not rows:
         return
-    excluded = sorted({g for d in rows_in for g in d.excluded})
-    note = (f"Left out of the comparison: {', '.join(excluded)} ({suppressed(minimum)})." if excluded else "")
+    note = excluded_note(rows_in, minimum, small or set())
     section.blocks.append(Table(["Metric", "Worst group", "Difference", "Ratio", "Plain reading"], rows,
                                 caption=f"Disparities between {attr} groups", note=note, css="disp"))
     for d in rows_in:
