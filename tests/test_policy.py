@@ -187,8 +187,8 @@ def test_disparity_observations(found):
     assert irm.note == "Female & <55 compared with the most selected group Male & 55+"
     left_out = found["fairness.selection_rate.impact_ratio", "sex & age_band", "Female & 55+"]
     # a suppressed group is named without its count
-    assert (left_out.value, left_out.n, left_out.note) == (None, None, "left out of the comparison: suppressed "
-                                                                      "(too few records)")
+    assert (left_out.value, left_out.n, left_out.note) == (None, None, "left out of the comparison (suppressed: "
+                                                                      "too few records)")
     bad = found["fairness.tpr.difference", "sex & age_band", None]
     assert (bad.value, bad.n, bad.note) == (None, None, "only one group with at least 30 records")
 

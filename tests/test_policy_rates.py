@@ -86,7 +86,7 @@ def test_withheld_rate_and_excluded_group_become_insufficient_data_checks():
     cell = rows["r", "Female"]
     assert (cell.status, cell.attribute, cell.n, cell.decided_by) == ("insufficient_data", "sex", 3, "min_n")
     assert cell.explanation.endswith("not decided: 3 positives, fewer than the rule's minimum of 30.")
-    assert cell.note == "left out of the comparison: 3 positives, fewer than 30"
+    assert cell.note == "left out of the comparison (3 positives, fewer than 30)"
     assert rows["r", None].status == "insufficient_data"
     assert rows["per-group", "Female"].status == "insufficient_data"
     assert rows["per-group", "Male"].status == "pass"
@@ -144,7 +144,7 @@ def test_calibration_observations_read_the_performance_part():
     suppressed = obs["fairness.ece", "sex & age_band", "Female & 55+"]
     assert suppressed.value is None and suppressed.n is None   # no count of a suppressed cell
     left = obs["fairness.ece.difference", "sex & age_band", "Female & 55+"]
-    assert left.note == "left out of the comparison: suppressed (too few records to show)"
+    assert left.note == "left out of the comparison (suppressed: too few records to show)"
     pol = load_policy("eu-ai-act-high-risk")
     checks = [c for c in evaluate(pol, list(obs.values()), decision_kind="diagnosis")
               if c.rule in ("calibration-gap", "calibration-per-group")]

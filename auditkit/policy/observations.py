@@ -288,7 +288,7 @@ def _disparity(attr: str, d: Disparity, denoms: dict[str, dict[str, int]], small
         if g not in n_of:   # unknown category: not a group of the comparison by design
             continue
         n = None if g in small else n_of[g]
-        left = "left out of the comparison: " + ("suppressed (too few records)" if g in small else why)
+        left = f"left out of the comparison ({'suppressed: too few records' if g in small else why})"
         for stat in ("difference", "ratio"):
             out.append(Observation(f"fairness.{m}.{stat}", attr, g, None, None, n, note=left, n_of=words))
         if ok:
@@ -329,7 +329,7 @@ def _calibration(f: FairnessFindings) -> list[Observation]:
                 continue
             n, ece, ci = _get(row, "n"), _num(_get(row, "ece")), _interval(_get(row, "ece_ci"))
             if _get(row, "suppressed"):
-                left[g] = (None, "suppressed (too few records to show)")
+                left[g] = (None, "suppressed: too few records to show")
                 out.append(Observation("fairness.ece", attr, g, None, None, None, note=left[g][1]))
                 continue
             out.append(Observation("fairness.ece", attr, g, ece, ci, n,
@@ -359,7 +359,7 @@ def _ece_difference(attr: str, taking: list, left: dict) -> list[Observation]:
                                note="fewer than two groups with a calibration error and enough records"))
     for g, (n, why) in left.items():
         out.append(Observation("fairness.ece.difference", attr, g, None, None, n,
-                               note=f"left out of the comparison: {why}"))
+                               note=f"left out of the comparison ({why})"))
     return out
 
 
