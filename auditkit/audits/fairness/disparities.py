@@ -252,7 +252,8 @@ def disparities(table: GroupTable, *, data: dict, groups=None, reference: str | 
 
     def insufficient(metric: str, reason: str, ref=None, ex=excluded) -> Disparity:
         return Disparity(metric=metric, status="insufficient_data", reason=reason, reference=ref,
-                         higher_is_better=HIGHER_IS_BETTER[metric], excluded=dict(ex), **common)
+                         higher_is_better=HIGHER_IS_BETTER[metric], excluded=dict(ex),
+                         method="bootstrap" if metric in RECORD_METRICS else "newcombe", **common)
 
     if len(eligible) < 2:
         reason = (f"{'no group' if not eligible else 'only one group'} with at least {minimum} records"
