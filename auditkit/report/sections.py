@@ -19,7 +19,7 @@ from .results import fairness, privacy, quality, suppressed_groups  # noqa: F401
 DECISION_WORDS = {
     "assistive": ("assistive: a favourable prediction gives the person a benefit (here: {fav}). The harmful "
                   "error is a missed benefit, a false negative, so equal true positive rates (equal "
-                  "opportunity) across groups matter most, together with equal selection rates."),
+                  "opportunity) across groups matter most."),
     "punitive": ("punitive: a favourable prediction exposes the person to a sanction or scrutiny (here: {fav}). "
                  "The harmful error is a false accusation, a false positive, so equal false positive rates "
                  "across groups matter most."),
