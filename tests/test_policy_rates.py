@@ -207,3 +207,16 @@ def test_metric_choice_for_selection_and_other_decisions(heart_run):
     other = metric_choice(_doc(heart_run, "other"))
     assert other.endswith("the four-fifths rule is not applied, since no selection rule is claimed for this "
                           "decision.")
+
+
+def test_the_disparity_note_says_why_each_group_was_left_out_without_a_suppressed_count():
+    from auditkit.audits.fairness.findings import Disparity
+    from auditkit.report.results import excluded_note
+
+    d = Disparity(attribute="a", metric="tpr", status="ok",
+                  excluded={"x": "21 records, fewer than 30", "y": "12 positives, fewer than 30",
+                            "unknown": "unknown (missing sensitive value)"})
+    note = excluded_note([d], 30, set())
+    assert note == ("Left out of the comparison: unknown (unknown category); x (suppressed (n < 30)); y from TPR "
+                    "(12 positives, fewer than 30).")
+    assert "21" not in note

@@ -8,6 +8,8 @@ suppressed in every table: their metrics and counts are not printed.
 
 from __future__ import annotations
 
+import re
+
 from ..audits.fairness.findings import DENOMINATOR_WORDS, Attribution, Disparity
 from ..audits.privacy.findings import Attack
 from ..rundoc import RunDocument
@@ -94,6 +96,8 @@ def _ci(ci) -> list | None:
 def excluded_note(rows_in: list[Disparity], minimum: int, small: set[str]) -> str:
     """Which groups each comparison left out and why: a suppressed group (``small``) as "suppressed (n < 30)",
     never with its count; a group whose rate is withheld with its denominator ("TPR: 12 positives ...")."""
+    small = set(small) | {g for d in rows_in for g, why in d.excluded.items()
+                          if re.match(r"\d+ records, fewer than", why)}   # too small a group: never its count
     whole = sorted({g for d in rows_in for g in d.excluded if g in small or d.excluded[g].startswith("unknown")})
     parts = [f"{g} ({suppressed(minimum) if g in small else 'unknown category'})" for g in whole]
     for d in rows_in:
