@@ -43,6 +43,7 @@ from pydantic import (
     model_validator,
 )
 
+from .decisions import DecisionKind
 from .errors import InputError, shown
 from .influence.solvers import SOLVERS, solver_options
 from .yamlload import YAMLLimitError, safe_load
@@ -102,6 +103,10 @@ class ReportConfig(Strict):
     decision: Literal["assistive", "punitive"] = Field(
         "assistive", description="assistive (a benefit is granted) or punitive (a harm is imposed): decides "
                                  "which error-rate parity matters most")
+    decision_kind: DecisionKind = Field(
+        "other", description="the kind of decision the model supports: diagnosis, triage or screening (error-rate "
+                             "parity and calibration fit), selection, lending or hiring (selection-rate ratios fit "
+                             "as well), other; policy rules with applies_to are checked only for their kinds")
     decision_description: str = ""
     frameworks: list[str] = Field(default_factory=list, description="regulations or standards claimed")
     sign_off: list[SignOff] = Field(default_factory=lambda: [SignOff(role="Model owner"),

@@ -98,23 +98,28 @@ class GroupMetrics(FindingsTable):
     Columns: ``attribute`` (``"sex"`` or an intersection ``"sex & age_band"``), ``group``, ``metric``
     (accuracy, selection_rate, tpr, fpr, fnr, precision, mean_loss, auc), ``value``, ``ci_low`` / ``ci_high``
     (the 95% Wilson score interval of a rate; NaN for mean_loss and auc, which have none), ``n`` (records of
-    the group in the test split; the rate's own denominator can be smaller), ``suppressed`` (the group has
-    fewer records than the audit's ``min_group_size``: the report does not show its values and disparities
-    leave it out), ``unknown`` (the group of records without a value for the attribute).
+    the group in the test split), ``denominator`` (the metric's own denominator: positives for a TPR, negatives
+    for an FPR ...; None in runs that do not record it), ``withheld`` (the denominator is below the audit's
+    ``min_group_size``: the value is not reported, NaN here), ``suppressed`` (the group has fewer records than
+    the audit's ``min_group_size``: the report does not show its values and disparities leave it out),
+    ``unknown`` (the group of records without a value for the attribute).
     """
 
-    COLUMNS = ("attribute", "group", "metric", "value", "ci_low", "ci_high", "n", "suppressed", "unknown")
+    COLUMNS = ("attribute", "group", "metric", "value", "ci_low", "ci_high", "n", "denominator", "withheld",
+               "suppressed", "unknown")
 
     def rows(self) -> list[dict]:
         out = []
         for table in self._findings.groups:
             for g in table.groups:
-                for metric, value in g.metrics.items():
+                values = {**g.metrics, **{m: None for m in g.insufficient}}
+                for metric, value in values.items():
                     if metric == "count":               # the group's size: the column n
                         continue
                     low, high = _interval(g.intervals[metric] if metric in g.intervals else None)
                     out.append({"attribute": table.attribute, "group": g.group, "metric": metric,
                                 "value": _number(value), "ci_low": low, "ci_high": high, "n": g.count,
+                                "denominator": g.denominators.get(metric), "withheld": metric in g.insufficient,
                                 "suppressed": not g.sufficient, "unknown": g.unknown})
         return out
 
@@ -134,14 +139,15 @@ class Disparities(FindingsTable):
       the ratio is below ``threshold`` (the four-fifths rule, 0.8); None on other comparisons.
 
     Other columns: ``attribute``, ``metric``, ``difference_ci_low`` / ``difference_ci_high`` and
-    ``ratio_ci_low`` / ``ratio_ci_high`` (group-stratified bootstrap interval at ``confidence``),
+    ``ratio_ci_low`` / ``ratio_ci_high`` (at ``confidence``: Newcombe / MOVER-R for rates, a group-stratified
+    bootstrap for mean loss and AUC; ``method`` says which),
     ``reference``, ``higher_is_better``, ``status`` (``"ok"`` or why the disparity is undefined, with
     ``reason``; its numbers are then NaN), ``n_boot_used`` (bootstrap replicates the intervals rest on).
     """
 
     COLUMNS = ("attribute", "metric", "comparison", "group", "compared_to", "difference", "difference_ci_low",
                "difference_ci_high", "ratio", "ratio_ci_low", "ratio_ci_high", "adverse_impact", "threshold",
-               "reference", "higher_is_better", "status", "reason", "confidence", "n_boot_used")
+               "reference", "higher_is_better", "status", "reason", "confidence", "n_boot_used", "method")
 
     def rows(self) -> list[dict]:
         out = []
@@ -150,7 +156,8 @@ class Disparities(FindingsTable):
                 common = {"attribute": d.attribute, "metric": d.metric, "reference": d.reference,
                           "higher_is_better": d.higher_is_better, "status": d.status,
                           "reason": d.reason, "confidence": _number(d.confidence),
-                          "n_boot_used": d.n_boot_used, "adverse_impact": None, "threshold": math.nan}
+                          "n_boot_used": d.n_boot_used, "method": d.method, "adverse_impact": None,
+                          "threshold": math.nan}
                 out.append({**common, "comparison": "range", "group": d.worst_group,
                             "compared_to": d.best_group,
                             **self._numbers(d.difference, d.difference_ci, d.ratio, d.ratio_ci)})

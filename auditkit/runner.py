@@ -409,7 +409,9 @@ def apply_policy(run: dict, policy: Policy | None, history: HistoryStore | None)
     policy and key figures written into ``run``; returns the observations."""
     obs = [o if isinstance(o, dict) else o.to_dict() for o in observations(run)]
     previous = history.previous(run["model"]["name"]) if history is not None else None
-    checks = evaluate(policy, obs, previous=previous["observations"] if previous else None) if policy else []
+    kind = (run.get("scope") or {}).get("decision_kind", "other")
+    checks = evaluate(policy, obs, previous=previous["observations"] if previous else None,
+                      decision_kind=kind) if policy else []
     run["checks"] = [c if isinstance(c, dict) else c.to_dict() for c in checks]
     run["status"] = overall_status(run["checks"]) if policy else "pass"
     run["policy"] = policy.to_dict() if policy else None

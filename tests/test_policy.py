@@ -186,8 +186,9 @@ def test_disparity_observations(found):
     assert (irm.value, irm.n) == (pytest.approx(0.13363363363363362), 36)
     assert irm.note == "Female & <55 compared with the most selected group Male & 55+"
     left_out = found["fairness.selection_rate.impact_ratio", "sex & age_band", "Female & 55+"]
-    assert (left_out.value, left_out.n, left_out.note) == (None, 21, "left out of the comparison: 21 records, "
-                                                                    "fewer than 30")
+    # a suppressed group is named without its count
+    assert (left_out.value, left_out.n, left_out.note) == (None, None, "left out of the comparison (suppressed: "
+                                                                      "too few records)")
     bad = found["fairness.tpr.difference", "sex & age_band", None]
     assert (bad.value, bad.n, bad.note) == (None, None, "only one group with at least 30 records")
 
@@ -379,7 +380,7 @@ def test_nyc_policy_fails_the_heart_disease_impact_ratio(found):
         ("impact-ratio-per-category", "sex & age_band", None, "fail", "interval"),
         ("impact-ratio-vs-reference", "sex", "Female", "warn", "interval"),
         ("impact-ratio-vs-reference", "sex & age_band", "Female & <55", "warn", "interval"),
-        ("impact-ratio-vs-reference", "sex & age_band", "Female & 55+", "insufficient_data", "min_n")]
+        ("impact-ratio-vs-reference", "sex & age_band", "Female & 55+", "insufficient_data", "no value")]
     assert overall_status(checks) == "fail"
     assert checks[0].requirement.startswith("6 RCNY § 5-301")
 
@@ -393,16 +394,26 @@ def test_clinical_privacy_passes_a_regularised_model(found):
 
 
 def test_eu_policy_on_the_findings(found):
-    checks = evaluate(load_policy("eu-ai-act-high-risk"), list(found.values()))
+    """A lending decision: selection-rate ratio and TPR gap apply; FNR gap and calibration do not. The group
+    left out of the selection-rate comparison (Female & <55, too few records) gets its own insufficient-data row."""
+    checks = evaluate(load_policy("eu-ai-act-high-risk"), list(found.values()), decision_kind="lending")
     by_rule = {}
     for c in checks:
         by_rule.setdefault(c.rule, []).append((c.attribute, c.status))
     assert by_rule == {"accuracy-gap": [("sex", "warn")],
                        "tpr-gap": [("sex", "warn"), ("sex & age_band", "insufficient_data")],
+                       "fnr-gap": [(None, "not_applicable")],
                        "fpr-gap": [(None, "insufficient_data")],
-                       "selection-rate-ratio": [("sex", "warn"), ("sex & age_band", "warn")],
+                       "selection-rate-ratio": [("sex", "warn"), ("sex & age_band", "warn"),
+                                                ("sex & age_band", "insufficient_data")],
+                       "calibration-gap": [(None, "not_applicable")],
+                       "calibration-per-group": [(None, "not_applicable")],
                        "accuracy-gap-drift": [("sex", "insufficient_data")]}
     assert overall_status(checks) == "pass_with_warnings"
+    triage = {c.rule: c.status for c in evaluate(load_policy("eu-ai-act-high-risk"), list(found.values()),
+                                                 decision_kind="triage")}
+    assert (triage["tpr-gap"], triage["selection-rate-ratio"]) == ("not_applicable", "not_applicable")
+    assert triage["fnr-gap"] == triage["calibration-gap"] == "insufficient_data"   # no FNR, no performance part
 
 
 # ---- validation errors, word for word ----
@@ -424,7 +435,7 @@ def test_unknown_metric_is_refused_with_a_suggestion():
 def test_extra_keys_are_refused():
     assert error_of({"policy": "x", "title": "t", "rules": [rule(id="ir", sevrity="warn")]}) == (
         "policy p.yaml: rule 'ir': unknown field 'sevrity'; allowed: id, metric, scope, bound, severity, min_n, "
-        "if_straddles, when_insufficient, requirement, description")
+        "if_straddles, when_insufficient, requirement, description, applies_to")
     assert error_of({"policy": "x", "title": "t", "rules": [rule(id="ir", bound={"kind": "absolute", "mn": 0.8})]}) == (
         "policy p.yaml: rule 'ir': unknown field 'bound.mn'; allowed: kind, min, max")
     assert error_of({"policy": "x", "title": "t", "rule": []}) == (

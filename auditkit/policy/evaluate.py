@@ -15,6 +15,12 @@ point value decides. ``insufficient_data`` when the observation has fewer than `
 or (``relative_to_previous``) no previous value; a rule matching no observation at all gives one
 ``insufficient_data`` check, so a rule never passes by matching nothing. The reference group is not
 checked against itself.
+
+A rule with ``applies_to`` whose kinds do not include the run's decision kind (``report.decision_kind``) gives
+one ``not_applicable`` check ("not applicable (decision kind diagnosis)"), which counts toward neither pass nor
+fail. A per-group observation without a value because the rate's own denominator is below the minimum, or a group
+left out of a comparison for that reason, gives an ``insufficient_data`` check of its own: no excluded cell is
+silently dropped.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from ..rundoc import Check
 from .observations import Observation, canonical_metric, metric_info, observations
 from .rules import AbsoluteBound, Policy, RatioBand, RelativeToPrevious, RelativeToReference, Rule
 
-STATUSES = ("pass", "warn", "fail", "insufficient_data")
+STATUSES = ("pass", "warn", "fail", "insufficient_data", "not_applicable")
 RUN_STATUSES = ("pass", "pass_with_warnings", "fail", "incomplete")
 
 
@@ -57,6 +63,10 @@ def meaning(metric: str) -> str:
         return metric
     g = info[0].groupdict()
     m, a, s = g.get("m"), _ATTACK.get(g.get("a") or "", ""), g.get("s")
+    if metric == "fairness.ece":
+        return "The group's expected calibration error (mean gap between predicted risk and observed rate)"
+    if metric == "fairness.ece.difference":
+        return "Gap in expected calibration error between the worst and the best calibrated group"
     if metric.endswith(".impact_ratio_max"):
         return "Lowest selection rate of any group divided by the highest (the four-fifths impact ratio)"
     if metric.endswith(".impact_ratio"):
@@ -181,7 +191,7 @@ def _check(rule: Rule, o: Observation, prev: dict | None) -> Check:
             value = o.value - p.value
             interval = None if o.interval is None else (o.interval[0] - p.value, o.interval[1] - p.value)
     if rule.min_n is not None and o.n is not None and o.n < rule.min_n:
-        reason, decided = f"{o.n} records, fewer than the rule's minimum of {rule.min_n}", "min_n"
+        reason, decided = f"{o.n} {o.n_of or 'records'}, fewer than the rule's minimum of {rule.min_n}", "min_n"
     elif o.value is None:
         reason = o.note or "the metric has no value here"
     if reason is None:
@@ -218,18 +228,41 @@ def _unmatched(rule: Rule, obs: list[Observation]) -> Check:
                  n=None, when_insufficient=rule.when_insufficient, compared_with=None, note=None)
 
 
-def evaluate(policy: Policy, observations: Iterable[Observation], previous=None) -> list[Check]:
+def applies(rule: Rule, decision_kind: str | None) -> bool:
+    """Whether ``rule`` is checked for a decision of this kind (a rule without ``applies_to`` always is)."""
+    return rule.applies_to is None or (decision_kind or "other") in rule.applies_to
+
+
+def _not_applicable(rule: Rule, decision_kind: str | None) -> Check:
+    kind = decision_kind or "other"
+    return Check(rule=rule.id, metric=rule.metric, attribute=None, group=None, value=None, interval=None,
+                 bound=bound_text(rule), severity=rule.severity, status="not_applicable", decided_by="decision kind",
+                 requirement=rule.requirement,
+                 explanation=f"{meaning(rule.metric)}; not applicable (decision kind {kind}): the rule applies to "
+                             f"{', '.join(rule.applies_to or [])} decisions only.",
+                 n=None, when_insufficient=rule.when_insufficient, compared_with=None,
+                 note=f"not applicable (decision kind {kind})")
+
+
+def evaluate(policy: Policy, observations: Iterable[Observation], previous=None, *,
+             decision_kind: str | None = "other") -> list[Check]:
     """One check per (rule × observation in the rule's scope), rules in file order.
 
     ``observations``: :class:`Observation` objects or their ``to_dict()`` (as a history store keeps them).
 
     ``previous``: the previous audit, as its run document (or findings dict), or its observations (objects
     or their ``to_dict()``); ``None`` when there is none. Only ``relative_to_previous`` rules read it.
+
+    ``decision_kind``: the run's ``report.decision_kind``; a rule whose ``applies_to`` leaves it out gives one
+    ``not_applicable`` check.
     """
     obs = [o if isinstance(o, Observation) else Observation.from_dict(o) for o in observations]
     prev = _previous_map(previous)
     checks: list[Check] = []
     for rule in policy.rules:
+        if not applies(rule, decision_kind):
+            checks.append(_not_applicable(rule, decision_kind))
+            continue
         target = canonical_metric(rule.metric)
         matched = [o for o in obs if canonical_metric(o.metric) == target and _in_scope(rule, o)]
         if isinstance(rule.bound, RelativeToReference):
@@ -240,7 +273,8 @@ def evaluate(policy: Policy, observations: Iterable[Observation], previous=None)
 
 def overall_status(checks: Iterable[Check | Mapping]) -> str:
     """fail if any check fails; else incomplete if a check lacks data and its rule says when_insufficient=fail;
-    else pass_with_warnings if any check warns or lacks data; else pass (also for no checks at all).
+    else pass_with_warnings if any check warns or lacks data; else pass (also for no checks at all). A
+    ``not_applicable`` check counts toward none of these.
     ``checks``: :class:`~auditkit.rundoc.Check` objects (or their dicts, as a run document holds them)."""
     checks = [c if isinstance(c, Check) else Check.model_validate(c) for c in checks]
     if any(c.status == "fail" for c in checks):

@@ -12,15 +12,30 @@ mean_risk, p95_risk, flag_rate)::
     id                                        per                   value, interval, n
     fairness.M                                attribute & group     metric of the group; the group's
                                                                     ``intervals[M]`` (Wilson) when present;
-                                                                    n = group count; reference_value = the
-                                                                    metric of the attribute's reference group
-    fairness.M.difference                     attribute             max_g M_g − min_g M_g, ``difference_ci``;
-                                                                    n = smallest count of the groups compared
+                                                                    n = the metric's own denominator (positives
+                                                                    for a TPR ...); a metric withheld (denominator
+                                                                    below the minimum) has value None;
+                                                                    reference_value = the metric of the
+                                                                    attribute's reference group
+    fairness.M.difference                     attribute             max_g M_g − min_g M_g, ``difference_ci``
+                                                                    (Newcombe for rates); n = smallest denominator
+                                                                    of the groups compared
     fairness.M.ratio                          attribute             min_g M_g / max_g M_g, ``ratio_ci``; n as above
+    fairness.M.difference, .ratio             attribute & group     a group left out of the comparison (its
+                                                                    denominator below the minimum, metric
+                                                                    undefined): value None and its n, so that the
+                                                                    rule reports it as insufficient data
     fairness.M.impact_ratio                   attribute & group     M_g / M_ref (``to_reference[g].ratio``,
                                                                     ``ratio_ci``); n = min(n_g, n_ref); a group
-                                                                    left out of the comparison (too few records,
-                                                                    metric undefined) has value None and its n
+                                                                    left out of the comparison has value None and
+                                                                    its n
+    fairness.ece                              attribute & group     expected calibration error of the group
+                                                                    (``fairness.performance``), ``ece_ci``; n =
+                                                                    the group's records; suppressed: no value
+    fairness.ece.difference                   attribute             max_g ECE_g − min_g ECE_g over groups with at
+                                                                    least the minimum n, MOVER-D interval from
+                                                                    the two groups' ``ece_ci``; groups left out
+                                                                    as per group rows with value None
     fairness.selection_rate.impact_ratio_max  attribute             min_g sr_g / max_g sr_g (four-fifths ratio
                                                                     against the most selected group), ``ci``
     privacy.A.auc                             overall; attr & group membership-inference ROC AUC (0.5 = chance);
@@ -52,7 +67,8 @@ from dataclasses import asdict, dataclass
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
-from ..audits.fairness.findings import Disparity, FairnessFindings
+from ..audits.fairness.findings import DENOMINATOR_WORDS, Disparity, FairnessFindings
+from ..audits.fairness.intervals import mover_difference
 from ..audits.privacy.findings import Attack, PrivacyFindings
 from ..audits.quality_findings import DataQualityFindings
 from ..rundoc import RunDocument
@@ -73,6 +89,8 @@ _PATTERNS = (
     (rf"fairness\.(?P<m>{_M})\.(?P<stat>difference|ratio)", "fairness", "attribute"),
     (rf"fairness\.(?P<m>{_M})\.impact_ratio", "fairness", "group"),
     (r"fairness\.selection_rate\.impact_ratio_max", "fairness", "attribute"),
+    (r"fairness\.ece", "fairness", "group"),
+    (r"fairness\.ece\.difference", "fairness", "attribute"),
     (rf"privacy\.(?P<a>{_A})\.(?P<stat>auc|advantage)", "privacy", "overall+group"),
     (rf"privacy\.(?P<a>{_A})\.tpr_at_{_FPR}", "privacy", "overall+group"),
     (r"privacy\.flagged_share", "privacy", "overall"),
@@ -88,7 +106,7 @@ CATALOGUE: tuple[tuple[re.Pattern, str, str], ...] = tuple((re.compile(p + r"\Z"
 EXAMPLE_IDS = tuple(
     [f"fairness.{m}" for m in FAIRNESS_METRICS] + [f"fairness.{m}.{s}" for m in FAIRNESS_METRICS
                                                    for s in ("difference", "ratio", "impact_ratio")]
-    + ["fairness.selection_rate.impact_ratio_max"]
+    + ["fairness.selection_rate.impact_ratio_max", "fairness.ece", "fairness.ece.difference"]
     + [f"privacy.{a}.{s}" for a in ATTACKS for s in ("auc", "tpr_at_0.01", "tpr_at_0.001", "advantage")]
     + ["privacy.flagged_share"] + [f"privacy.exposure.{s}" for s in RISK_STATS]
     + [f"privacy.exposure_gap.{s}" for s in RISK_STATS]
@@ -121,7 +139,8 @@ class Observation:
 
     ``reference`` names the reference group and ``reference_value`` its value (per-group fairness metrics);
     ``difference_interval`` is the bootstrap interval of ``value − reference_value`` where the plugin
-    computed it; ``note`` says why a value is missing or which groups it compares.
+    computed it; ``note`` says why a value is missing or which groups it compares; ``n_of`` what ``n`` counts
+    (``"records"`` when None; ``"positives"`` for a TPR ...).
     """
 
     metric: str
@@ -134,6 +153,7 @@ class Observation:
     reference: str | None = None
     difference_interval: tuple[float, float] | None = None
     note: str | None = None
+    n_of: str | None = None
 
     @property
     def key(self) -> tuple[str, str | None, str | None]:
@@ -203,50 +223,77 @@ def observations(run: RunDocument | Sections | Mapping) -> list[Observation]:
     return out
 
 
+def _withheld(row, m: str, minimum: int) -> str | None:
+    """Why a group's metric has no value (its denominator below the minimum), or None. A suppressed group (fewer
+    records than the minimum) is said to be suppressed, without a count."""
+    if not row.sufficient:
+        return f"suppressed: fewer than {minimum} records"
+    if m in row.insufficient:
+        return (f"not reported: {row.insufficient[m]} {DENOMINATOR_WORDS.get(m, 'records')}, fewer than the "
+                f"minimum of {minimum}")
+    return None
+
+
 def _fairness(f: FairnessFindings) -> list[Observation]:
     out: list[Observation] = []
-    counts: dict[str, dict[str, int]] = {}
+    denoms: dict[str, dict[str, dict[str, int]]] = {}
     for table in f.groups:
         attr = table.attribute
         rows = {g.group: g for g in table.groups if not g.unknown}
-        counts[attr] = {g: row.count for g, row in rows.items()}
+        denoms[attr] = {g: {m: row.denominators.get(m, row.count) for m in FAIRNESS_METRICS}
+                        for g, row in rows.items()}
         by_metric = {d.metric: d for d in f.disparities.get(attr, [])}
         ref = next((d.reference for d in by_metric.values() if d.reference), None)
         ref_row = rows.get(ref) if ref else None
         for g, row in rows.items():
-            for m, v in row.metrics.items():
-                if m == "count":
-                    continue
+            for m in [m for m in FAIRNESS_METRICS if m in row.metrics or m in row.insufficient]:
                 ref_value = _num(ref_row.metrics.get(m)) if ref_row is not None else None
                 disparity = by_metric.get(m)
                 to_ref = disparity.to_reference.get(g) if disparity is not None else None
-                out.append(Observation(f"fairness.{m}", attr, g, _num(v), _interval(row.intervals.get(m)),
-                                       row.count, ref_value, ref,
-                                       _interval(to_ref.difference_ci if to_ref is not None else None)))
+                out.append(Observation(f"fairness.{m}", attr, g, _num(row.metrics.get(m)),
+                                       _interval(row.intervals.get(m)),
+                                       denoms[attr][g][m] if row.sufficient else None, ref_value, ref,
+                                       _interval(to_ref.difference_ci if to_ref is not None else None),
+                                       note=_withheld(row, m, table.min_group_size), n_of=_n_of(m, row)))
+    small = {t.attribute: {g.group for g in t.groups if not g.sufficient} for t in f.groups}
     for attr, items in f.disparities.items():
-        n_of = counts.get(attr, {})
         for d in items:
-            out += _disparity(attr, d, n_of)
+            out += _disparity(attr, d, denoms.get(attr, {}), small.get(attr, set()))
+    out += _calibration(f)
     return out
 
 
-def _disparity(attr: str, d: Disparity, n_of: dict[str, int]) -> list[Observation]:
-    """The observations of one disparity: difference and ratio, impact ratios to the reference group (and the
-    groups left out), the four-fifths ratio of selection rates."""
+def _n_of(m: str, row) -> str | None:
+    return DENOMINATOR_WORDS.get(m) if row.denominators else None
+
+
+def _disparity(attr: str, d: Disparity, denoms: dict[str, dict[str, int]], small: set[str]) -> list[Observation]:
+    """The observations of one disparity: difference and ratio, impact ratios to the reference group, one row per
+    group left out (so a rule reports it as insufficient data; a suppressed group in ``small`` without its count),
+    the four-fifths ratio of selection rates."""
     m, ok = d.metric, d.status == "ok"
+    n_of = {g: v.get(m) for g, v in denoms.items()}
+    words = DENOMINATOR_WORDS.get(m)
     note = None if ok else (d.reason or "the disparity could not be computed")
     n = _min_or_none(n_of.get(g) for g in d.groups) if ok else None
-    out = [Observation(f"fairness.{m}.{stat}", attr, None, _num(value) if ok else None, _interval(ci), n, note=note)
-           for stat, value, ci in (("difference", d.difference, d.difference_ci), ("ratio", d.ratio, d.ratio_ci))]
+    out = [Observation(f"fairness.{m}.{stat}", attr, None, _num(value) if ok else None, _interval(ci), n, note=note,
+                       n_of=words) for stat, value, ci in (("difference", d.difference, d.difference_ci),
+                                                           ("ratio", d.ratio, d.ratio_ci))]
     ref = d.reference
     for g, r in d.to_reference.items():
         out.append(Observation(f"fairness.{m}.impact_ratio", attr, g, _num(r.ratio), _interval(r.ratio_ci),
                                _min_or_none([n_of.get(g), n_of.get(ref)]), _num(d.values.get(ref)), ref,
-                               note=f"{g} compared with the reference group {ref}"))
+                               note=f"{g} compared with the reference group {ref}", n_of=words))
     for g, why in d.excluded.items():
-        if g in n_of and ok:
-            out.append(Observation(f"fairness.{m}.impact_ratio", attr, g, None, None, n_of[g], None, ref,
-                                   note=f"left out of the comparison: {why}"))
+        if g not in n_of:   # unknown category: not a group of the comparison by design
+            continue
+        n = None if g in small else n_of[g]
+        left = f"left out of the comparison ({'suppressed: too few records' if g in small else why})"
+        for stat in ("difference", "ratio"):
+            out.append(Observation(f"fairness.{m}.{stat}", attr, g, None, None, n, note=left, n_of=words))
+        if ok:
+            out.append(Observation(f"fairness.{m}.impact_ratio", attr, g, None, None, n, None, ref,
+                                   note=left, n_of=words))
     irm = d.impact_ratio_max
     if m == "selection_rate" and (ok or irm is not None):
         pair = [irm.group, irm.compared_to] if irm is not None else [None, None]
@@ -256,6 +303,63 @@ def _disparity(attr: str, d: Disparity, n_of: dict[str, int]) -> list[Observatio
                                _min_or_none(n_of.get(g) for g in pair),
                                note=(f"{pair[0]} compared with the most selected group {pair[1]}"
                                      if all(pair) else note)))
+    return out
+
+
+def _get(x, key: str):
+    """A field of a typed part or a key of a mapping (``fairness.performance`` may be either)."""
+    return x.get(key) if isinstance(x, Mapping) else getattr(x, key, None)
+
+
+def _calibration(f: FairnessFindings) -> list[Observation]:
+    """``fairness.ece`` per group and ``fairness.ece.difference`` per attribute from ``fairness.performance``
+    (none when the run has no performance part)."""
+    perf = f.performance if hasattr(f, "performance") else None
+    if perf is None:
+        return []
+    minimum = {t.attribute: t.min_group_size for t in f.groups}
+    out: list[Observation] = []
+    for block in _get(perf, "groups") or []:
+        attr = _get(block, "attribute")
+        least = minimum.get(attr, 30)
+        taking, left = [], {}
+        for row in _get(block, "rows") or []:
+            g = _get(row, "group")
+            if g is None or "unknown" in str(g).split(" & "):
+                continue
+            n, ece, ci = _get(row, "n"), _num(_get(row, "ece")), _interval(_get(row, "ece_ci"))
+            if _get(row, "suppressed"):
+                left[g] = (None, "suppressed: too few records to show")
+                out.append(Observation("fairness.ece", attr, g, None, None, None, note=left[g][1]))
+                continue
+            out.append(Observation("fairness.ece", attr, g, ece, ci, n,
+                                   note=None if ece is not None else "calibration error not computed"))
+            if ece is None or ci is None:
+                left[g] = (n, "calibration error or its interval not computed")
+            elif n is None or n < least:
+                left[g] = (n, f"{n} records, fewer than {least}")
+            else:
+                taking.append((g, ece, ci, n))
+        out += _ece_difference(attr, taking, left)
+    return out
+
+
+def _ece_difference(attr: str, taking: list, left: dict) -> list[Observation]:
+    """The gap in calibration error between the worst and the best calibrated group, with its MOVER-D interval."""
+    out: list[Observation] = []
+    if len(taking) >= 2:
+        worst = max(taking, key=lambda t: t[1])
+        best = min(taking, key=lambda t: t[1])
+        lo, hi = mover_difference(worst[1], worst[2], best[1], best[2])
+        out.append(Observation("fairness.ece.difference", attr, None, worst[1] - best[1],
+                               _interval([lo, hi]), min(worst[3], best[3]),
+                               note=f"{worst[0]} compared with {best[0]}"))
+    else:
+        out.append(Observation("fairness.ece.difference", attr, None, None, None, None,
+                               note="fewer than two groups with a calibration error and enough records"))
+    for g, (n, why) in left.items():
+        out.append(Observation("fairness.ece.difference", attr, g, None, None, n,
+                               note=f"left out of the comparison ({why})"))
     return out
 
 

@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from auditkit.decisions import DecisionKind
 from auditkit.errors import InputError
 from auditkit.yamlload import UniqueKeyLoader
 
@@ -75,7 +76,9 @@ BOUND_KINDS = {"absolute": AbsoluteBound, "ratio_band": RatioBand, "relative_to_
 
 
 class Rule(_Strict):
-    """One rule; defaults: scope everything, no minimum n, straddling intervals warn, too little data warns."""
+    """One rule; defaults: scope everything, no minimum n, straddling intervals warn, too little data warns,
+    every kind of decision. ``applies_to`` (kinds of :mod:`auditkit.decisions`): the rule is checked only when the
+    run's ``report.decision_kind`` is one of them, else it is listed as not applicable."""
 
     id: str = Field(min_length=1)
     metric: str
@@ -87,6 +90,7 @@ class Rule(_Strict):
     when_insufficient: Literal["warn", "fail"] = "warn"
     requirement: str = Field(min_length=1)
     description: str | None = None
+    applies_to: list[DecisionKind] | None = Field(None, min_length=1)
 
     @field_validator("scope", mode="before")
     @classmethod
@@ -241,7 +245,7 @@ def _semantic(rule: Rule) -> str | None:
     if isinstance(b, RelativeToPrevious) and b.max_increase is None and b.max_decrease is None:
         return "field 'bound': a relative_to_previous bound needs max_increase, max_decrease or both"
     if isinstance(b, RelativeToReference) and not (rule.metric.startswith("fairness.") and level == "group"
-                                                    and rule.metric.count(".") == 1):
+                                                    and rule.metric.count(".") == 1 and rule.metric != "fairness.ece"):
         return (f"field 'bound.kind': relative_to_reference needs a per-group fairness metric such as "
                 f"fairness.tpr; {rule.metric} has no reference group")
     return None

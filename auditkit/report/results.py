@@ -8,12 +8,15 @@ suppressed in every table: their metrics and counts are not printed.
 
 from __future__ import annotations
 
-from ..audits.fairness.findings import Attribution, Disparity
+import re
+
+from ..audits.fairness.findings import DENOMINATOR_WORDS, Attribution, Disparity
 from ..audits.privacy.findings import Attack
 from ..rundoc import RunDocument
 from . import fmt
 from .blocks import Cell, Figure, Heading, Paragraph, Section, Table, kv, min_cell, suppressed
 from .limitations import suppressed_groups
+from .metric_choice import four_fifths_applies
 
 SURROGATE_WORDS = {
     "selection_rate": ("selection-rate gap", "predicted probability of “{fav}”, {adv} minus {dis}"),
@@ -60,6 +63,9 @@ def fairness(section: Section, run: RunDocument, *, figures: dict, **_) -> None:
                 continue
             cells = [Cell(g.group), Cell(fmt.count(g.count), "num")]
             for name in GROUP_METRICS:
+                if name in g.insufficient:
+                    cells.append(withheld_cell(name, g.insufficient[name], minimum))
+                    continue
                 ci = g.intervals.get(name)
                 cells.append(Cell(fmt.metric(name, g.metrics.get(name)), "num",
                                   sub=fmt.interval(ci[0], ci[1], as_pct=True,
@@ -72,8 +78,14 @@ def fairness(section: Section, run: RunDocument, *, figures: dict, **_) -> None:
                                          f"Selection rate, TPR and FPR per {attr} group with "
                                          f"{100 * fmt.WILSON_CONFIDENCE:g} % intervals "
                                          f"(suppressed groups omitted).", f"Per-group metrics by {attr}"))
-        disparity_table(section, attr, f.disparities.get(attr, []), minimum)
+        disparity_table(section, attr, f.disparities.get(attr, []), minimum, four_fifths=four_fifths_applies(run),
+                        small={g.group for g in table.groups if not g.sufficient})
     drivers(section, run, figures=figures)
+
+
+def withheld_cell(name: str, denominator: int, minimum: int) -> Cell:
+    """A rate withheld because its own denominator is below the minimum: "n < 30" over "3 positives"."""
+    return Cell(f"n < {minimum}", "muted num", sub=f"{fmt.count(denominator)} {DENOMINATOR_WORDS.get(name, 'records')}")
 
 
 def _ci(ci) -> list | None:
@@ -81,7 +93,21 @@ def _ci(ci) -> list | None:
     return ci if ci and len(ci) == 2 and not any(fmt.missing(x) for x in ci) else None
 
 
-def disparity_table(section: Section, attr: str, rows_in: list[Disparity], minimum: int) -> None:
+def excluded_note(rows_in: list[Disparity], minimum: int, small: set[str]) -> str:
+    """Which groups each comparison left out and why: a suppressed group (``small``) as "suppressed (n < 30)",
+    never with its count; a group whose rate is withheld with its denominator ("TPR: 12 positives ...")."""
+    small = set(small) | {g for d in rows_in for g, why in d.excluded.items()
+                          if re.match(r"\d+ records, fewer than", why)}   # too small a group: never its count
+    whole = sorted({g for d in rows_in for g in d.excluded if g in small or d.excluded[g].startswith("unknown")})
+    parts = [f"{g} ({suppressed(minimum) if g in small else 'unknown category'})" for g in whole]
+    for d in rows_in:
+        name = GROUP_METRIC_NAMES.get(d.metric, d.metric)
+        parts += [f"{g} from {name} ({why})" for g, why in d.excluded.items() if g not in whole]
+    return f"Left out of the comparison: {'; '.join(parts)}." if parts else ""
+
+
+def disparity_table(section: Section, attr: str, rows_in: list[Disparity], minimum: int, *,
+                    four_fifths: bool = True, small: set[str] | None = None) -> None:
     rows = []
     for d in rows_in:
         name = GROUP_METRIC_NAMES.get(d.metric, d.metric)
@@ -99,13 +125,12 @@ def disparity_table(section: Section, attr: str, rows_in: list[Disparity], minim
                      Cell(_reading(d), "note")])
     if not rows:
         return
-    excluded = sorted({g for d in rows_in for g in d.excluded})
-    note = (f"Left out of the comparison: {', '.join(excluded)} ({suppressed(minimum)})." if excluded else "")
+    note = excluded_note(rows_in, minimum, small or set())
     section.blocks.append(Table(["Metric", "Worst group", "Difference", "Ratio", "Plain reading"], rows,
                                 caption=f"Disparities between {attr} groups", note=note, css="disp"))
     for d in rows_in:
         ir = d.impact_ratio_max or d.impact_ratio
-        if d.metric == "selection_rate" and ir is not None and ir.value is not None:
+        if four_fifths and d.metric == "selection_rate" and ir is not None and ir.value is not None:
             ci = _ci(ir.ci)
             below = "below" if ir.adverse_impact else "not below"
             section.blocks.append(Paragraph(

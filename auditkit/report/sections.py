@@ -13,12 +13,13 @@ from . import fmt
 from .blocks import Annex, Bullets, Cell, Code, Heading, Paragraph, Section, Signatures, Table, kv, min_cell, suppressed
 from .limitations import damping_note
 from .limitations import limitations as limitation_items
+from .metric_choice import interval_methods
 from .results import fairness, privacy, quality, suppressed_groups  # noqa: F401  (re-exported builders)
 
 DECISION_WORDS = {
     "assistive": ("assistive: a favourable prediction gives the person a benefit (here: {fav}). The harmful "
                   "error is a missed benefit, a false negative, so equal true positive rates (equal "
-                  "opportunity) across groups matter most, together with equal selection rates."),
+                  "opportunity) across groups matter most."),
     "punitive": ("punitive: a favourable prediction exposes the person to a sanction or scrutiny (here: {fav}). "
                  "The harmful error is a false accusation, a false positive, so equal false positive rates "
                  "across groups matter most."),
@@ -201,15 +202,9 @@ def methodology(section: Section, run: RunDocument, **_) -> None:
                                 css="defs"))
     if run.scope.decision in DECISION_WORDS:
         section.blocks.append(Paragraph("The decision is " + DECISION_WORDS[run.scope.decision].format(fav=fav)))
-    disp = _first_disparity(run)
-    if disp is not None:
-        resamples = disp.n_boot_used if "n_boot_used" in disp.model_fields_set else disp.n_boot
-        section.blocks.append(Paragraph(
-            f"Confidence intervals: rates of a single group carry Wilson score intervals; differences and ratios "
-            f"carry {fmt.pct(disp.confidence)} intervals from a group-stratified bootstrap "
-            f"({resamples} resamples, records resampled within each group, "
-            f"seed {disp.seed}). An interval is the range of values compatible with the data; "
-            f"a wide interval means the group is small."))
+    intervals = interval_methods(run)
+    if intervals:
+        section.blocks.append(Paragraph(intervals))
     section.blocks.append(Heading("The influence estimator"))
     section.blocks.append(kv([
         ("Method", inf.method, "How the inverse Hessian is applied (exact = direct solve)."),
@@ -241,15 +236,6 @@ def methodology(section: Section, run: RunDocument, **_) -> None:
     section.blocks.append(Paragraph(SIGN_CONVENTION, "callout"))
     stability(section, inf.stability)
     privacy_method(section, run)
-
-
-def _first_disparity(run: RunDocument):
-    """The first disparity with bootstrap intervals (its confidence, resamples and seed describe them all)."""
-    for rows in run.fairness.disparities.values() if run.fairness else []:
-        for r in rows:
-            if r.n_boot:
-                return r
-    return None
 
 
 def _l2_text(l2) -> str:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..audits.typed import Interval, Num, Part
+from ..decisions import DecisionKind
 
 
 class Scope(Part):
@@ -24,6 +25,7 @@ class Scope(Part):
     intended_use: str = ""
     population: str = ""
     decision: str = "assistive"
+    decision_kind: DecisionKind = "other"
     decision_description: str = ""
     frameworks: list[str] = []
 
@@ -204,7 +206,7 @@ class Check(Part):
     interval: Interval | None = None
     bound: str
     severity: Literal["fail", "warn"]
-    status: Literal["pass", "warn", "fail", "insufficient_data"]
+    status: Literal["pass", "warn", "fail", "insufficient_data", "not_applicable"]
     decided_by: str
     requirement: str
     explanation: str
@@ -240,6 +242,7 @@ class RuleRecord(Part):
     when_insufficient: Literal["warn", "fail"] = "warn"
     requirement: str
     description: str | None = None
+    applies_to: list[DecisionKind] | None = None
 
 
 class PolicyRecord(Part):

@@ -1,5 +1,6 @@
-"""Fairness statistics: group metrics against fairlearn, disparities, four-fifths impact ratios, and the
-coverage of the group-stratified bootstrap intervals."""
+"""Fairness statistics: group metrics against fairlearn, the minimum n applied to each rate's own denominator,
+disparities, four-fifths impact ratios, the coverage of the Newcombe / MOVER-R intervals and the group-stratified
+bootstrap of the record metrics."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from fairlearn.metrics import (
 from sklearn.linear_model import LogisticRegression
 
 from auditkit.audits.fairness.disparities import disparities
+from auditkit.audits.fairness.intervals import newcombe_difference, ratio_interval
 from auditkit.audits.fairness.metrics import METRICS, GroupRow, GroupTable, group_metrics
 from auditkit.errors import InputError
 
@@ -84,7 +86,7 @@ def fairlearn_frame(audit, sensitive):
 def test_group_metrics_equal_fairlearn_on_heart_disease(heart_audit):
     a = heart_audit
     tables = group_metrics(a["y_true"], a["y_pred"], scores=a["scores"], losses=a["losses"], groups=a["groups"],
-                           attributes=["sex", "dataset"], intersections=[["sex", "age_band"]])
+                           attributes=["sex", "dataset"], intersections=[["sex", "age_band"]], min_group_size=1)
     assert [t.attribute for t in tables] == ["sex", "dataset", "sex & age_band"]
     assert tables[2].columns == ["sex", "age_band"]
     for table, sensitive in zip(tables, [a["groups"]["sex"], a["groups"]["dataset"],
@@ -95,9 +97,10 @@ def test_group_metrics_equal_fairlearn_on_heart_disease(heart_audit):
             label = " & ".join(key) if isinstance(key, tuple) else key
             got = table.row(label)
             assert got.count == row["count"] and got.metrics["count"] == row["count"]
-            assert got.sufficient == (row["count"] >= 30) and not got.unknown
+            assert got.sufficient and not got.unknown
             for m in ("selection_rate", "accuracy", "tpr", "fnr", "fpr", "precision"):
-                np.testing.assert_allclose(got.metrics[m], row[m], rtol=1e-12, equal_nan=True, err_msg=f"{label} {m}")
+                np.testing.assert_allclose(got.metrics.get(m, np.nan), row[m], rtol=1e-12, equal_nan=True,
+                                           err_msg=f"{label} {m}")
             if isinstance(key, tuple):
                 mask = np.logical_and.reduce([sensitive[c].to_numpy() == v
                                               for c, v in zip(sensitive, key, strict=True)])
@@ -106,17 +109,57 @@ def test_group_metrics_equal_fairlearn_on_heart_disease(heart_audit):
             assert got.metrics["mean_loss"] == pytest.approx(a["losses"][mask].mean(), rel=1e-12)
             yt = a["y_true"][mask]
             auc = skm.roc_auc_score(yt, a["scores"][mask]) if 0 < yt.sum() < yt.size else math.nan
-            np.testing.assert_allclose(got.metrics["auc"], auc, rtol=1e-12, equal_nan=True)
-            assert set(got.metrics) == set(METRICS)
-    # the small intersection is reported but marked insufficient
-    assert tables[2].row("Female & <55").count == 23 and not tables[2].row("Female & <55").sufficient
+            np.testing.assert_allclose(got.metrics.get("auc", np.nan), auc, rtol=1e-12, equal_nan=True)
+            assert set(got.metrics) | set(got.insufficient) == set(METRICS) - {"count"} | {"count"}
+            assert all(got.denominators[m] == 0 for m in got.insufficient)
     json.dumps([t.to_dict() for t in tables], allow_nan=False)
+
+
+def test_minimum_n_applies_to_each_rates_own_denominator(heart_audit):
+    """With the minimum of 30: a rate is withheld exactly when its own denominator (records, positives,
+    negatives, predicted positives) is below 30, even in a group of 30 or more records."""
+    a = heart_audit
+    tables = group_metrics(a["y_true"], a["y_pred"], scores=a["scores"], losses=a["losses"], groups=a["groups"],
+                           attributes=["sex"], intersections=[["sex", "age_band"]])
+    small = tables[1].row("Female & <55")
+    assert small.count == 23 and not small.sufficient
+    assert set(small.metrics) == {"count"} and small.intervals == {}
+    seen_partial = False
+    for table, cols in zip(tables, [["sex"], ["sex", "age_band"]], strict=True):
+        labels = a["groups"][cols].astype(str).agg(" & ".join, axis=1).to_numpy()
+        for row in table.groups:
+            yt, yp = a["y_true"][labels == row.group], a["y_pred"][labels == row.group]
+            expected = {"accuracy": yt.size, "selection_rate": yt.size, "mean_loss": yt.size,
+                        "tpr": int(yt.sum()), "fnr": int(yt.sum()), "fpr": int((~yt).sum()),
+                        "precision": int(yp.sum()), "auc": int(min(yt.sum(), (~yt).sum()))}
+            assert row.denominators == expected
+            assert row.insufficient == {m: d for m, d in expected.items() if d < 30}
+            for m in expected:
+                assert (m in row.metrics) == (expected[m] >= 30)
+                if m in RATES:
+                    assert (m in row.intervals) == (expected[m] >= 30)
+            seen_partial |= row.sufficient and bool(row.insufficient)
+    assert seen_partial  # a group of ≥ 30 records with a rate withheld (too few positives or negatives)
+
+
+def test_withholding_on_a_crafted_table():
+    """40 records, 3 positives (all caught), 37 negatives of which 9 flagged: the TPR 3/3 and the FNR are
+    withheld (3 positives), FPR 9/37 and selection rate 12/40 are reported, precision 3/12 is withheld."""
+    y_true = np.r_[np.ones(3, bool), np.zeros(37, bool)]
+    y_pred = np.r_[np.ones(3, bool), np.ones(9, bool), np.zeros(28, bool)]
+    (table,) = group_metrics(y_true, y_pred, scores=None, losses=None, groups=pd.DataFrame({"g": ["a"] * 40}),
+                             attributes=["g"])
+    row = table.row("a")
+    assert row.sufficient and row.insufficient == {"tpr": 3, "fnr": 3, "precision": 12, "auc": 3}
+    assert row.metrics["fpr"] == pytest.approx(9 / 37) and row.metrics["selection_rate"] == pytest.approx(0.3)
+    assert "tpr" not in row.metrics and "tpr" not in row.intervals
+    assert row.to_dict()["insufficient"] == {"tpr": 3, "fnr": 3, "precision": 12, "auc": 3}
 
 
 def test_disparities_on_heart_disease(heart_audit):
     a = heart_audit
     sex = group_metrics(a["y_true"], a["y_pred"], scores=a["scores"], losses=a["losses"], groups=a["groups"],
-                        attributes=["sex"])[0]
+                        attributes=["sex"], min_group_size=5)[0]
     ds = disparities(sex, data=a, metrics=RATES + ("mean_loss", "auc"))
     assert [d.metric for d in ds] == list(RATES) + ["mean_loss", "auc"]
     for d in ds:
@@ -126,7 +169,13 @@ def test_disparities_on_heart_disease(heart_audit):
         assert d.to_reference["Female"]["difference"] == pytest.approx(f - m)
         assert d.difference_ci[0] <= d.difference <= d.difference_ci[1]
         lo, hi = d.to_reference["Female"]["difference_ci"]
-        assert lo <= f - m <= hi and d.n_boot_used == 1000
+        assert lo <= f - m <= hi
+        if d.metric in RATES:   # Newcombe / MOVER-R from the two groups' counts, no bootstrap
+            assert d.method == "newcombe" and d.n_boot_used == 0
+            assert (lo, hi) == newcombe_difference(*counts(a, sex, "Female", d.metric), *counts(a, sex, "Male",
+                                                                                               d.metric))
+        else:
+            assert d.method == "bootstrap" and d.n_boot_used == 1000
         json.dumps(d.to_dict(), allow_nan=False)
     # passing the records' labels instead of the DataFrame gives the same answer
     again = disparities(sex, data={k: v for k, v in a.items() if k != "groups"},
@@ -134,10 +183,20 @@ def test_disparities_on_heart_disease(heart_audit):
     assert [d.to_dict() for d in again] == [d.to_dict() for d in ds]
 
 
-# ---- (b) coverage of the bootstrap intervals ----
+def counts(a, table, group, metric):
+    """(numerator, denominator) of ``metric`` in ``group`` of the sex table, from the records."""
+    mask = a["groups"][table.attribute].to_numpy() == group
+    t, p = a["y_true"][mask], a["y_pred"][mask]
+    return {"selection_rate": (p.sum(), t.size), "accuracy": ((t == p).sum(), t.size), "tpr": ((t & p).sum(), t.sum()),
+            "fnr": ((t & ~p).sum(), t.sum()), "fpr": ((~t & p).sum(), (~t).sum()),
+            "precision": ((t & p).sum(), p.sum())}[metric]
 
-def test_bootstrap_intervals_cover_at_the_nominal_rate():
-    """Groups of 200 and 60; P(y=1)=0.5; TPR 0.7/0.5 and FPR 0.3/0.2, so selection rates 0.5/0.35."""
+
+# ---- (b) coverage of the intervals ----
+
+def test_rate_intervals_cover_at_the_nominal_rate():
+    """Newcombe (difference) and MOVER-R (ratio) intervals of rates. Groups of 200 and 60; P(y=1)=0.5;
+    TPR 0.7/0.5 and FPR 0.3/0.2, so selection rates 0.5/0.35."""
     rng = np.random.default_rng(2024)
     labels = np.repeat(["a", "b"], [200, 60]).astype(object)
     tpr, fpr = np.where(labels == "a", .7, .5), np.where(labels == "a", .3, .2)
@@ -170,26 +229,54 @@ def _rates(y_true, y_pred, mask):
 
 
 def test_bootstrap_is_stratified_and_matches_resampling_records():
-    """Counts drawn as multinomials give the intervals of resampling records within each group."""
+    """The bootstrap of a record metric (mean loss) resamples records within each group."""
     rng = np.random.default_rng(7)
     labels = np.repeat(["big", "small"], [400, 30]).astype(object)
     y_true = rng.random(430) < .6
     y_pred = rng.random(430) < np.where(y_true, .8, .3)
-    table, data = table_from_labels(labels, y_true, y_pred)
-    d = disparities(table, data=data, metrics=("tpr",), n_boot=4000, seed=1)[0]
-    assert d.n_boot_used == 4000  # the small group is in every replicate
+    losses = rng.exponential(np.where(labels == "small", 0.8, 0.5))
+    groups = pd.DataFrame({"g": labels})
+    (table,) = group_metrics(y_true, y_pred, scores=None, losses=losses, groups=groups, attributes=["g"])
+    data = {"y_true": y_true, "y_pred": y_pred, "groups": groups, "losses": losses}
+    d = disparities(table, data=data, metrics=("mean_loss",), n_boot=4000, seed=1)[0]
+    assert d.n_boot_used == 4000 and d.method == "bootstrap" and d.ci_note is None
     naive = []
     idx = {g: np.flatnonzero(labels == g) for g in ("big", "small")}
     for _ in range(4000):
-        tprs = {}
-        for g, where in idx.items():
-            pick = rng.choice(where, size=where.size, replace=True)
-            tprs[g] = y_pred[pick][y_true[pick]].mean()
-        naive.append(tprs["small"] - tprs["big"])
-    # both are Monte Carlo estimates of quantiles of a lumpy distribution (16 positives in the small group)
+        means = {g: losses[rng.choice(where, size=where.size, replace=True)].mean() for g, where in idx.items()}
+        naive.append(means["small"] - means["big"])
     np.testing.assert_allclose(d.to_reference["small"]["difference_ci"], np.quantile(naive, [.025, .975]), atol=0.03)
-    same = disparities(table, data=data, metrics=("tpr",), n_boot=4000, seed=1)[0]
+    same = disparities(table, data=data, metrics=("mean_loss",), n_boot=4000, seed=1)[0]
     assert same.to_dict() == d.to_dict()
+
+
+def test_a_degenerate_bootstrap_gives_no_interval_and_says_why():
+    """Every record of a group has the same loss: every resample gives the same mean, so no interval."""
+    labels = np.repeat(["a", "b"], [40, 40]).astype(object)
+    losses = np.r_[np.full(40, 0.3), np.full(40, 0.5)]
+    y = np.arange(80) % 2 == 0
+    groups = pd.DataFrame({"g": labels})
+    (table,) = group_metrics(y, y, scores=None, losses=losses, groups=groups, attributes=["g"])
+    d = disparities(table, data={"y_true": y, "y_pred": y, "groups": groups, "losses": losses},
+                    metrics=("mean_loss",), n_boot=200)[0]
+    assert d.difference == pytest.approx(0.2) and all(math.isnan(x) for x in d.difference_ci)
+    assert d.ci_note == ("no interval for the difference, ratio, difference of b, ratio of b: every bootstrap "
+                         "resample gave the same value, so the bootstrap cannot measure its uncertainty")
+    assert d.to_dict()["difference_ci"] == [None, None]
+
+
+def test_rate_intervals_are_valid_at_zero_and_one():
+    """TPR 30/30 against 20/30: the bootstrap would give 30/30 in every resample; Newcombe gives width."""
+    y_true = np.ones(60, bool)
+    y_pred = np.r_[np.ones(30, bool), np.arange(30) < 20]
+    labels = np.repeat(["a", "b"], 30).astype(object)
+    table, data = table_from_labels(labels, y_true, y_pred)
+    d = disparities(table, data=data, metrics=("tpr",))[0]
+    assert d.values == {"a": 1.0, "b": pytest.approx(2 / 3)}
+    assert d.difference_ci == newcombe_difference(30, 30, 20, 30)
+    lo, hi = d.difference_ci
+    assert 0 < lo < 1 / 3 < hi < 1 and d.method == "newcombe"
+    assert d.ratio_ci == ratio_interval(20, 30, 30, 30) and d.ratio_ci[0] < 2 / 3 < d.ratio_ci[1]
 
 
 # ---- (c) insufficient data ----
@@ -240,8 +327,9 @@ def test_missing_sensitive_values_form_a_reported_unknown_group():
     assert sum(r.count for r in tables[0].groups) == n
     assert unknown.metrics["selection_rate"] == pytest.approx(y_pred[pd.isna(sex) | (sex == "unknown")].mean())
     assert [r.group for r in tables[1].groups if r.unknown] == ["unknown & <40", "unknown & >=40"]
-    assert math.isnan(unknown.metrics["auc"]) and math.isnan(unknown.metrics["mean_loss"])
-    d = disparities(tables[0], data={"y_true": y_true, "y_pred": y_pred, "groups": groups}, metrics=("tpr",))[0]
+    assert "auc" in unknown.insufficient and math.isnan(unknown.metrics["mean_loss"])
+    d = disparities(tables[0], data={"y_true": y_true, "y_pred": y_pred, "groups": groups},
+                    metrics=("selection_rate",))[0]
     assert d.status == "ok" and d.groups == ["female", "male"]
     assert d.excluded == {"unknown": "unknown (missing sensitive value)"}
 
@@ -253,17 +341,20 @@ def test_undefined_rates_are_nan_and_none():
     y_true = np.r_[np.zeros(50, bool), np.arange(50) % 2 == 0]   # group a: no positives
     y_pred = np.r_[np.zeros(50, bool), np.arange(50) % 5 == 0]   # group a: nothing selected
     table, data = table_from_labels(labels, y_true, y_pred, scores=np.linspace(0, 1, 100))
-    a = table.row("a").metrics
-    assert all(math.isnan(a[m]) for m in ("tpr", "fnr", "precision", "auc"))
-    assert a["fpr"] == 0 and a["selection_rate"] == 0 and a["accuracy"] == 1
-    assert table.row("a").to_dict()["metrics"]["tpr"] is None
+    table, data = table_from_labels(labels, y_true, y_pred, scores=np.linspace(0, 1, 100), min_group_size=1)
+    a = table.row("a")
+    assert a.insufficient == {"tpr": 0, "fnr": 0, "precision": 0, "auc": 0}   # denominator 0: withheld
+    assert not any(m in a.metrics for m in a.insufficient)
+    assert a.metrics["fpr"] == 0 and a.metrics["selection_rate"] == 0 and a.metrics["accuracy"] == 1
+    assert "tpr" not in a.to_dict()["metrics"]
     default = disparities(table, data=data, metrics=("tpr",))[0]   # reference: first of the equally large groups
     assert (default.reference, default.status) == ("a", "insufficient_data")
-    assert default.reason == "tpr is undefined in the reference group 'a'"
+    assert default.reason == "tpr is not reported in the reference group 'a' (0 positives, fewer than 1)"
     ds = {d.metric: d for d in disparities(table, data=data, metrics=("tpr", "fpr", "selection_rate"), reference="b")}
     assert ds["tpr"].status == "insufficient_data"
-    assert ds["tpr"].reason == "tpr is defined only in the reference group 'b' among the groups large enough to compare"
-    assert ds["tpr"].excluded == {"a": "tpr undefined in this group"}
+    assert ds["tpr"].reason == ("tpr is reported only in the reference group 'b' among the groups large enough to "
+                                "compare")
+    assert ds["tpr"].excluded == {"a": "0 positives, fewer than 1"}
     assert ds["fpr"].status == "ok"
     sr = ds["selection_rate"]   # a selects nobody: ratio 0, impact ratio 0
     assert sr.ratio == 0 and sr.impact_ratio.value == 0 and sr.impact_ratio.adverse_impact
@@ -298,8 +389,8 @@ def test_four_fifths_impact_ratio_exact():
     table, data = table_from_labels(labels, y_true, y_pred)
     d = disparities(table, data=data, metrics=("selection_rate",), n_boot=0)[0]
     assert d.impact_ratio.value == pytest.approx(0.84) and d.impact_ratio.adverse_impact is False
-    assert d.reference == "A" and all(math.isnan(x) for x in d.difference_ci)
-    assert d.to_dict()["impact_ratio"]["ci"] == [None, None]
+    assert d.reference == "A" and d.difference_ci == newcombe_difference(50, 100, 42, 100)   # no bootstrap needed
+    assert d.impact_ratio.ci == ratio_interval(42, 100, 50, 100)
     fpr = disparities(table, data=data, metrics=("fpr",), n_boot=0)[0]
     assert fpr.impact_ratio is None and fpr.impact_ratio_max is None
 
@@ -353,7 +444,7 @@ def test_group_rows_carry_rate_intervals_around_their_rates():
     rng = np.random.default_rng(3)
     yt, yp = rng.integers(0, 2, 200), rng.integers(0, 2, 200)
     groups = pd.DataFrame({"g": np.where(rng.random(200) < 0.3, "a", "b")})
-    (table,) = group_metrics(yt, yp, scores=None, losses=None, groups=groups, attributes=["g"])
+    (table,) = group_metrics(yt, yp, scores=None, losses=None, groups=groups, attributes=["g"], min_group_size=10)
     for row in table.groups:
         members = groups["g"].to_numpy() == row.group
         tpr_denominator = int((yt[members] == 1).sum())

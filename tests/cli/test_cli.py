@@ -71,7 +71,7 @@ def test_run_writes_every_output_and_exits_with_the_policy_status(first_run):
         assert findings[key] is not None, key
     assert findings["privacy"]["budget"] == 0.01 and "n_flagged" in findings["privacy"]
     assert set(findings["provenance"]["hashes"]) == {"model", "config", "policy", "data"}
-    assert findings["checks"] and all(c["status"] in ("pass", "warn", "fail", "insufficient_data")
+    assert findings["checks"] and all(c["status"] in ("pass", "warn", "fail", "insufficient_data", "not_applicable")
                                       for c in findings["checks"])
     assert "fit the influence engine …\n" in err              # progress on stderr
     assert re.search(r"^influence: [\d,]+ records in \d+ s \([\d,]+ records/s\)$", err, re.M)
@@ -101,7 +101,8 @@ def test_the_json_summary_is_one_object_agreeing_with_the_run_files(first_run):
         {"status": c["status"], "rule": c["rule"], "metric": c["metric"],
          "scope": "/".join(str(s) for s in (c["attribute"], c["group"]) if s), "value": c["value"],
          "bound": c["bound"]} for c in findings["checks"] if c["status"] in ("fail", "warn")]
-    assert summary["failed_or_warned"] and {c["status"] for c in summary["failed_or_warned"]} == {"fail", "warn"}
+    # the heart example warns (its one former FAIL rested on 17 negatives and is now INSUFFICIENT DATA)
+    assert summary["failed_or_warned"] and {c["status"] for c in summary["failed_or_warned"]} <= {"fail", "warn"}
     assert summary["privacy"] == {"flagged": findings["privacy"]["n_flagged"], "budget": findings["privacy"]["budget"]}
     assert summary["privacy"]["flagged"] == (flagged["finding"] == "privacy flag").sum() > 0
     quality = findings["data_quality"]

@@ -72,6 +72,11 @@ def test_plain_words_and_sign_convention(sample_run):
     assert "removed and the model retrained" in method
     assert "Higher is worse" in method and "Lower is worse" in method
     fairness = texts(doc.sections[6])
+    # the sample run is a triage decision written before decision_kind ("other"): no four-fifths callout
+    assert "Female is selected at" not in fairness and "adverse impact" not in fairness
+    lending = copy.deepcopy(sample_run)
+    lending["scope"]["decision_kind"] = "lending"
+    fairness = texts(build_document(lending).sections[6])
     assert "Female is selected at 0.34 times the rate of Male" in fairness
     assert "indicates adverse impact; this one is below it" in fairness
     privacy = texts(doc.sections[7])
@@ -216,6 +221,7 @@ def test_intervals_are_labelled_with_the_confidence_the_run_used(sample_run):
     """Issue 17: the bootstrap intervals (disparities, impact ratio, the policy checks on them) carry the
     ``confidence`` of the fairness options (here 0.9), the Wilson intervals of single rates stay at 95 %."""
     run = copy.deepcopy(sample_run)
+    run["scope"]["decision_kind"] = "selection"   # the four-fifths callout is shown for a selection decision
     for rows in run["fairness"]["disparities"].values():
         for r in rows:
             r["confidence"] = 0.9

@@ -1,10 +1,11 @@
-"""Disparities between groups, with group-stratified bootstrap confidence intervals.
+"""Disparities between groups, with confidence intervals valid at 0 % and 100 %.
 
 For one :class:`~auditkit.audits.fairness.metrics.GroupTable` and one metric ``m``, with ``m_g`` the
 metric in group ``g`` and ``r`` the reference group, over the groups ``G`` that take part (at least
-``min_group_size`` records, not ``"unknown"``, ``m_g`` defined)::
+``min_group_size`` records, not ``"unknown"``, ``m_g`` reported: its own denominator, e.g. the group's
+positives for a TPR, is at least ``min_group_size``)::
 
-    difference          max_g m_g − min_g m_g
+    difference          max_g m_g − min_g m_g   (the best-off against the worst-off group)
     ratio               min_g m_g / max_g m_g
     worst_group         argmin_g m_g where higher is better (selection_rate, tpr, accuracy, precision, auc),
                         argmax_g m_g where lower is better (fpr, fnr, mean_loss); best_group the other end
@@ -17,20 +18,23 @@ and for ``selection_rate`` (``sr``) two impact ratios, both read against the fou
     impact_ratio_max    min_g sr_g / max_g sr_g          (against the most selected group, as NYC Local Law 144
                                                           bias audits compute it; equals ``ratio``)
 
-Confidence intervals: a group-stratified percentile bootstrap. Each replicate resamples, with
-replacement, ``n_g`` records from within each group ``g`` (so every group keeps its size and no small
-group vanishes from a replicate, unlike fairlearn's own bootstrap, which resamples the whole data set),
-recomputes every ``m_g`` and then every statistic above; the interval at ``confidence`` ``c`` is the
-``(1 − c)/2`` and ``(1 + c)/2`` quantiles of the replicates. For the rate metrics only the confusion
-counts (TP, FP, FN, TN) of a resample matter, and these are drawn directly as one multinomial draw of
-``n_g`` over the group's observed cell frequencies, which has exactly the distribution of the counts of
-``n_g`` records drawn with replacement; ``mean_loss`` and ``auc`` resample record indices. A replicate
-in which a statistic is undefined (e.g. no positives drawn, so TPR is 0/0) is left out of that
-statistic's interval; ``n_boot_used`` says how many replicates each statistic's intervals rest on
-(the smallest number over its statistics).
+Confidence intervals (``method``):
 
-The interval of ``difference`` is the interval of the statistic ``max − min``, which is never below 0:
-when groups are close it does not reach 0; read the signed ``to_reference`` differences then.
+- ``"newcombe"``, the rate metrics (selection_rate, tpr, fpr, fnr, accuracy, precision): a difference of two
+  groups' rates gets Newcombe's hybrid score interval (1998, method 10), a ratio the MOVER-R interval with Wilson
+  limits (Donner & Zou 2012), both from :mod:`auditkit.audits.fairness.intervals`, treating the two groups
+  compared (the highest and the lowest; a group and the reference) as independent binomial samples. Both are
+  valid at 0 % and 100 % (a bootstrap of 3/3 resamples to 3/3 every time and gives a width-0 interval). The
+  interval of ``difference`` is that of the two groups at the ends, so it may reach below 0: the order of the
+  two groups is then not settled by the data.
+- ``"bootstrap"``, ``mean_loss`` and ``auc``: a group-stratified percentile bootstrap. Each replicate resamples,
+  with replacement, ``n_g`` records from within each group ``g`` (every group keeps its size), recomputes every
+  ``m_g`` and the statistics above; the interval is the ``(1 − c)/2`` and ``(1 + c)/2`` quantiles of the
+  replicates. A replicate in which a statistic is undefined is left out (``n_boot_used``: the smallest number
+  of replicates any interval rests on). When every replicate of a statistic is the same value the bootstrap
+  has degenerated: that interval is not reported (NaN) and ``ci_note`` says why.
+
+Groups left out are listed in ``excluded`` with the reason (e.g. ``"3 positives, fewer than 30"``).
 """
 
 from __future__ import annotations
@@ -43,7 +47,9 @@ import numpy as np
 
 from auditkit.errors import InputError
 
-from .metrics import GroupTable, as_binary, as_float, json_safe, record_groups
+from .findings import DENOMINATOR_WORDS
+from .intervals import newcombe_difference, ratio_interval
+from .metrics import GroupTable, as_binary, as_float, json_safe, rate_counts, record_groups
 
 RATE_METRICS = ("selection_rate", "tpr", "fpr", "fnr", "accuracy", "precision")
 RECORD_METRICS = ("mean_loss", "auc")
@@ -111,12 +117,14 @@ class Disparity:
     n_boot: int = 0
     n_boot_used: int = 0
     seed: int | None = 0
+    method: str = "newcombe"
+    ci_note: str | None = None
 
     def to_dict(self) -> dict:
         out = {k: getattr(self, k) for k in ("attribute", "metric", "status", "reason", "reference",
                                              "higher_is_better", "groups", "values", "excluded", "difference",
                                              "ratio", "worst_group", "best_group", "confidence", "n_boot",
-                                             "n_boot_used", "seed")}
+                                             "n_boot_used", "seed", "method", "ci_note")}
         out["difference_ci"] = list(self.difference_ci)
         out["ratio_ci"] = list(self.ratio_ci)
         out["to_reference"] = {g: {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
@@ -134,22 +142,6 @@ def _div(a, b):
     return np.where(np.isfinite(out), out, np.nan)
 
 
-def _rates(cells: np.ndarray) -> dict[str, np.ndarray]:
-    """Rate metrics from confusion counts ``cells[..., (TP, FP, FN, TN)]``; 0/0 is NaN."""
-    tp, fp, fn, tn = (cells[..., i].astype(np.float64) for i in range(4))
-    n = tp + fp + fn + tn
-    return {"selection_rate": _div(tp + fp, n), "tpr": _div(tp, tp + fn), "fpr": _div(fp, fp + tn),
-            "fnr": _div(fn, tp + fn), "accuracy": _div(tp + tn, n), "precision": _div(tp, tp + fp)}
-
-
-def _cells(yt: np.ndarray, yp: np.ndarray, axis=-1) -> np.ndarray:
-    tp = (yt & yp).sum(axis)
-    fp = (~yt & yp).sum(axis)
-    fn = (yt & ~yp).sum(axis)
-    tn = (~yt & ~yp).sum(axis)
-    return np.stack([tp, fp, fn, tn], axis=-1)
-
-
 def _auc_rows(s: np.ndarray, pos: np.ndarray) -> np.ndarray:
     """Row-wise ROC AUC by the Mann–Whitney statistic (average ranks for ties, as roc_auc_score)."""
     from scipy.stats import rankdata
@@ -160,37 +152,25 @@ def _auc_rows(s: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return _div((ranks * pos).sum(1) - n1 * (n1 + 1) / 2, n1 * n0)
 
 
-def _bootstrap(rng, metrics, yt, yp, s, loss, n_boot: int) -> dict[str, np.ndarray]:
-    """``n_boot`` replicates of each metric in one group (records resampled with replacement, size kept)."""
+def _bootstrap(rng, metrics, yt, s, loss, n_boot: int) -> dict[str, np.ndarray]:
+    """``n_boot`` replicates of each record metric (mean_loss, auc) in one group (records resampled with
+    replacement, size kept)."""
     n = yt.shape[0]
-    out = {}
-    if not any(m in RECORD_METRICS for m in metrics):
-        observed = _cells(yt, yp)
-        cells = rng.multinomial(n, observed / n, size=n_boot)
-        rates = _rates(cells)
-        return {m: rates[m] for m in metrics}
     chunk = max(1, 4_000_000 // n)
     parts: dict[str, list] = {m: [] for m in metrics}
     for start in range(0, n_boot, chunk):
         idx = rng.integers(0, n, size=(min(chunk, n_boot - start), n))
-        t, p = yt[idx], yp[idx]
-        rates = _rates(_cells(t, p))
         for m in metrics:
-            if m == "mean_loss":
-                parts[m].append(loss[idx].mean(1))
-            elif m == "auc":
-                parts[m].append(_auc_rows(s[idx], t))
-            else:
-                parts[m].append(rates[m])
-    for m in metrics:
-        out[m] = np.concatenate(parts[m])
-    return out
+            parts[m].append(loss[idx].mean(1) if m == "mean_loss" else _auc_rows(s[idx], yt[idx]))
+    return {m: np.concatenate(parts[m]) for m in metrics}
 
 
 def _ci(reps: np.ndarray, confidence: float) -> tuple[Interval, int]:
+    """Percentile interval of the finite replicates and their number; NO_CI when there are none or when they
+    are all equal (a degenerate bootstrap: see :func:`_one`)."""
     ok = reps[np.isfinite(reps)]
-    if ok.size == 0:
-        return NO_CI, 0
+    if ok.size == 0 or ok.min() == ok.max():
+        return NO_CI, int(ok.size)
     lo, hi = np.quantile(ok, [(1 - confidence) / 2, (1 + confidence) / 2])
     return (float(lo), float(hi)), int(ok.size)
 
@@ -272,7 +252,8 @@ def disparities(table: GroupTable, *, data: dict, groups=None, reference: str | 
 
     def insufficient(metric: str, reason: str, ref=None, ex=excluded) -> Disparity:
         return Disparity(metric=metric, status="insufficient_data", reason=reason, reference=ref,
-                         higher_is_better=HIGHER_IS_BETTER[metric], excluded=dict(ex), **common)
+                         higher_is_better=HIGHER_IS_BETTER[metric], excluded=dict(ex),
+                         method="bootstrap" if metric in RECORD_METRICS else "newcombe", **common)
 
     if len(eligible) < 2:
         reason = (f"{'no group' if not eligible else 'only one group'} with at least {minimum} records"
@@ -287,20 +268,31 @@ def disparities(table: GroupTable, *, data: dict, groups=None, reference: str | 
 
     yt, yp, s, loss, rec = _arrays(data, metrics, table, groups)
     rng = np.random.default_rng(seed)
+    record_metrics = [m for m in metrics if m in RECORD_METRICS]
+    counts: dict[str, dict[str, tuple[int, int]]] = {}
     reps: dict[str, dict[str, np.ndarray]] = {}
     for r in eligible:
         mask = rec == r.group
         if int(mask.sum()) != r.count:
             raise InputError(f"data does not match the table: group {r.group!r} of {table.attribute!r} has "
                              f"{int(mask.sum())} records in data but {r.count} in the table")
-        if n_boot:
-            reps[r.group] = _bootstrap(rng, metrics, yt[mask], yp[mask], None if s is None else s[mask],
+        counts[r.group] = rate_counts(yt[mask], yp[mask])
+        if n_boot and record_metrics:
+            reps[r.group] = _bootstrap(rng, record_metrics, yt[mask], None if s is None else s[mask],
                                        None if loss is None else loss[mask], n_boot)
-    return [_one(metric, eligible, reference, excluded, reps, confidence, n_boot, common, insufficient)
-            for metric in metrics]
+    return [_one(metric, eligible, reference, excluded, counts, reps, confidence, n_boot, common, insufficient,
+                 minimum) for metric in metrics]
 
 
-def _one(metric, eligible, reference, excluded, reps, confidence, n_boot, common, insufficient) -> Disparity:
+def _left_out(row, metric: str, minimum: int) -> str:
+    """Why a group large enough overall takes no part in ``metric``'s comparison."""
+    if metric in row.insufficient:
+        return f"{row.insufficient[metric]} {DENOMINATOR_WORDS[metric]}, fewer than {minimum}"
+    return f"{metric} undefined in this group"
+
+
+def _one(metric, eligible, reference, excluded, counts, reps, confidence, n_boot, common, insufficient,
+         minimum) -> Disparity:
     higher = HIGHER_IS_BETTER[metric]
     excluded = dict(excluded)
     taking = []
@@ -308,47 +300,89 @@ def _one(metric, eligible, reference, excluded, reps, confidence, n_boot, common
         if math.isfinite(r.metrics.get(metric, math.nan)):
             taking.append(r)
         else:
-            excluded[r.group] = f"{metric} undefined in this group"
+            excluded[r.group] = _left_out(r, metric, minimum)
     names = [r.group for r in taking]
     if reference not in names:
-        return insufficient(metric, f"{metric} is undefined in the reference group {reference!r}", reference, excluded)
+        why = excluded.get(reference, f"{metric} undefined")
+        return insufficient(metric, f"{metric} is not reported in the reference group {reference!r} ({why})",
+                            reference, excluded)
     if len(taking) < 2:
-        return insufficient(metric, f"{metric} is defined only in the reference group {reference!r} among the "
+        return insufficient(metric, f"{metric} is reported only in the reference group {reference!r} among the "
                                     "groups large enough to compare", reference, excluded)
     v = np.array([r.metrics[metric] for r in taking], dtype=np.float64)
     ref = names.index(reference)
     lo_i, hi_i = int(np.argmin(v)), int(np.argmax(v))
-    B = np.column_stack([reps[g][metric] for g in names]) if n_boot else np.empty((0, len(names)))
-    used = [n_boot]
+    if metric in RATE_METRICS:
+        out = _by_score(metric, names, v, ref, lo_i, hi_i, counts, confidence, higher, excluded, common)
+    else:
+        out = _by_bootstrap(metric, names, v, ref, lo_i, hi_i, reps, confidence, n_boot, higher, excluded, common)
+    out.reference = reference
+    return out
 
-    def ci(x):
+
+def _by_score(metric, names, v, ref, lo_i, hi_i, counts, confidence, higher, excluded, common) -> Disparity:
+    """A rate metric's disparity with Newcombe (difference) and MOVER-R (ratio) intervals."""
+    k = {g: counts[g][metric] for g in names}
+
+    def diff_ci(a: str, b: str) -> Interval:
+        return newcombe_difference(*k[a], *k[b], confidence)
+
+    def ratio_ci(a: str, b: str) -> Interval:
+        return ratio_interval(*k[a], *k[b], confidence)
+
+    lo, hi, r = names[lo_i], names[hi_i], names[ref]
+    out = Disparity(metric=metric, status="ok", higher_is_better=higher, groups=list(names),
+                    values={g: float(x) for g, x in zip(names, v, strict=True)}, excluded=excluded,
+                    difference=float(v[hi_i] - v[lo_i]), difference_ci=diff_ci(hi, lo),
+                    ratio=float(_div(v[lo_i], v[hi_i])), ratio_ci=ratio_ci(lo, hi),
+                    worst_group=lo if higher else hi, best_group=hi if higher else lo, method="newcombe",
+                    **common)
+    for j, g in enumerate(names):
+        if j != ref:
+            out.to_reference[g] = {"difference": float(v[j] - v[ref]), "difference_ci": diff_ci(g, r),
+                                   "ratio": float(_div(v[j], v[ref])), "ratio_ci": ratio_ci(g, r)}
+    if metric == "selection_rate":
+        others = [j for j in range(len(names)) if j != ref]
+        to_ref = _div(v[others], v[ref])
+        j = others[int(np.nanargmin(to_ref))] if np.isfinite(to_ref).any() else others[0]
+        value = float(np.nanmin(to_ref)) if np.isfinite(to_ref).any() else math.nan
+        out.impact_ratio = ImpactRatio("reference", value, ratio_ci(names[j], r), names[j], r,
+                                       adverse_impact=None if math.isnan(value) else value < FOUR_FIFTHS)
+        out.impact_ratio_max = ImpactRatio("most_selected", out.ratio, out.ratio_ci, lo, hi,
+                                           adverse_impact=None if math.isnan(out.ratio) else out.ratio < FOUR_FIFTHS)
+    return out
+
+
+def _by_bootstrap(metric, names, v, ref, lo_i, hi_i, reps, confidence, n_boot, higher, excluded,
+                  common) -> Disparity:
+    """A record metric's (mean loss, AUC) disparity with group-stratified bootstrap intervals."""
+    B = np.column_stack([reps[g][metric] for g in names]) if n_boot else np.empty((0, len(names)))
+    used, degenerate = [n_boot], []
+
+    def ci(x, what: str):
         if not n_boot:
             return NO_CI
         interval, k = _ci(x, confidence)
         used.append(k)
+        if k and math.isnan(interval[0]):
+            degenerate.append(what)
         return interval
 
     boot_min, boot_max = B.min(1), B.max(1)  # NaN in any group makes the replicate NaN: left out
-    out = Disparity(metric=metric, status="ok", reference=reference, higher_is_better=higher, groups=names,
+    out = Disparity(metric=metric, status="ok", higher_is_better=higher, groups=list(names),
                     values={g: float(x) for g, x in zip(names, v, strict=True)}, excluded=excluded,
-                    difference=float(v[hi_i] - v[lo_i]), difference_ci=ci(boot_max - boot_min),
-                    ratio=float(_div(v[lo_i], v[hi_i])), ratio_ci=ci(_div(boot_min, boot_max)),
+                    difference=float(v[hi_i] - v[lo_i]), difference_ci=ci(boot_max - boot_min, "difference"),
+                    ratio=float(_div(v[lo_i], v[hi_i])), ratio_ci=ci(_div(boot_min, boot_max), "ratio"),
                     worst_group=names[lo_i if higher else hi_i], best_group=names[hi_i if higher else lo_i],
-                    **common)
+                    method="bootstrap", **common)
     for j, g in enumerate(names):
-        if j == ref:
-            continue
-        out.to_reference[g] = {"difference": float(v[j] - v[ref]), "difference_ci": ci(B[:, j] - B[:, ref]),
-                               "ratio": float(_div(v[j], v[ref])), "ratio_ci": ci(_div(B[:, j], B[:, ref]))}
-    if metric == "selection_rate":
-        others = [j for j in range(len(names)) if j != ref]
-        to_ref = _div(v[others], v[ref])
-        k = others[int(np.nanargmin(to_ref))] if np.isfinite(to_ref).any() else others[0]
-        value = float(np.nanmin(to_ref)) if np.isfinite(to_ref).any() else math.nan
-        boot = _div(B[:, others], B[:, [ref]]).min(1) if n_boot else None
-        out.impact_ratio = ImpactRatio("reference", value, ci(boot), names[k], reference,
-                                       adverse_impact=None if math.isnan(value) else value < FOUR_FIFTHS)
-        out.impact_ratio_max = ImpactRatio("most_selected", out.ratio, out.ratio_ci, names[lo_i], names[hi_i],
-                                           adverse_impact=None if math.isnan(out.ratio) else out.ratio < FOUR_FIFTHS)
+        if j != ref:
+            out.to_reference[g] = {"difference": float(v[j] - v[ref]),
+                                   "difference_ci": ci(B[:, j] - B[:, ref], f"difference of {g}"),
+                                   "ratio": float(_div(v[j], v[ref])),
+                                   "ratio_ci": ci(_div(B[:, j], B[:, ref]), f"ratio of {g}")}
     out.n_boot_used = int(min(used))
+    if degenerate:
+        out.ci_note = (f"no interval for the {', '.join(degenerate)}: every bootstrap resample gave the same value, "
+                       "so the bootstrap cannot measure its uncertainty")
     return out

@@ -3,18 +3,30 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from ..typed import Groups, Interval, Num, Part
 
+#: what each metric's own denominator counts (the minimum n applies to it; see
+#: :mod:`auditkit.audits.fairness.metrics`)
+DENOMINATOR_WORDS = {"selection_rate": "records", "accuracy": "records", "mean_loss": "records",
+                     "tpr": "positives", "fnr": "positives", "fpr": "negatives", "precision": "predicted positives",
+                     "auc": "records in the smaller class"}
+
 
 class GroupRow(Part):
-    """One group of one attribute: its size, metrics (``count`` among them) and Wilson intervals of the rates."""
+    """One group of one attribute: its size, metrics (``count`` among them) and Wilson intervals of the rates;
+    ``denominators``: each metric's own denominator; ``insufficient``: the metrics withheld because their
+    denominator is below the minimum (metric → denominator)."""
 
     group: str
     count: int
     metrics: dict[str, int | Num]
     intervals: dict[str, Interval] = {}
+    denominators: dict[str, int] = {}
+    insufficient: dict[str, int] = {}
     sufficient: bool
     unknown: bool
 
@@ -71,6 +83,10 @@ class Disparity(Part):
     n_boot: int = 0
     n_boot_used: int = 0
     seed: int | None = None
+    #: how the intervals were made: "newcombe" (rates: Newcombe difference, MOVER-R ratio) or "bootstrap"
+    method: str | None = None
+    #: why an interval is missing (a degenerate bootstrap)
+    ci_note: str | None = None
     difference_ci: Interval = [None, None]
     ratio_ci: Interval = [None, None]
     to_reference: dict[str, ToReference] = {}
@@ -152,3 +168,5 @@ class FairnessFindings(Part):
     explanations: list[Explanation] = []
     verified: bool = False
     notes: list[str] = []
+    #: performance and calibration per group (typed by the performance part; a mapping until then)
+    performance: dict[str, Any] | None = None

@@ -16,17 +16,23 @@ outcome predicted, ``s`` = predicted probability of the favourable outcome, ``�
     mean_loss      mean of ℓ over the group
     auc            P(s of a random positive > s of a random negative) (ties ½)   sklearn roc_auc_score
 
-Each rate carries a Wilson score interval at 95% (``intervals``), from its numerator k and denominator
-m (the counts above), computed by SciPy (``binomtest(k, m).proportion_ci(method="wilson")``)::
+Each rate carries a Wilson score interval at 95% (``intervals``, :func:`~auditkit.audits.fairness.intervals.
+wilson_interval`), from its numerator k and its own denominator m::
 
     (p̂ + z²/2m ± z·√(p̂(1−p̂)/m + z²/4m²)) / (1 + z²/m),   p̂ = k/m,  z = Φ⁻¹(0.975)
 
-A rate whose denominator is zero in a group (TPR or FNR with no positives, FPR with no negatives,
-precision with no predicted positives, AUC without both classes) is NaN: fairlearn itself would
-report 0 for the first three, which would look like a measured value. Missing sensitive values are
-the group ``"unknown"``: counted and reported like any other group, flagged ``unknown=True``, and
-left out of disparities (see :mod:`auditkit.audits.fairness.disparities`). A group with fewer than
-``min_group_size`` records is reported with ``sufficient=False``.
+The minimum n applies to each rate's own denominator (``denominators``): the group's records for accuracy,
+selection rate and mean loss, its positives (y = 1) for TPR and FNR, its negatives for FPR, its predicted
+positives for precision, and the smaller of positives and negatives for AUC. A metric whose denominator is
+below ``min_group_size`` is withheld: absent from ``metrics`` and ``intervals`` and listed in ``insufficient``
+(metric → its denominator), so that no value rests on fewer records than the minimum without saying so (a TPR
+on 3 patients with the disease is not reported, even in a group of 40).
+
+A rate whose denominator is zero in a group is withheld the same way (denominator 0): fairlearn itself would
+report 0 for TPR, FNR and FPR, which would look like a measured value. Missing sensitive values are the group
+``"unknown"``: counted and reported like any other group, flagged ``unknown=True``, and left out of disparities
+(see :mod:`auditkit.audits.fairness.disparities`). A group with fewer than ``min_group_size`` records is
+reported with ``sufficient=False`` (and all its metrics are withheld).
 """
 
 from __future__ import annotations
@@ -46,10 +52,11 @@ from fairlearn.metrics import (
     selection_rate,
     true_positive_rate,
 )
-from scipy.stats import binomtest
 
 from auditkit.audits.jsonsafe import json_safe
 from auditkit.errors import InputError
+
+from .intervals import wilson_interval
 
 UNKNOWN = "unknown"
 SEPARATOR = " & "
@@ -58,7 +65,10 @@ METRICS = ("count", "accuracy", "selection_rate", "tpr", "fpr", "fnr", "precisio
 
 @dataclass
 class GroupRow:
-    """One group of one attribute (or intersection): its size and metrics."""
+    """One group of one attribute (or intersection): its size, metrics and their denominators.
+
+    ``denominators``: each metric's own denominator (module docstring); ``insufficient``: the metrics withheld
+    because their denominator is below the minimum (metric → denominator), absent from ``metrics``."""
 
     group: str
     count: int
@@ -66,29 +76,49 @@ class GroupRow:
     sufficient: bool
     unknown: bool
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    denominators: dict[str, int] = field(default_factory=dict)
+    insufficient: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return json_safe({"group": self.group, "count": self.count, "metrics": dict(self.metrics),
                           "intervals": {k: list(v) for k, v in self.intervals.items()},
+                          "denominators": dict(self.denominators), "insufficient": dict(self.insufficient),
                           "sufficient": self.sufficient, "unknown": self.unknown})
 
 
-def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a proportion ``successes / trials`` at ``confidence`` (SciPy's
-    ``binomtest(k, n).proportion_ci(method="wilson")``); NaNs when ``trials`` is 0 (SciPy needs n ≥ 1)."""
-    if trials <= 0:
-        return (math.nan, math.nan)
-    ci = binomtest(successes, trials).proportion_ci(confidence_level=confidence, method="wilson")
-    return (float(ci.low), float(ci.high))
-
-
-def rate_intervals(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, tuple[float, float]]:
-    """Wilson intervals of every rate metric of one group (0/1 arrays of its records)."""
+def rate_counts(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, tuple[int, int]]:
+    """``(numerator, denominator)`` of every rate metric of one group (0/1 arrays of its records)."""
     pos, neg, hit = y_true == 1, y_true == 0, y_pred == 1
     counts = {"accuracy": ((y_true == y_pred).sum(), y_true.size), "selection_rate": (hit.sum(), y_true.size),
               "tpr": ((hit & pos).sum(), pos.sum()), "fpr": ((hit & neg).sum(), neg.sum()),
               "fnr": ((~hit & pos).sum(), pos.sum()), "precision": ((hit & pos).sum(), hit.sum())}
-    return {m: wilson_interval(int(k), int(n)) for m, (k, n) in counts.items()}
+    return {m: (int(k), int(n)) for m, (k, n) in counts.items()}
+
+
+def denominators(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, int]:
+    """Each metric's own denominator in one group: records (accuracy, selection rate, mean loss), positives
+    (TPR, FNR), negatives (FPR), predicted positives (precision), the smaller class (AUC)."""
+    out = {m: n for m, (_, n) in rate_counts(y_true, y_pred).items()}
+    pos = int((y_true == 1).sum())
+    out["mean_loss"] = int(y_true.size)
+    out["auc"] = min(pos, int(y_true.size) - pos)
+    return out
+
+
+def rate_intervals(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, tuple[float, float]]:
+    """Wilson intervals of every rate metric of one group (0/1 arrays of its records)."""
+    return {m: wilson_interval(k, n) for m, (k, n) in rate_counts(y_true, y_pred).items()}
+
+
+def withhold(metrics: dict[str, float], intervals: dict[str, tuple[float, float]], denoms: dict[str, int],
+             min_n: int) -> dict[str, int]:
+    """Remove from ``metrics`` and ``intervals`` (in place) every metric whose denominator is below ``min_n``;
+    returns them as ``{metric: denominator}``."""
+    out = {m: d for m, d in denoms.items() if d < min_n}
+    for m in out:
+        metrics.pop(m, None)
+        intervals.pop(m, None)
+    return out
 
 
 @dataclass
@@ -275,8 +305,11 @@ def group_metrics(y_true, y_pred, *, scores, losses, groups: pd.DataFrame, attri
             metrics = {m: float(values[m]) for m in METRICS}
             metrics["count"] = int(values["count"])
             members = labels.to_numpy() == group
+            intervals = rate_intervals(yt[members], yp[members])
+            denoms = denominators(yt[members], yp[members])
+            withheld = withhold(metrics, intervals, denoms, int(min_group_size))
             rows.append(GroupRow(group=str(group), count=int(values["count"]), metrics=metrics,
                                  sufficient=int(values["count"]) >= min_group_size, unknown=is_unknown(group),
-                                 intervals=rate_intervals(yt[members], yp[members])))
+                                 intervals=intervals, denominators=denoms, insufficient=withheld))
         tables.append(GroupTable(attribute=name, groups=rows, columns=list(cols), min_group_size=int(min_group_size)))
     return tables
