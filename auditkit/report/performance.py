@@ -108,7 +108,8 @@ def performance_section(section: Section, run: RunDocument, *, figures: dict | N
         return
     fav = f.favourable or run.data.favourable
     conf = f"{100 * perf.confidence:g}\u202f%"
-    boot = (f"a percentile bootstrap ({fmt.count(perf.n_boot)} resamples of the group's records, seed {perf.seed})"
+    boot = (f"a percentile bootstrap ({fmt.count(perf.n_boot)} resamples of the group's records; its seed is in the "
+            f"findings)"
             if perf.n_boot else "none (the bootstrap was switched off)")
     section.blocks.append(Paragraph(threshold_text(perf, fav)))
     section.blocks.append(Paragraph(
@@ -145,7 +146,7 @@ def reliability_figure(perf: Performance | None):
     from matplotlib.figure import Figure as MplFigure
 
     groups = shown_groups(perf)
-    fig = MplFigure(figsize=(WIDTH, 3.0))
+    fig = MplFigure(figsize=(WIDTH, 2.8))
     left, right = fig.subplots(1, 2, sharey=True)
     top = max(b.n for r in [perf.overall, *(groups[1] if groups else [])] for b in r.reliability) or 1
 
@@ -157,8 +158,8 @@ def reliability_figure(perf: Performance | None):
 
     for ax, title in ((left, "All records"), (right, f"By {groups[0]}" if groups and groups[1] else "")):
         ax.plot([0, 1], [0, 1], linestyle="--", color="#777777", linewidth=0.9)
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
+        ax.set_xlim(-0.03, 1.03)
+        ax.set_ylim(-0.03, 1.03)
         ax.set_aspect("equal")
         ticks = [0, 0.25, 0.5, 0.75, 1]
         ax.set_xticks(ticks)

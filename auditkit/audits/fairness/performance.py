@@ -212,7 +212,8 @@ def performance(y_true, y_pred, scores, *, groups: pd.DataFrame, tables: Sequenc
     in their order): ``y_true``/``y_pred`` booleans meaning the favourable outcome (happened / predicted),
     ``scores`` the predicted probability of the favourable class, ``groups`` the sensitive columns of the same
     records. The bootstrap of row ``i`` (0: overall, then the tables' rows in order) draws from
-    ``numpy.random.default_rng([seed, i])``."""
+    ``numpy.random.default_rng([seed, i])`` (the plugin passes the fairness bootstrap's seed: these streams are
+    not the disparities' ``default_rng(seed)``)."""
     yt = as_binary("y_true", y_true)
     yp = as_binary("y_pred", y_pred, yt.size)
     s = as_float("scores", scores, yt.size)

@@ -173,7 +173,7 @@ class FairnessAudit(AuditPlugin):
                                top=options.explain.top)
         perf = performance(arrays["y_true"], arrays["y_pred"], arrays["scores"], groups=test.groups, tables=tables,
                            min_n=options.min_group_size, confidence=options.confidence, n_boot=options.bootstrap,
-                           seed=context.seed_for("calibration", options.seed),
+                           seed=context.seed_for("bootstrap", options.seed),
                            n_classes=context.proba("test").shape[1])
         return FairnessFindings(str(context.train.classes[context.favourable]), tables, found, attributions,
                                 explanations, verified, notes, perf)
