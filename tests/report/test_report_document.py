@@ -227,7 +227,7 @@ def test_intervals_are_labelled_with_the_confidence_the_run_used(sample_run):
         for r in rows:
             r["confidence"] = 0.9
     doc = build_document(run)
-    fairness, policy = doc.sections[6], doc.sections[9]
+    fairness, policy = doc.sections[6], by_key(doc, "policy")
     disp = next(b for b in fairness.blocks if isinstance(b, Table) and b.caption == "Disparities between sex groups")
     subs = [c.sub for row in disp.rows for c in row[2:4]]
     assert subs and all(s.startswith("(90\u202f% CI ") for s in subs), subs
