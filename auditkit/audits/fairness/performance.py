@@ -30,6 +30,7 @@ denominator. Confusion counts are always given; withholding them (suppression) i
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -217,7 +218,7 @@ def performance(y_true, y_pred, scores, *, groups: pd.DataFrame, tables: Sequenc
     yt = as_binary("y_true", y_true)
     yp = as_binary("y_pred", y_pred, yt.size)
     s = as_float("scores", scores, yt.size)
-    counter = iter(range(1 << 62))
+    counter = itertools.count()
 
     def row(name: str, mask: np.ndarray) -> PerfRow:
         rng = np.random.default_rng([seed or 0, next(counter)])
