@@ -108,8 +108,8 @@ def performance_section(section: Section, run: RunDocument, *, figures: dict | N
         return
     fav = f.favourable or run.data.favourable
     conf = f"{100 * perf.confidence:g}\u202f%"
-    boot = (f"a percentile bootstrap ({fmt.count(perf.n_boot)} resamples of the group's records; its seed is in the "
-            f"findings)"
+    boot = (f"a bootstrap ({fmt.count(perf.n_boot)} resamples of the group's records, percentile interval shifted "
+            f"by the bootstrap's estimate of the bias; its seed is in the findings)"
             if perf.n_boot else "none (the bootstrap was switched off)")
     section.blocks.append(Paragraph(threshold_text(perf, fav)))
     section.blocks.append(Paragraph(

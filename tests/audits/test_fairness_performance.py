@@ -169,14 +169,20 @@ def test_auroc_interval_is_delong_computed_pair_by_pair(heart):
     assert delong_interval(y, s, 0.9) == pytest.approx((auc - norm.ppf(0.95) * se, 1.0), abs=1e-12)
 
 
-def test_ece_interval_is_a_seeded_percentile_bootstrap(heart):
-    """The vectorised bootstrap equals ECE recomputed on each resample drawn with the same generator; the run's
-    seed fixes it."""
+def test_ece_interval_is_a_seeded_bias_shifted_bootstrap(heart):
+    """The vectorised bootstrap equals ECE recomputed on each resample drawn with the same generator, its
+    percentile interval shifted by the replicates' mean minus the estimate; the run's seed fixes it; every
+    row's estimate lies inside its interval."""
     y, s = heart["y"], heart["s"]
     got = ece_bootstrap(y, s, n_boot=50, confidence=0.9, rng=np.random.default_rng(3))
     idx = np.random.default_rng(3).integers(0, y.size, size=(50, y.size))
     reps = [expected_calibration_error(y[i], s[i]) for i in idx]
-    assert got == pytest.approx(tuple(np.quantile(reps, [0.05, 0.95])), abs=1e-12)
+    bias = np.mean(reps) - hand_ece(y, s)
+    assert bias > 0                                  # resampling noise inflates the ECE
+    assert got == pytest.approx(tuple(np.quantile(reps, [0.05, 0.95]) - bias), abs=1e-12)
+    for row in heart["rows"].values():
+        if row.ece is not None:
+            assert 0 <= row.ece_ci[0] < row.ece < row.ece_ci[1]
     row = heart["perf"].overall
     again = performance(heart["y"], heart["pred"], s, groups=None, tables=[], min_n=MIN_N, n_boot=200, seed=7)
     assert again.overall.ece_ci == row.ece_ci and row.ece_ci[0] < row.ece_ci[1]

@@ -106,8 +106,9 @@ def test_threshold_and_methods_in_plain_words(rendered_perf):
     text = [b.text for b in section.blocks if b.kind == "paragraph"]
     assert text[0].startswith("Decision threshold: a record is predicted “yes” when the model's probability of "
                               "“yes” is above 0.50")
-    assert ("Intervals at 95\u202f%: Wilson for prevalence and accuracy, DeLong for AUROC, a percentile bootstrap (100 "
-            "resamples of the group's records; its seed is in the findings) for the calibration error.") in text[2]
+    assert ("Intervals at 95\u202f%: Wilson for prevalence and accuracy, DeLong for AUROC, a bootstrap (100 resamples "
+            "of the group's records, percentile interval shifted by the bootstrap's estimate of the bias; its seed is "
+            "in the findings) for the calibration error.") in text[2]
     run = copy.deepcopy(rendered_perf["run"])
     run["fairness"]["performance"].update(threshold=None, n_classes=3)
     doc = build_document(run)

@@ -200,7 +200,7 @@ class Performance(Part):
     n_boot: int = 0
     seed: int | None = None
     auroc_method: str = "delong"
-    ece_method: str = "bootstrap"
+    ece_method: str = "bootstrap, bias-shifted percentile"
     bins: int = 10
     overall: PerfRow
     groups: list[PerfGroups] = []
