@@ -41,6 +41,7 @@ from .blocks import (
     suppressed,
 )
 from .fmt import when
+from .performance import performance_section
 from .plugins import plugin_section
 
 SECTION_TITLES = (
@@ -51,6 +52,7 @@ SECTION_TITLES = (
     ("subgroups", "Subgroups"),
     ("methodology", "Methodology"),
     ("fairness", "Fairness results"),
+    ("performance", "Performance and calibration"),
     ("privacy", "Privacy results"),
     ("quality", "Data quality and explanations"),
     ("policy", "Policy evaluation"),
@@ -96,6 +98,7 @@ BUILDERS = {
     "methodology": S.methodology, "fairness": R.fairness, "privacy": R.privacy, "quality": R.quality,
     "policy": S.policy, "limitations": S.limitations, "history": S.history, "signoff": S.signoff,
     "reproducibility": S.reproducibility, "annex": S.annex,
+    "performance": performance_section,
 }
 
 

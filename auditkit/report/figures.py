@@ -28,6 +28,7 @@ from ..audits.fairness.findings import Attribution, GroupTable
 from ..audits.privacy.findings import Attack, Distribution
 from ..rundoc import RunDocument
 from .blocks import min_cell
+from .performance import reliability_figure
 
 RC = {
     "font.family": "DejaVu Sans", "font.size": 8, "axes.titlesize": 8.5, "axes.labelsize": 8,
@@ -196,6 +197,7 @@ def render_figures(run: RunDocument, outdir: Path) -> dict[str, str]:
         tables, atts = (f.groups, f.attributions) if f is not None else ([], [])
         jobs = [(f"group_metrics_{i}", lambda t=t: group_metrics(t)) for i, t in enumerate(tables, 1)]
         jobs += [(f"drivers_{i}", lambda a=a: drivers(a, minimum)) for i, a in enumerate(atts, 1)]
+        jobs.append(("reliability", lambda: reliability_figure(f.performance if f is not None else None)))
         if p is not None and p.distribution is not None:
             jobs.append(("risk_distribution", lambda: risk_distribution(p.distribution, p.threshold)))
         if p is not None and p.attacks:

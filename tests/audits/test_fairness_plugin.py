@@ -123,6 +123,23 @@ def test_unknown_group_counted_but_not_attributed(audited):
     assert all("unknown" not in (a.disadvantaged, a.advantaged) for a in found.attributions)
 
 
+def test_performance_part_follows_the_group_tables(audited):
+    """The plugin's ``performance`` part: a row per group of every table (the unknown group too), the decision
+    threshold of a two-class model, the fairness bootstrap's seed, and counts that are those of the test split."""
+    ctx, found = audited
+    perf = found.to_dict()["performance"]
+    assert perf["threshold"] == 0.5 and perf["min_n"] == 20 and perf["n_boot"] == 200
+    assert perf["seed"] == ctx.seeds.used["bootstrap"]
+    assert [g["attribute"] for g in perf["groups"]] == [t.attribute for t in found.tables]
+    for part, table in zip(perf["groups"], found.tables, strict=True):
+        assert [(r["group"], r["n"]) for r in part["rows"]] == [(g.group, g.count) for g in table.groups]
+        assert sum(r["n"] for r in part["rows"]) == perf["overall"]["n"] == ctx.test.n
+    fav = ctx.favourable
+    pred = ctx.proba("test").argmax(1) == fav
+    o = perf["overall"]
+    assert (o["tp"], o["fn"]) == (int((pred & (ctx.test.y == fav)).sum()), int((~pred & (ctx.test.y == fav)).sum()))
+
+
 def test_findings_are_json_and_hold_no_record_ids(audited):
     ctx, found = audited
     text = json.dumps(found.to_dict())

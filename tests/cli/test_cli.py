@@ -251,7 +251,7 @@ def test_a_worse_model_shows_in_history_and_trips_the_rule_bounding_the_change(t
     assert check["status"] == "fail"
     assert [h["model_version"] for h in run2["history"]] == ["1.0.0"]
     html = (tmp_path / "r2/report.html").read_text()
-    history = html[html.rindex("12. History"):html.rindex("13. Sign-off")]
+    history = html[html.rindex("13. History"):html.rindex("14. Sign-off")]
     assert "1.0.0" in history and "2.0.0" in history
 
 

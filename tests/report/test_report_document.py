@@ -14,9 +14,15 @@ from auditkit.rundoc import load_run
 
 REPORT_MD_TITLES = [
     "Cover and document control", "Scope and intended purpose", "Model identity", "Data provenance", "Subgroups",
-    "Methodology", "Fairness results", "Privacy results", "Data quality and explanations", "Policy evaluation",
+    "Methodology", "Fairness results", "Performance and calibration", "Privacy results",
+    "Data quality and explanations", "Policy evaluation",
     "Limitations", "History", "Sign-off", "Reproducibility", "Machine-readable annex",
 ]
+
+
+def by_key(doc, key: str):
+    """The section of ``doc`` with ``key`` (sections are found by key, not by position)."""
+    return next(s for s in doc.sections if s.key == key)
 
 
 def texts(section) -> str:
@@ -31,10 +37,11 @@ def texts(section) -> str:
     return "\n".join(out)
 
 
-def test_fifteen_sections_in_the_order_of_report_md(sample_run):
+def test_sections_in_the_order_of_report_md(sample_run):
+    """REPORT.md's fifteen sections, with "Performance and calibration" (issue 18) after the fairness results."""
     doc = build_document(sample_run)
     assert [s.title for s in doc.sections] == REPORT_MD_TITLES
-    assert [s.number for s in doc.sections] == list(range(1, 16))
+    assert [s.number for s in doc.sections] == list(range(1, 17))
     assert [t for _, t in SECTION_TITLES] == REPORT_MD_TITLES
     assert all(s.blocks for s in doc.sections), [s.title for s in doc.sections if not s.blocks]
 
@@ -79,7 +86,7 @@ def test_plain_words_and_sign_convention(sample_run):
     fairness = texts(build_document(lending).sections[6])
     assert "Female is selected at 0.34 times the rate of Male" in fairness
     assert "indicates adverse impact; this one is below it" in fairness
-    privacy = texts(doc.sections[7])
+    privacy = texts(by_key(doc, "privacy"))
     assert "AUC 0.5 means no better than guessing (higher is worse)" in privacy
     assert "not measurable" in privacy  # TPR at 0.1 % FPR with 230 non-members
 
@@ -91,7 +98,7 @@ def test_stability_verdicts_and_limitations(sample_run):
     assert [r[-1].text for r in table.rows] == ["robust", "sensitive"]
     assert [r[-1].css for r in table.rows] == ["pass", "warn"]
     assert table.rows[1][3].text == "6 of 10"  # damping ×10 kept 6 of the top 10
-    lim = texts(doc.sections[10])
+    lim = texts(by_key(doc, "limitations"))
     assert "“top privacy-risk records” is sensitive" in lim
     assert "Groups with fewer than 30 test records were not reported: Female & 55+." in lim
     assert "needs at least 1000 non-members and the run had 230" in lim
@@ -111,14 +118,14 @@ def test_missing_plugins_are_said_not_hidden(sample_run):
     run["privacy"] = None
     run["fairness"] = None
     doc = build_document(run)
-    assert "The privacy audit was not part of this run." in texts(doc.sections[7])
+    assert "The privacy audit was not part of this run." in texts(by_key(doc, "privacy"))
     assert "The fairness audit was not part of this run." in texts(doc.sections[6])
-    assert "Privacy was not audited in this run." in texts(doc.sections[10])
+    assert "Privacy was not audited in this run." in texts(by_key(doc, "limitations"))
 
 
 def test_history_adds_this_report_with_the_same_labels(sample_run):
     doc = build_document(sample_run)
-    table = next(b for b in doc.sections[11].blocks if isinstance(b, Table))
+    table = next(b for b in by_key(doc, "history").blocks if isinstance(b, Table))
     assert table.columns == ["Key figure", "AK-20261001-11111111", "this report"]
     row = next(r for r in table.rows if r[0].text == "selection-rate impact ratio (sex)")
     assert [c.text for c in row[1:]] == ["0.41", "0.34"]
@@ -226,7 +233,7 @@ def test_intervals_are_labelled_with_the_confidence_the_run_used(sample_run):
         for r in rows:
             r["confidence"] = 0.9
     doc = build_document(run)
-    fairness, policy = doc.sections[6], doc.sections[9]
+    fairness, policy = doc.sections[6], by_key(doc, "policy")
     disp = next(b for b in fairness.blocks if isinstance(b, Table) and b.caption == "Disparities between sex groups")
     subs = [c.sub for row in disp.rows for c in row[2:4]]
     assert subs and all(s.startswith("(90\u202f% CI ") for s in subs), subs

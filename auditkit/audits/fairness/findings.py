@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field
 
 from ..typed import Groups, Interval, Num, Part
@@ -158,6 +156,70 @@ class Explanation(Part):
     toward_right: list[RecordEffect] = []
 
 
+class ReliabilityBin(Part):
+    """One bin of a reliability diagram: predicted probabilities in (bin_lower, bin_upper] (the first bin closed),
+    how many records, their mean predicted probability and the observed rate of the favourable outcome."""
+
+    bin_lower: Num
+    bin_upper: Num
+    n: int
+    mean_predicted: Num = None
+    observed_rate: Num = None
+
+
+class PerfRow(Part):
+    """Performance and calibration of one group (or of all records; see
+    :mod:`auditkit.audits.fairness.performance`). A statistic whose denominator is below the minimum n is None
+    and named in ``insufficient`` with that denominator. A suppressed row keeps ``group`` and ``suppressed``
+    only."""
+
+    group: str
+    suppressed: bool = False
+    n: int | None = None
+    positives: int | None = None
+    negatives: int | None = None
+    prevalence: Num = None
+    prevalence_ci: Interval | None = None
+    tp: int | None = None
+    fp: int | None = None
+    tn: int | None = None
+    fn: int | None = None
+    accuracy: Num = None
+    accuracy_ci: Interval | None = None
+    auroc: Num = None
+    auroc_ci: Interval | None = None
+    ece: Num = None
+    ece_ci: Interval | None = None
+    reliability: list[ReliabilityBin] = []
+    insufficient: dict[str, int] = {}
+
+
+class PerfGroups(Part):
+    """The performance rows of the groups of one attribute or intersection."""
+
+    attribute: str
+    rows: list[PerfRow] = []
+
+
+class Performance(Part):
+    """Performance and calibration on the test set: ``threshold`` is the probability of the favourable class
+    above which it is predicted (0.5 for two classes; None for more, where the arg-max class decides and the
+    favourable class is read one-vs-rest). AUROC intervals by ``auroc_method``, ECE intervals by
+    ``ece_method`` (``n_boot`` replicates, ``seed``), at ``confidence``; ``bins`` equal-width bins."""
+
+    threshold: Num = None
+    n_classes: int = 2
+    min_n: int = 30
+    confidence: Num = 0.95
+    n_boot: int = 0
+    seed: int | None = None
+    auroc_method: str = "delong"
+    ece_method: str = "bootstrap, bias-shifted percentile"
+    bins: int = 10
+    overall: PerfRow
+    groups: list[PerfGroups] = []
+
+
 class FairnessFindings(Part):
     """What the fairness audit found: group tables, disparities by attribute, attributions, explanations."""
 
@@ -168,5 +230,4 @@ class FairnessFindings(Part):
     explanations: list[Explanation] = []
     verified: bool = False
     notes: list[str] = []
-    #: performance and calibration per group (typed by the performance part; a mapping until then)
-    performance: dict[str, Any] | None = None
+    performance: Performance | None = None

@@ -17,6 +17,7 @@ from .attribution import SURROGATES, Attribution, attribute_gap, gap_key, gap_me
 from .disparities import disparities
 from .findings import FairnessFindings as FindingsModel
 from .metrics import SEPARATOR, group_metrics, record_groups
+from .performance import Performance, performance
 
 
 class AttributionOptions(PluginOptions):
@@ -70,6 +71,7 @@ class FairnessFindings:
     explanations: list[dict]
     verified: bool
     notes: list[str] = field(default_factory=list)
+    performance: Performance | None = None
 
     def to_dict(self) -> dict:
         return {"favourable": self.favourable,
@@ -78,7 +80,8 @@ class FairnessFindings:
                 "attributions": [a.to_dict() for a in self.attributions],
                 "explanations": self.explanations,
                 "verified": self.verified,
-                "notes": self.notes}
+                "notes": self.notes,
+                "performance": self.performance.to_dict() if self.performance is not None else None}
 
 
 class FairnessAudit(AuditPlugin):
@@ -168,8 +171,12 @@ class FairnessAudit(AuditPlugin):
                          "function was given.")
         explanations = explain(context, "test", self._to_explain(context, options, tables, arrays),
                                top=options.explain.top)
+        perf = performance(arrays["y_true"], arrays["y_pred"], arrays["scores"], groups=test.groups, tables=tables,
+                           min_n=options.min_group_size, confidence=options.confidence, n_boot=options.bootstrap,
+                           seed=context.seed_for("bootstrap", options.seed),
+                           n_classes=context.proba("test").shape[1])
         return FairnessFindings(str(context.train.classes[context.favourable]), tables, found, attributions,
-                                explanations, verified, notes)
+                                explanations, verified, notes, perf)
 
     @staticmethod
     def _to_explain(context: AuditContext, options: FairnessOptions, tables, arrays) -> np.ndarray:
