@@ -121,7 +121,9 @@ class Observation:
 
     ``reference`` names the reference group and ``reference_value`` its value (per-group fairness metrics);
     ``difference_interval`` is the bootstrap interval of ``value − reference_value`` where the plugin
-    computed it; ``note`` says why a value is missing or which groups it compares.
+    computed it; ``note`` says why a value is missing or which groups it compares; ``groups`` names the two
+    groups a comparison of groups is between (difference, ratio: the worst and the best group; impact ratio: the
+    group and the one it is divided by), worst-off first where the findings say which is worse.
     """
 
     metric: str
@@ -134,6 +136,7 @@ class Observation:
     reference: str | None = None
     difference_interval: tuple[float, float] | None = None
     note: str | None = None
+    groups: tuple[str, str] | None = None
 
     @property
     def key(self) -> tuple[str, str | None, str | None]:
@@ -141,7 +144,7 @@ class Observation:
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        for k in ("interval", "difference_interval"):
+        for k in ("interval", "difference_interval", "groups"):
             out[k] = list(out[k]) if out[k] is not None else None
         return out
 
@@ -236,13 +239,15 @@ def _disparity(attr: str, d: Disparity, n_of: dict[str, int]) -> list[Observatio
     m, ok = d.metric, d.status == "ok"
     note = None if ok else (d.reason or "the disparity could not be computed")
     n = _min_or_none(n_of.get(g) for g in d.groups) if ok else None
-    out = [Observation(f"fairness.{m}.{stat}", attr, None, _num(value) if ok else None, _interval(ci), n, note=note)
+    pair = (d.worst_group, d.best_group) if ok and d.worst_group and d.best_group else None
+    out = [Observation(f"fairness.{m}.{stat}", attr, None, _num(value) if ok else None, _interval(ci), n, note=note,
+                       groups=pair)
            for stat, value, ci in (("difference", d.difference, d.difference_ci), ("ratio", d.ratio, d.ratio_ci))]
     ref = d.reference
     for g, r in d.to_reference.items():
         out.append(Observation(f"fairness.{m}.impact_ratio", attr, g, _num(r.ratio), _interval(r.ratio_ci),
                                _min_or_none([n_of.get(g), n_of.get(ref)]), _num(d.values.get(ref)), ref,
-                               note=f"{g} compared with the reference group {ref}"))
+                               note=f"{g} compared with the reference group {ref}", groups=(g, ref)))
     for g, why in d.excluded.items():
         if g in n_of and ok:
             out.append(Observation(f"fairness.{m}.impact_ratio", attr, g, None, None, n_of[g], None, ref,
@@ -255,7 +260,7 @@ def _disparity(attr: str, d: Disparity, n_of: dict[str, int]) -> list[Observatio
                                _interval(irm.ci) if irm is not None else None,
                                _min_or_none(n_of.get(g) for g in pair),
                                note=(f"{pair[0]} compared with the most selected group {pair[1]}"
-                                     if all(pair) else note)))
+                                     if all(pair) else note), groups=tuple(pair) if all(pair) else None))
     return out
 
 
