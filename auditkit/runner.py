@@ -7,7 +7,8 @@ policy (the checks that warn or fail on the plugins' findings, handed back to ea
 attributes each flagged gap) → check stability (the rankings the plugins declare, recomputed with other engines)
 → assemble the document (:mod:`auditkit.assemble`) → check the policy (against the previous audit when a rule
 asks). The run document (``run.json``) holds everything the report shows and no record identifiers; the private
-rows (tokens with their record ids) are for the data owner only. Every random choice derives from ``config.seed`` (:mod:`auditkit.seeds`).
+rows (tokens with their record ids) are for the data owner only. Every random choice derives from ``config.seed``
+(:mod:`auditkit.seeds`).
 """
 
 from __future__ import annotations
