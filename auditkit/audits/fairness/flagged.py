@@ -77,11 +77,11 @@ def _comparison(context: AuditContext, findings: dict, check: dict) -> dict:
            "gap_ci": None, "note": None, "group_metric": metric}
     table = next((t for t in findings.get("groups", []) if t.get("attribute") == attribute), None)
     if table is None:
-        out["note"] = f"the fairness findings have no groups of {attribute}"
+        out["note"] = f"The fairness findings have no groups of {attribute}: no drivers are named."
         return out
     out["columns"] = table.get("columns") or [attribute]
     if out["surrogate"] is None:
-        out["note"] = f"{metric} has no differentiable surrogate: its drivers are not estimated"
+        out["note"] = f"The {metric} has no differentiable surrogate: its drivers are not estimated."
         return out
     test = context.test
     labels = record_groups(test.groups, out["columns"])
@@ -119,7 +119,9 @@ def flagged_gaps(context: AuditContext, findings: dict, checks: list[dict], *, n
     out = []
     for c in comparisons:
         entry = {k: c[k] for k in ("rule", "check_status", "metric", "attribute", "disadvantaged", "advantaged",
-                                   "surrogate", "gap", "gap_ci", "note")}
+                                   "surrogate", "gap", "gap_ci")}
+        entry |= {"surrogate_gap": None, "drivers": [], "predicted_gap_after": {}, "actual_gap_after": None,
+                  "actual_metric_gap_after": None, "note": c["note"]}
         if c["note"] is None:
             key = _gap_key(c)
             if key not in attributed:
@@ -134,15 +136,15 @@ def flagged_gaps(context: AuditContext, findings: dict, checks: list[dict], *, n
 def _effects(att, comparison: dict) -> dict:
     """The surrogate gap, drivers and gaps after removal of one attribution (None: the surrogate is undefined)."""
     if att is None:
-        return {"note": f"the {comparison['surrogate'].replace('_', ' ')} surrogate is undefined for these groups "
-                        "(a group has no record it averages over)"}
+        return {"note": f"The {comparison['surrogate'].replace('_', ' ')} surrogate is undefined for these groups "
+                        "(a group has no record it averages over): no drivers are named."}
     if not att.gap > 0:
         # the decisions put D worse off, the probabilities do not: removing records that narrow the surrogate
         # would not narrow this gap, so no drivers are named
         return {"surrogate_gap": att.gap,
-                "note": f"on predicted probabilities {comparison['disadvantaged']} is not worse off than "
-                        f"{comparison['advantaged']} (the {comparison['surrogate'].replace('_', ' ')} surrogate is "
-                        f"{att.gap:.3g}): its drivers would not explain this gap, none are named"}
+                "note": f"On predicted probabilities {comparison['disadvantaged']} is not worse off than "
+                        f"{comparison['advantaged']} (gap {100 * att.gap:.1f} pp): records that drive that gap would "
+                        "not explain this one, so none are named."}
     verified = att.verification
     return {"surrogate_gap": att.gap,
             "drivers": [{"token": r.token, "effect": r.effect, "label": r.label, "groups": r.groups}
