@@ -141,10 +141,11 @@ def _effects(att, comparison: dict) -> dict:
     if not att.gap > 0:
         # the decisions put D worse off, the probabilities do not: removing records that narrow the surrogate
         # would not narrow this gap, so no drivers are named
+        points = f"{100 * att.gap:.1f}".replace("-", "−")
         return {"surrogate_gap": att.gap,
                 "note": f"On predicted probabilities {comparison['disadvantaged']} is not worse off than "
-                        f"{comparison['advantaged']} (gap {100 * att.gap:.1f} pp): records that drive that gap would "
-                        "not explain this one, so none are named."}
+                        f"{comparison['advantaged']} (gap {points} pp): records that drive that gap would not "
+                        "explain this one, so none are named."}
     verified = att.verification
     return {"surrogate_gap": att.gap,
             "drivers": [{"token": r.token, "effect": r.effect, "label": r.label, "groups": r.groups}
