@@ -488,6 +488,7 @@ def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: Hist
     with clock.step("follow up what the policy flags"):
         follow_up(context, options_by_plugin, findings, nonfinite,
                   flagged_checks(findings, policy, history, config.model.name))
+        factory.check_finite(context.nonfinite_answers())      # the follow-up's influence answers too
     with clock.step("stability of the key findings"):
         stable = check_stability(config, context, factory, findings, X, y)
         nonfinite["influence"] = nonfinite_paths(stable["findings"])
