@@ -46,8 +46,9 @@ def group_metric(check: dict) -> str | None:
 
 
 def _gap_interval(findings: dict, attribute: str, metric: str, dis: str, adv: str) -> list | None:
-    """The interval of ``value(adv) − value(dis)`` oriented as the gap (positive = ``dis`` worse off) from the
-    fairness findings' disparity of ``metric``, or None when the findings hold none for this pair."""
+    """The interval of the gap between ``dis`` and ``adv`` on ``metric`` (positive = ``dis`` worse off) from the
+    fairness findings' disparity of ``metric``: its ``difference_ci`` for its worst and best group, else the
+    ``to_reference`` interval of a group and the reference group, turned; None when the findings hold none."""
     disparity = next((d for d in findings.get("disparities", {}).get(attribute, []) if d.get("metric") == metric),
                      None)
     if disparity is None or disparity.get("status") != "ok":
