@@ -2,11 +2,13 @@
 
 The pipeline, one named step each (:func:`_run_audit` reads top to bottom): load inputs (data, model, its
 stationarity) → fit the engine (:mod:`auditkit.engine_factory`: damping and precision fallbacks, recorded as
-``influence.fitting``) → run plugins (their influence questions answered in one pass first) → check stability
-(the rankings the plugins declare, recomputed with other engines) → assemble the document
-(:mod:`auditkit.assemble`; policy checks against the previous audit when a rule asks). The run document
-(``run.json``) holds everything the report shows and no record identifiers; the private rows (tokens with their
-record ids) are for the data owner only. Every random choice derives from ``config.seed`` (:mod:`auditkit.seeds`).
+``influence.fitting``) → run plugins (their influence questions answered in one pass first) → follow up the
+policy (the checks that warn or fail on the plugins' findings, handed back to each plugin: the fairness plugin
+attributes each flagged gap) → check stability (the rankings the plugins declare, recomputed with other engines)
+→ assemble the document (:mod:`auditkit.assemble`) → check the policy (against the previous audit when a rule
+asks). The run document (``run.json``) holds everything the report shows and no record identifiers; the private
+rows (tokens with their record ids) are for the data owner only. Every random choice derives from ``config.seed``
+(:mod:`auditkit.seeds`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from .assemble import RunFacts, run_document, score_rows
 from .assemble import provenance as assemble_provenance
 from .audits.base import AuditContext
 from .audits.jsonsafe import json_safe
-from .audits.registry import load_plugin, prefetch, run_plugin, validate_options
+from .audits.registry import follow_up_plugin, load_plugin, prefetch, run_plugin, validate_options
 from .audits.stability import stability
 from .config import AuditConfig, BackendConfig, InMemoryInputs, load_config, parse_config
 from .engine_factory import EngineFactory, EngineSettings, Float32Overflow
@@ -57,6 +59,7 @@ from .inputs import (
 )
 from .numerics import nonfinite_paths, saturation
 from .policy import Policy, check_metrics_available, evaluate, load_policy, observations, overall_status, parse_policy
+from .policy.observations import Sections
 from .progress import reporter_for
 from .redaction import redact_record_ids
 from .results import DataQualityResult, FairnessResult, PrivacyResult, data_quality_of, fairness_of, privacy_of
@@ -392,9 +395,33 @@ def run_plugins(context: AuditContext, options_by_plugin: dict, clock: Clock) ->
     return findings, nonfinite
 
 
+def flagged_checks(findings: dict, policy: Policy | None, history: HistoryStore | None, model: str) -> list[dict]:
+    """The policy's checks that warn or fail on the plugins' findings alone (before the stability check and the
+    run document exist; the checks of fairness, privacy and data-quality metrics read nothing else), as dicts."""
+    if policy is None:
+        return []
+    previous = history.previous(model) if history is not None else None
+    obs = observations(Sections.model_validate(findings))
+    checks = evaluate(policy, obs, previous=previous["observations"] if previous else None)
+    return [c.to_dict() for c in checks if c.status in ("warn", "fail")]
+
+
+def follow_up(context: AuditContext, options_by_plugin: dict, findings: dict, nonfinite: dict,
+              flagged: list[dict]) -> None:
+    """Step 5: each plugin's findings completed with what the policy flagged (``AuditPlugin.follow_up``), in place;
+    the checks themselves are evaluated again on the whole run document (step 7)."""
+    for name in findings:
+        if findings[name] is None:
+            continue
+        raw = follow_up_plugin(name, context, options_by_plugin[name], findings[name], flagged)
+        if raw is not findings[name]:
+            nonfinite[name] = nonfinite_paths(raw)
+            findings[name] = json_safe(raw)
+
+
 def check_stability(config: AuditConfig, context: AuditContext, factory: EngineFactory, findings: dict,
                     X, y) -> dict:
-    """Step 5: the rankings the plugins declare, recomputed with the alternative engines:
+    """Step 6: the rankings the plugins declare, recomputed with the alternative engines:
     ``{"settings", "findings"}``."""
     rankings = [(name, ranking) for name, found in findings.items() if found is not None
                 for ranking in load_plugin(name)().rankings(found, context)]
@@ -405,7 +432,7 @@ def check_stability(config: AuditConfig, context: AuditContext, factory: EngineF
 
 
 def apply_policy(run: dict, policy: Policy | None, history: HistoryStore | None) -> list[dict]:
-    """Step 6: the run's observations checked against the policy (and the previous audit): checks, status,
+    """Step 7: the run's observations checked against the policy (and the previous audit): checks, status,
     policy and key figures written into ``run``; returns the observations."""
     obs = [o if isinstance(o, dict) else o.to_dict() for o in observations(run)]
     previous = history.previous(run["model"]["name"]) if history is not None else None
@@ -441,7 +468,8 @@ def run_audit(config: AuditConfig, *, trigger: str = "manual", command: str = ""
 def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: HistoryStore | None, backend,
                staging: Path | None, key: tuple[bytes, str], overflows: int = 0,
                dtype_requested: str | None = None) -> AuditRun:
-    """The pipeline: load inputs → fit the engine → run plugins → check stability → assemble the document."""
+    """The pipeline: load inputs → fit the engine → run plugins → follow up the policy's flags → check stability
+    → assemble the document → check the policy."""
     clock, seeds = Clock(), Seeds(config.seed)
     policy = check_config(config)
     where = "in process" if backend is None else f"{backend!r}, {backend.n_workers} worker thread(s)"
@@ -459,6 +487,10 @@ def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: Hist
     with clock.step("influence: one pass over the training gradients"):
         answer_plans(context, factory, options_by_plugin, X, y)
     findings, nonfinite = run_plugins(context, options_by_plugin, clock)
+    with clock.step("follow up what the policy flags"):
+        follow_up(context, options_by_plugin, findings, nonfinite,
+                  flagged_checks(findings, policy, history, config.model.name))
+        factory.check_finite(context.nonfinite_answers())      # the follow-up's influence answers too
     with clock.step("stability of the key findings"):
         stable = check_stability(config, context, factory, findings, X, y)
         nonfinite["influence"] = nonfinite_paths(stable["findings"])

@@ -13,6 +13,8 @@ fairness driver           driver of the selection-rate gap sex Female vs Male   
                           (rank 3)                                                    on removal (< 0)
 fairness widener          widener of the selection-rate gap sex Female vs Male        predicted change of the gap
                           (rank 1)                                                    on removal (> 0)
+flagged gap driver        driver of the false-positive gap sex Male vs Female, which  predicted change of the gap
+                          rule fpr-gap flagged (rank 2)                               on removal (< 0)
 explained prediction      prediction explained (true label yes, predicted no)         probability of the true
                                                                                       label
 explanation: toward       pushed the prediction of R-XLRHR6IR toward the wrong        influence on that record's
@@ -69,6 +71,10 @@ def _fairness(fairness: Mapping) -> Iterable[dict]:
         for key, finding in (("drivers", "fairness driver"), ("wideners", "fairness widener")):
             for rank, e in enumerate(att.get(key) or [], 1):
                 yield _row(e, finding, e.get("effect"), f"{finding.split()[1]} of {_gap(att)} (rank {rank})")
+    for gap in fairness.get("flagged_gaps") or []:
+        for rank, e in enumerate(gap.get("drivers") or [], 1):
+            yield _row(e, "flagged gap driver", e.get("effect"),
+                       f"driver of {_gap(gap)}, which rule {gap.get('rule')} flagged (rank {rank})")
     for ex in fairness.get("explanations") or []:
         yield _row(ex, "explained prediction", ex.get("probability_of_true_label"),
                    f"prediction explained (true label {ex.get('true_label')}, predicted {ex.get('predicted_label')})")

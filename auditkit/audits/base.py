@@ -22,6 +22,10 @@ outputs (flagged_records.csv, record_scores.csv).
 **Seeds.** Every random choice of a plugin takes its seed from ``context.seed_for(purpose, explicit)``: an
 explicit option wins, else the seed derived from the run's ``seed`` (:mod:`auditkit.seeds`); both are recorded.
 
+**Following up the policy.** ``follow_up(context, options, findings, flagged_checks) -> findings`` is called
+once the policy's checks are known (the checks that warn or fail), before the stability check; by default it
+returns the findings unchanged (the fairness plugin attributes each flagged gap there).
+
 **Rankings for the stability check.** ``rankings(findings, context) -> list[Ranking]`` says which of the
 plugin's rankings of training records the stability check recomputes with other influence engines, and how
 (:class:`Ranking`); none by default.
@@ -422,6 +426,15 @@ class AuditPlugin(ABC):
     @abstractmethod
     def run(self, context: AuditContext, options: Any) -> Any:
         """Compute the findings (an object with ``to_dict()``); never render, never read the policy."""
+
+    def follow_up(self, context: AuditContext, options: Any, findings: dict, flagged_checks: list[dict]) -> dict:
+        """The findings completed once the policy is known: ``findings`` (this plugin's JSON-safe dict) and the
+        policy checks that warn or fail (``flagged_checks``, as the run document holds them: rule, metric,
+        attribute, group, groups compared, status ...), e.g. to explain what the policy flagged. Called after
+        every plugin has run and before the stability check (which then sees the rankings it adds). Returns the
+        findings (a new dict); unchanged by default. Must not depend on the policy for anything a check
+        reads: the checks are evaluated again on the findings it returns."""
+        return findings
 
     def rankings(self, findings: dict, context: AuditContext) -> list[Ranking]:
         """The rankings of training records in ``findings`` (the JSON-safe dict of this plugin's findings) that

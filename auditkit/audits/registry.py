@@ -50,6 +50,14 @@ def run_plugin(name: str, context: AuditContext, options: dict | None = None):
     return plugin().run(context, validate_options(plugin, options))
 
 
+def follow_up_plugin(name: str, context: AuditContext, options: dict | None, findings: dict,
+                     flagged_checks: list[dict]) -> dict:
+    """``follow_up`` of the plugin registered as ``name`` with its validated ``options``: its findings completed
+    with the policy checks that warn or fail."""
+    plugin = load_plugin(name)
+    return plugin().follow_up(context, validate_options(plugin, options), findings, flagged_checks)
+
+
 def prefetch(context: AuditContext, options_by_plugin: dict[str, dict | None]) -> InfluenceRequests:
     """Ask each plugin named in ``options_by_plugin`` for its influence plan and answer all of them with ONE
     streamed pass over the training gradients (``AuditContext.prefetch``); run before the plugins."""

@@ -175,8 +175,10 @@ def _previous_map(previous) -> dict | None:
 def _check(rule: Rule, o: Observation, prev: dict | None) -> Check:
     lo, hi = _limits(rule)
     value, interval, compared, reason, decided = o.value, o.interval, None, None, "no value"
+    groups = list(o.groups) if o.groups else None
     if isinstance(rule.bound, RelativeToReference) and o.value is not None:
         compared = {"label": f"reference group {o.reference}", "value": o.reference_value}
+        groups = [o.group, o.reference] if o.group and o.reference else groups
         if o.reference_value is None:
             reason = f"the reference group {o.reference} has no value"
         else:
@@ -209,7 +211,7 @@ def _check(rule: Rule, o: Observation, prev: dict | None) -> Check:
                  interval=list(interval) if interval is not None else None,
                  bound=bound_text(rule, o.reference), severity=rule.severity, status=status, decided_by=decided,
                  requirement=rule.requirement, explanation=text, n=o.n, when_insufficient=rule.when_insufficient,
-                 compared_with=compared, note=o.note)
+                 compared_with=compared, note=o.note, groups=groups)
 
 
 def _unmatched(rule: Rule, obs: list[Observation]) -> Check:

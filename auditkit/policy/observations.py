@@ -140,7 +140,9 @@ class Observation:
     ``reference`` names the reference group and ``reference_value`` its value (per-group fairness metrics);
     ``difference_interval`` is the bootstrap interval of ``value − reference_value`` where the plugin
     computed it; ``note`` says why a value is missing or which groups it compares; ``n_of`` what ``n`` counts
-    (``"records"`` when None; ``"positives"`` for a TPR ...).
+    (``"records"`` when None; ``"positives"`` for a TPR ...); ``groups`` names the two groups a comparison of
+    groups is between (difference, ratio: the worst and the best group; impact ratio: the group and the one it
+    is divided by), worst-off first where the findings say which is worse.
     """
 
     metric: str
@@ -154,6 +156,7 @@ class Observation:
     difference_interval: tuple[float, float] | None = None
     note: str | None = None
     n_of: str | None = None
+    groups: tuple[str, str] | None = None
 
     @property
     def key(self) -> tuple[str, str | None, str | None]:
@@ -161,7 +164,7 @@ class Observation:
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        for k in ("interval", "difference_interval"):
+        for k in ("interval", "difference_interval", "groups"):
             out[k] = list(out[k]) if out[k] is not None else None
         return out
 
@@ -276,14 +279,15 @@ def _disparity(attr: str, d: Disparity, denoms: dict[str, dict[str, int]], small
     words = DENOMINATOR_WORDS.get(m)
     note = None if ok else (d.reason or "the disparity could not be computed")
     n = _min_or_none(n_of.get(g) for g in d.groups) if ok else None
+    pair = (d.worst_group, d.best_group) if ok and d.worst_group and d.best_group else None
     out = [Observation(f"fairness.{m}.{stat}", attr, None, _num(value) if ok else None, _interval(ci), n, note=note,
-                       n_of=words) for stat, value, ci in (("difference", d.difference, d.difference_ci),
-                                                           ("ratio", d.ratio, d.ratio_ci))]
+                       n_of=words, groups=pair)
+           for stat, value, ci in (("difference", d.difference, d.difference_ci), ("ratio", d.ratio, d.ratio_ci))]
     ref = d.reference
     for g, r in d.to_reference.items():
         out.append(Observation(f"fairness.{m}.impact_ratio", attr, g, _num(r.ratio), _interval(r.ratio_ci),
                                _min_or_none([n_of.get(g), n_of.get(ref)]), _num(d.values.get(ref)), ref,
-                               note=f"{g} compared with the reference group {ref}", n_of=words))
+                               note=f"{g} compared with the reference group {ref}", n_of=words, groups=(g, ref)))
     for g, why in d.excluded.items():
         if g not in n_of:   # unknown category: not a group of the comparison by design
             continue
@@ -302,7 +306,7 @@ def _disparity(attr: str, d: Disparity, denoms: dict[str, dict[str, int]], small
                                _interval(irm.ci) if irm is not None else None,
                                _min_or_none(n_of.get(g) for g in pair),
                                note=(f"{pair[0]} compared with the most selected group {pair[1]}"
-                                     if all(pair) else note)))
+                                     if all(pair) else note), groups=tuple(pair) if all(pair) else None))
     return out
 
 

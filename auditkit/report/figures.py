@@ -195,6 +195,7 @@ def render_figures(run: RunDocument, outdir: Path) -> dict[str, str]:
     f, p = run.fairness, run.privacy
     with matplotlib.rc_context(RC):
         tables, atts = (f.groups, f.attributions) if f is not None else ([], [])
+        atts = [] if f is not None and f.flagged_gaps else atts      # shown only when no rule flags a gap
         jobs = [(f"group_metrics_{i}", lambda t=t: group_metrics(t)) for i, t in enumerate(tables, 1)]
         jobs += [(f"drivers_{i}", lambda a=a: drivers(a, minimum)) for i, a in enumerate(atts, 1)]
         jobs.append(("reliability", lambda: reliability_figure(f.performance if f is not None else None)))

@@ -1,7 +1,8 @@
 """Builders of the results sections: 7 fairness, 8 privacy, 9 data quality and explanations.
 
 Figures are referred to by the names :func:`auditkit.report.figures.render_figures` gives them:
-``group_metrics_<i>`` (i-th table of ``fairness.groups``, from 1), ``drivers_<i>`` (i-th attribution),
+``group_metrics_<i>`` (i-th table of ``fairness.groups``, from 1), ``drivers_<i>`` (i-th attribution, shown by
+:mod:`auditkit.report.drivers` only when no rule flags a gap),
 ``roc`` and ``risk_distribution``. Small cells (fewer records than the minimum group size) are
 suppressed in every table: their metrics and counts are not printed.
 """
@@ -10,30 +11,18 @@ from __future__ import annotations
 
 import re
 
-from ..audits.fairness.findings import DENOMINATOR_WORDS, Attribution, Disparity
+from ..audits.fairness.findings import DENOMINATOR_WORDS, Disparity
 from ..audits.privacy.findings import Attack
 from ..rundoc import RunDocument
 from . import fmt
 from .blocks import Cell, Figure, Heading, Paragraph, Section, Table, kv, min_cell, suppressed
+from .drivers import drivers
 from .limitations import suppressed_groups
 from .metric_choice import four_fifths_applies
 
-SURROGATE_WORDS = {
-    "selection_rate": ("selection-rate gap", "predicted probability of “{fav}”, {adv} minus {dis}"),
-    "equal_opportunity": ("true-positive-rate gap",
-                          "predicted probability of “{fav}” among people who truly have it, {adv} minus {dis}"),
-    "mean_loss": ("error gap", "average loss (prediction error) of {dis} minus that of {adv}"),
-}
 GROUP_METRICS = ("selection_rate", "tpr", "fpr", "accuracy")
 GROUP_METRIC_NAMES = {"selection_rate": "Selection rate", "tpr": "TPR", "fpr": "FPR", "accuracy": "Accuracy",
                       "fnr": "FNR", "precision": "Precision"}
-
-#: |gap| below which shares of the gap are not shown (1 percentage point, or 0.01 of loss)
-NEGLIGIBLE_GAP = 0.01
-
-
-def _gap_text(kind: str, x) -> str:
-    return fmt.num(x, 3) if kind == "mean_loss" else fmt.pp(x)
 
 
 def _groups_text(groups: dict[str, str]) -> str:
@@ -146,84 +135,6 @@ def _reading(d: Disparity) -> str:
     name = name if name.isupper() else name.lower()
     return (f"{worst} has {name} {fmt.metric(m, d.values.get(worst))} against {fmt.metric(m, d.values.get(best))} "
             f"for {best}.")
-
-
-def _curve_text(a: Attribution) -> str:
-    """"k=5: 30 pp (actual 31 pp); k=10: ..." — the predicted gap after removing the top k, and the gap
-    measured after retraining where it was."""
-    kind = a.surrogate
-    actual = {v.k: v.actual_gap for v in a.verification}
-    pieces = []
-    for c in a.removal_curve:
-        text = f"k={c.k}: {_gap_text(kind, c.predicted_gap)}"
-        if c.k in actual:
-            text += f" (actual {_gap_text(kind, actual[c.k])})"
-        pieces.append(text)
-    return "; ".join(pieces) or fmt.DASH
-
-
-def drivers(section: Section, run: RunDocument, *, figures: dict) -> None:
-    f = run.fairness
-    if f is None or not f.attributions:
-        return
-    minimum = min_cell(run)
-    section.blocks.append(Heading("Training records that drive each disparity"))
-    section.blocks.append(Paragraph(
-        "For each gap the influence estimator predicts, for every training record, how much the gap would change "
-        "if the record were removed and the model retrained (negative = the gap would shrink: the record drives "
-        "it). The gap is measured on predicted probabilities (a smooth version of the decision gap, needed for "
-        "the estimate). “After removing the top k” adds up the k largest drivers; where the model was actually "
-        "retrained without them, the result is shown beside the prediction."))
-    rows = []
-    for a in f.attributions:
-        kind = a.surrogate
-        rows.append([Cell(a.attribute), Cell(SURROGATE_WORDS.get(kind, (kind,))[0]),
-                     Cell(a.disadvantaged, sub=f"vs {a.advantaged}"),
-                     Cell(_gap_text(kind, a.gap), "num",
-                          sub=f"decisions: {_gap_text(kind, a.hard_gap)}" if kind != "mean_loss" else ""),
-                     Cell(_curve_text(a), "small")])
-    section.blocks.append(Table(["Attribute", "Gap", "Worse-off group", "Gap now", "Predicted gap after removing "
-                                 "the top k drivers (actual after retraining)"], rows,
-                                caption="Gaps and the predicted effect of removing their drivers", css="drivers"))
-    for i, a in enumerate(f.attributions, start=1):
-        attribution(section, a, i, fav=f.favourable, minimum=minimum, figures=figures)
-
-
-def attribution(section: Section, a: Attribution, i: int, *, fav: str, minimum: int, figures: dict) -> None:
-    """One gap: what it measures, its drivers' figure, the training cells and the top five records."""
-    kind = a.surrogate
-    title, words = SURROGATE_WORDS.get(kind, (kind, kind))
-    words = words.format(fav=fav, adv=a.advantaged, dis=a.disadvantaged)
-    section.blocks.append(Heading(f"{title[0].upper()}{title[1:]} by {a.attribute}: "
-                                  f"{a.disadvantaged} vs {a.advantaged}"))
-    section.blocks.append(Paragraph(f"Gap = {words}; now {_gap_text(kind, a.gap)}. Positive means "
-                                    f"{a.disadvantaged} is worse off.", "small"))
-    if f"drivers_{i}" in figures:
-        section.blocks.append(Figure(figures[f"drivers_{i}"], "Left: predicted change of the gap if each "
-                                     "record were removed (negative = drives the gap). Right: the same, summed "
-                                     "over the training records of each group and label.",
-                                     f"Drivers of the {title}", css="drivers"))
-    cells = []
-    # a share of a gap that is itself about zero (under 1 point or 0.01 of loss) is meaningless
-    gap_is_tiny = abs(float(a.gap or 0.0)) < NEGLIGIBLE_GAP
-    for c in a.cells:
-        if c.count < minimum:
-            cells.append([Cell(c.group), Cell(c.label), Cell(suppressed(minimum), "muted", colspan=3)])
-            continue
-        cells.append([Cell(c.group), Cell(c.label), Cell(fmt.count(c.count), "num"), Cell(fmt.signed(c.effect), "num"),
-                      Cell(fmt.DASH if c.share_of_gap is None or gap_is_tiny else fmt.pct(c.share_of_gap), "num")])
-    recs = [[Cell(r.token, "token"), Cell(r.label), Cell(_groups_text(r.groups)), Cell(fmt.signed(r.effect), "num")]
-            for r in a.drivers[:5]]
-    if cells:
-        section.blocks.append(Table(["Training group", "Label", "Records", "Effect of removing all",
-                                     "Share of the gap closed"], cells, css="small",
-                                    note="Shares can be negative (the cell narrows the gap) or above 100 %; "
-                                         "for large cells the first-order prediction is rough."
-                                         + (" The gap is about zero, so no share is given." if gap_is_tiny
-                                            else "")))
-    if recs:
-        section.blocks.append(Table(["Token", "Label", "Groups", "Effect on the gap"], recs, css="small",
-                                    caption="The five records whose removal would shrink the gap most"))
 
 
 ATTACK_WORDS = {"loss": "black box: the model's loss on the record", "self_influence": "white box: self-influence",

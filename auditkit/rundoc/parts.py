@@ -214,6 +214,9 @@ class Check(Part):
     when_insufficient: Literal["warn", "fail"] = "warn"
     compared_with: Compared | None = None
     note: str | None = None
+    #: the two groups the check compares (difference, ratio: worst and best group; impact ratio or a difference
+    #: from the reference: the group and the reference group); None for a check of one value
+    groups: list[str] | None = None
 
     def to_dict(self) -> dict:
         """The check as the run document's ``checks`` hold it (JSON)."""

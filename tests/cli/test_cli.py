@@ -129,6 +129,50 @@ def test_flagged_records_are_private_and_the_report_holds_no_record_id(first_run
         assert f"{number}. {title}" in flat, title
 
 
+def test_drivers_explain_exactly_the_gaps_the_policy_flagged(first_run):
+    """Issue 18 point 7: every fairness check that warns or fails and compares two groups has its gap attributed
+    for exactly those two groups (the policy's, not groups the plugin picks); the gap on decisions is the value the
+    check read (difference rules), with its interval; the drivers are traced in flagged_records.csv."""
+    tmp, _, _, _, _ = first_run
+    run = json.loads((tmp / "report/run.json").read_text())
+    flagged = [c for c in run["checks"] if c["status"] in ("warn", "fail") and c["metric"].startswith("fairness.")
+               and c["groups"]]
+    gaps = run["fairness"]["flagged_gaps"]
+    assert flagged and len(gaps) == len(flagged)
+    for check, gap in zip(flagged, gaps, strict=True):
+        assert (gap["rule"], gap["metric"], gap["attribute"], gap["check_status"]) == (
+            check["rule"], check["metric"], check["attribute"], check["status"])
+        assert {gap["disadvantaged"], gap["advantaged"]} == set(check["groups"])
+        if check["metric"].endswith(".difference") and "previous" not in check["bound"]:
+            assert gap["gap"] == pytest.approx(check["value"], abs=1e-12)
+            assert gap["gap_ci"] == pytest.approx(check["interval"])
+        if gap["drivers"]:
+            assert gap["surrogate_gap"] > 0 and gap["actual_gap_after"]["10"] < gap["surrogate_gap"]
+    drivers = pd.read_csv(tmp / "report/flagged_records.csv").query("finding == 'flagged gap driver'")
+    named = {d["token"] for g in gaps for d in g["drivers"]}
+    assert named and set(drivers["token"]) == named
+
+
+def test_the_report_shows_each_flagged_gap_before_and_after_removing_its_drivers(first_run):
+    """The drivers section names the rule and groups, and shows the gap now and after removing the top 10
+    drivers (predicted, and actual after retraining) in percentage points: no share of the gap, no percentage
+    above 100."""
+    tmp, _, _, _, _ = first_run
+    run = json.loads((tmp / "report/run.json").read_text())
+    flat = " ".join(pdf_text(tmp / "report/report.pdf").split())
+    start = flat.index("Training records behind the flagged gaps")
+    section = flat[start:flat.rindex("Top drivers of the") + 1500]
+    gap = next(g for g in run["fairness"]["flagged_gaps"] if g["drivers"] and g["surrogate"] != "mean_loss")
+    pp = lambda x: f"{100 * x:.1f}" if abs(100 * x) < 10 else f"{100 * x:.0f}"   # noqa: E731 (fmt.pp's digits)
+    expected = (f"gap now {pp(gap['surrogate_gap'])} pp → after removing the top 10: "
+                f"{pp(gap['predicted_gap_after']['10'])} pp (predicted), {pp(gap['actual_gap_after']['10'])} pp "
+                "(actual, retrained)")
+    assert expected.replace("-", "−") in section
+    assert gap["rule"].rsplit("/", 1)[-1] in section and gap["disadvantaged"] in section
+    assert "share of the gap" not in flat.lower()
+    assert all(float(x) <= 100 for x in re.findall(r"(\d+(?:\.\d+)?) ?%", section))
+
+
 def test_render_reproduces_the_report_without_recomputing(first_run, capsys):
     tmp, _, _, _, _ = first_run
     report = tmp / "report"

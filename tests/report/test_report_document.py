@@ -189,15 +189,23 @@ def test_per_parameter_l2_is_printed_by_name(sample_run):
     assert "l2 weight 0.000182" in texts(doc.sections[5])
 
 
-def test_no_share_of_a_gap_that_is_about_zero(sample_run):
+def test_no_share_of_the_gap_is_printed_only_the_gap_after_removal(sample_run):
+    """Issue 18 point 7: "share of the gap closed 171 %" said nothing; each training cell shows the gap predicted
+    after removing all its records instead (gap now + the cell's summed effect), in the gap's own units."""
     run = copy.deepcopy(sample_run)
     att = run["fairness"]["attributions"][0]
-    att["gap"] = 0.002
     doc = build_document(run)
-    tables = [b for b in doc.sections[6].blocks if isinstance(b, Table) and "Share of the gap closed" in b.columns]
-    assert "The gap is about zero, so no share is given." in tables[0].note
-    assert {row[-1].text for row in tables[0].rows if len(row) == 5} == {fmt.DASH}
-    assert "The gap is about zero" not in tables[1].note
+    tables = [b for b in doc.sections[6].blocks if isinstance(b, Table) and "Training group" in b.columns]
+    assert tables and not any("Share" in c for t in tables for c in t.columns)
+    first = tables[0]
+    assert first.columns[-1] == "Gap after removing all (predicted)"
+    shown = [c for c in att["cells"] if c["count"] >= 30]
+    assert shown, "the sample run has cells above the minimum"
+    row = next(r for r in first.rows
+               if len(r) == 5 and r[0].text == shown[0]["group"] and r[1].text == shown[0]["label"])
+    assert att["surrogate"] == "selection_rate"            # a rate: the gap in percentage points
+    assert row[-1].text == fmt.pp(att["gap"] + shown[0]["effect"]) == "25\u202fpp"      # 36.0 − 11.2 pp
+    assert "%" not in "".join(cell.text for t in tables for r in t.rows for cell in r)
 
 
 def test_the_training_fit_featurizer_and_refits_are_shown_when_recorded(sample_run):

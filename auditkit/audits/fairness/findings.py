@@ -144,6 +144,34 @@ class Attribution(Part):
     verified: bool = False
 
 
+class FlaggedGap(Part):
+    """The drivers of the gap one policy check flagged (warn or fail), for exactly the two groups it compares.
+
+    ``gap`` is the checked metric's gap between ``disadvantaged`` and ``advantaged`` on the model's decisions
+    (rates as fractions, positive = ``disadvantaged`` worse off) with ``gap_ci`` its interval from the fairness
+    findings; ``surrogate_gap`` the same gap on predicted probabilities (the differentiable ``surrogate``), whose
+    value after removing the top k ``drivers`` is predicted in ``predicted_gap_after`` and, where the model was
+    retrained without them, measured in ``actual_gap_after``; ``actual_metric_gap_after`` is the checked
+    metric's gap on decisions after that retraining. Keys of the ``*_after`` maps: k. ``note`` says why a
+    gap has no drivers (no surrogate for the metric, a group without records in its denominator)."""
+
+    rule: str
+    check_status: str
+    metric: str
+    attribute: str
+    disadvantaged: str
+    advantaged: str
+    surrogate: str | None = None
+    gap: Num = None
+    gap_ci: Interval | None = None
+    surrogate_gap: Num = None
+    drivers: list[RecordEffect] = []
+    predicted_gap_after: dict[int, Num] = {}
+    actual_gap_after: dict[int, Num] | None = None
+    actual_metric_gap_after: dict[int, Num] | None = None
+    note: str | None = None
+
+
 class Explanation(Part):
     """One explained test record: its outcome and the training records that pushed it each way."""
 
@@ -221,7 +249,9 @@ class Performance(Part):
 
 
 class FairnessFindings(Part):
-    """What the fairness audit found: group tables, disparities by attribute, attributions, explanations."""
+    """What the fairness audit found: group tables, disparities by attribute, attributions (the gaps the plugin
+    picks itself), explanations, and the drivers of each gap a policy check flagged (``flagged_gaps``, added by
+    :meth:`FairnessAudit.follow_up <auditkit.audits.fairness.plugin.FairnessAudit.follow_up>`)."""
 
     favourable: str
     groups: list[GroupTable] = []
@@ -231,3 +261,4 @@ class FairnessFindings(Part):
     verified: bool = False
     notes: list[str] = []
     performance: Performance | None = None
+    flagged_gaps: list[FlaggedGap] = []

@@ -13,17 +13,20 @@ from pydantic import Field, field_validator
 from ...errors import InputError
 from ..base import AuditContext, AuditPlugin, InfluenceRequests, PluginOptions, Ranking
 from ..explain import explain
-from .attribution import SURROGATES, Attribution, attribute_gap, gap_key, gap_measure, gap_request
+from .attribution import DEFAULT_SURROGATES, Attribution, attribute_gap, gap_key, gap_measure, gap_request
 from .disparities import disparities
 from .findings import FairnessFindings as FindingsModel
+from .flagged import flagged_gaps
 from .metrics import SEPARATOR, group_metrics, record_groups
 from .performance import Performance, performance
 
 
 class AttributionOptions(PluginOptions):
-    """Which surrogate gaps to attribute, how many drivers to list, where to evaluate removal."""
+    """Which surrogate gaps to attribute on the plugin's own choice of groups, how many drivers to list, where to
+    evaluate removal (the drivers of the gaps a policy flags use the same ``n_drivers``, ``top_k``, ``verify_k``)."""
 
-    surrogates: list[Literal["selection_rate", "equal_opportunity", "mean_loss"]] = list(SURROGATES)
+    surrogates: list[Literal["selection_rate", "equal_opportunity", "false_positive", "mean_loss"]] = list(
+        DEFAULT_SURROGATES)
     n_drivers: int = Field(10, ge=1)
     top_k: list[int] = [5, 10, 20]
     verify_k: list[int] = [10]
@@ -81,7 +84,8 @@ class FairnessFindings:
                 "explanations": self.explanations,
                 "verified": self.verified,
                 "notes": self.notes,
-                "performance": self.performance.to_dict() if self.performance is not None else None}
+                "performance": self.performance.to_dict() if self.performance is not None else None,
+                "flagged_gaps": []}
 
 
 class FairnessAudit(AuditPlugin):
@@ -126,19 +130,53 @@ class FairnessAudit(AuditPlugin):
             requests.explain["test"] = positions
         return requests
 
+    def follow_up(self, context: AuditContext, options: FairnessOptions, findings: dict,
+                  flagged_checks: list[dict]) -> dict:
+        """``findings`` with ``flagged_gaps``: the drivers of the gap of every fairness check in ``flagged_checks``
+        that compares two groups, for exactly those groups (:mod:`auditkit.audits.fairness.flagged`)."""
+        att = options.attribution
+        gaps = flagged_gaps(context, findings, flagged_checks, n_drivers=att.n_drivers, top_k=att.top_k,
+                            verify_k=att.verify_k)
+        return {**findings, "flagged_gaps": gaps,
+                "verified": bool(findings.get("verified")) or any(g.get("actual_gap_after") for g in gaps)}
+
+    @staticmethod
+    def _ranked_gaps(findings: dict) -> list[dict]:
+        """The gaps whose drivers the stability check recomputes: the distinct flagged gaps with drivers when a
+        policy flagged any, else the plugin's own attributions; each as ``attribute, surrogate, disadvantaged,
+        advantaged`` and the retraining evidence ``(k, predicted, actual)`` or None."""
+        seen, out = set(), []
+        for g in findings.get("flagged_gaps") or []:
+            key = (g["attribute"], g.get("surrogate"), g["disadvantaged"], g["advantaged"])
+            if g.get("drivers") and key not in seen:
+                seen.add(key)
+                actual = {int(k): v for k, v in (g.get("actual_gap_after") or {}).items() if v is not None}
+                predicted = {int(k): v for k, v in (g.get("predicted_gap_after") or {}).items()}
+                k = min(actual) if actual else None
+                out.append({"attribute": key[0], "surrogate": key[1], "disadvantaged": key[2], "advantaged": key[3],
+                            "evidence": (k, predicted.get(k), actual[k]) if k is not None else None})
+        if out:
+            return out
+        for att in findings.get("attributions", []):
+            verified = [v for v in att.get("verification", []) if v.get("actual_gap") is not None]
+            out.append({**{k: att[k] for k in ("attribute", "surrogate", "disadvantaged", "advantaged")},
+                        "evidence": (verified[0]["k"], verified[0]["predicted_gap"], verified[0]["actual_gap"])
+                        if verified else None})
+        return out
+
     def rankings(self, findings: dict, context: AuditContext) -> list[Ranking]:
-        """The drivers of every attributed gap (the records whose removal would narrow it most): the influence
-        on the gap's differentiable surrogate, lowest first, with the verification by retraining if any."""
+        """The drivers of every gap the report explains (the records whose removal would narrow it most): the
+        gaps a policy check flagged when there are any, else the plugin's own attributions; the influence on the
+        gap's differentiable surrogate, lowest first, with the verification by retraining if any."""
         out = []
         X, y = context.tensor("test")
-        for att in findings.get("attributions", []):
+        for att in self._ranked_gaps(findings):
             labels = record_groups(context.test.groups, att["attribute"].split(SEPARATOR))
             measure = gap_measure(att["surrogate"], labels == att["disadvantaged"], labels == att["advantaged"],
                                   loss=context.loss, favourable=context.favourable)
             key = gap_key(att["attribute"], att["surrogate"], att["disadvantaged"], att["advantaged"])
-            verified = [v for v in att.get("verification", []) if v.get("actual_gap") is not None]
-            evidence = ({"predicted_gap": verified[0]["predicted_gap"], "actual_gap": verified[0]["actual_gap"],
-                         "k": verified[0]["k"]} if verified else None)
+            k, predicted, actual = att["evidence"] or (None, None, None)
+            evidence = {"predicted_gap": predicted, "actual_gap": actual, "k": k} if k is not None else None
             name = (f"drivers of the {att['surrogate'].replace('_', ' ')} gap between {att['disadvantaged']} and "
                     f"{att['advantaged']} ({att['attribute']})")
             out.append(Ranking(name, "fairness_drivers", lambda measured, _: measured, measure=(key, measure, X, y),
