@@ -71,6 +71,7 @@ SECTION_TITLES = (
 #: reads: moved out of the body sections by :data:`MOVES`, or built by their own builder.
 APPENDIX_TITLES = (
     ("appendix-groups", "Per-group results in full"),
+    ("appendix-drivers", "Drivers of each gap in detail"),
     ("appendix-checks", "Every policy rule and check"),
     ("appendix-influence", "Influence diagnostics"),
     ("appendix-cases", "Explanations of selected test cases"),
@@ -79,10 +80,12 @@ APPENDIX_TITLES = (
 
 #: blocks moved from a body section to an appendix: (from section, to appendix, what). ``what`` is either
 #: ``("caption", prefix)``: every table whose caption starts with prefix; ``("heading", prefix)``: the
-#: sub-heading that starts with prefix and every block up to the next sub-heading; or ``("after", prefix)``:
-#: the paragraph starting with prefix and every block after it.
+#: sub-heading that starts with prefix and every block up to the next sub-heading; ``("after", prefix)``:
+#: the paragraph starting with prefix and every block after it; or ``("after-caption", prefix)``: every block
+#: after the table whose caption starts with prefix (that table stays). A move whose anchor is absent does nothing.
 MOVES = (
     ("fairness", "appendix-groups", ("caption", "Per-group results")),
+    ("fairness", "appendix-drivers", ("after-caption", "Gaps and the predicted effect")),
     ("methodology", "appendix-influence", ("heading", "Trust in the estimates")),
     ("quality", "appendix-cases", ("heading", "Why the model decided")),
     ("reproducibility", "appendix-config", ("after", "Configuration file as used")),
@@ -122,7 +125,8 @@ BUILDERS = {
     "datasheet": datasheet, "subgroups": S.subgroups, "methodology": S.methodology, "fairness": R.fairness,
     "privacy": R.privacy, "quality": R.quality, "policy": P.policy, "limitations": S.limitations,
     "history": S.history, "signoff": S.signoff, "reproducibility": S.reproducibility, "annex": S.annex,
-    "appendix-groups": _nothing, "appendix-checks": P.checks_appendix, "appendix-influence": _nothing,
+    "appendix-groups": _nothing, "appendix-drivers": _nothing, "appendix-checks": P.checks_appendix,
+    "appendix-influence": _nothing,
     "appendix-cases": _nothing, "appendix-config": _nothing,
 }
 
@@ -144,6 +148,10 @@ def _take(blocks: list, what: tuple[str, str]) -> list:
             continue
         elif kind == "after" and isinstance(b, Paragraph) and b.text.startswith(prefix):
             taken += blocks[i:]
+            break
+        elif kind == "after-caption" and isinstance(b, Table) and b.caption.startswith(prefix):
+            keep.append(b)
+            taken += blocks[i + 1:]
             break
         else:
             keep.append(b)

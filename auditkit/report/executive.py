@@ -12,12 +12,7 @@ from __future__ import annotations
 from ..rundoc import Check, RunDocument
 from . import fmt
 from .blocks import Bullets, Heading, Paragraph, Section
-from .sections import check_confidence
-
-try:        # written by the part that chooses the metrics by the kind of decision; absent before it is merged
-    from .metric_choice import metric_choice
-except ImportError:     # pragma: no cover - depends on what is merged
-    metric_choice = None
+from .sections import check_confidence, chosen_metrics
 
 #: how a group's rate reads in a sentence: (short title, "{who} ... {value}" wording)
 RATE_WORDS = {
@@ -227,9 +222,10 @@ def executive_summary(section: Section, run: RunDocument, *, numbers: dict[str, 
         section.blocks.append(Paragraph(undecided, "small"))
     section.blocks.append(Heading("Recommended next actions"))
     section.blocks.append(Bullets(next_actions(run, numbers)))
-    if metric_choice is not None:
+    choice = chosen_metrics(run)
+    if choice:
         section.blocks.append(Heading("Which fairness metrics were chosen, and why"))
-        section.blocks.append(Paragraph(metric_choice(run)))
+        section.blocks.append(Paragraph(choice))
     section.blocks.append(Paragraph(
         "Units: rates are shown in %, differences of rates in percentage points (pp); ratios and AUCs as plain "
         "numbers. Each interval is labelled with the confidence level it was computed at.", "note"))

@@ -13,6 +13,7 @@ from ..rundoc import Check, RunDocument
 from . import fmt
 from .blocks import Cell, Heading, Paragraph, Section, Table
 from .executive import interval_text, value_text
+from .sections import bound_text
 
 #: the short result words of the compact table; a status not listed here shows in capitals
 STATUS_WORDS = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "insufficient_data": "INSUFFICIENT",
@@ -99,7 +100,6 @@ def policy(section: Section, run: RunDocument, **_) -> None:
 
 def checks_appendix(section: Section, run: RunDocument, **_) -> None:
     """Every rule and every check, with its bound, decision and explanation (the appendix)."""
-    from .sections import bound_text
     pol = run.policy
     rows = []
     for r in pol.rules if pol else []:

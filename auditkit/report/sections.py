@@ -7,6 +7,8 @@ accompany every number.
 
 from __future__ import annotations
 
+import importlib
+
 from ..rundoc import Check, RunDocument, TrainingFit
 from ..rundoc.parts import RetrainingEvidence, Stability
 from . import fmt
@@ -15,10 +17,15 @@ from .limitations import damping_note
 from .limitations import limitations as limitation_items
 from .results import fairness, privacy, quality, suppressed_groups  # noqa: F401  (re-exported builders)
 
-try:        # written by the part that chooses the metrics by the kind of decision; absent before it is merged
-    from .metric_choice import metric_choice
-except ImportError:     # pragma: no cover - depends on what is merged
-    metric_choice = None
+
+def chosen_metrics(run: RunDocument) -> str | None:
+    """The plain sentence saying which fairness metrics were chosen for this kind of decision and why
+    (``auditkit.report.metric_choice.metric_choice``), or None where that module is not part of this build."""
+    try:
+        module = importlib.import_module(f"{__package__}.metric_choice")
+    except ModuleNotFoundError:
+        return None
+    return module.metric_choice(run)
 
 DECISION_WORDS = {
     "assistive": ("assistive: a favourable prediction gives the person a benefit (here: {fav}). The harmful "
@@ -206,8 +213,9 @@ def methodology(section: Section, run: RunDocument, **_) -> None:
                                 css="defs"))
     if run.scope.decision in DECISION_WORDS:
         section.blocks.append(Paragraph("The decision is " + DECISION_WORDS[run.scope.decision].format(fav=fav)))
-    if metric_choice is not None:
-        section.blocks.append(Paragraph(metric_choice(run), "callout"))
+    choice = chosen_metrics(run)
+    if choice:
+        section.blocks.append(Paragraph(choice, "callout"))
     disp = _first_disparity(run)
     if disp is not None:
         resamples = disp.n_boot_used if "n_boot_used" in disp.model_fields_set else disp.n_boot

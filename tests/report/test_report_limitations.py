@@ -14,6 +14,7 @@ from auditkit.report.html import render_html_string
 from auditkit.report.limitations import FIRST_ORDER, NO_POLICY, NON_CONVEX, PROXIES, limitations
 from auditkit.report.plugins import MAX_ROWS
 from auditkit.rundoc import load_run
+from test_report_document import section
 
 OLD_FIRST_ORDER = "Influence estimates are first-order approximations around the trained parameters."
 
@@ -76,8 +77,8 @@ def test_limitations_are_composed_from_the_facts_in_order(sample_run):
     assert len(items) == len(set(items)) and OLD_FIRST_ORDER not in items
     # the section shows exactly these, and the methodology shows the damping note composed from the facts
     doc = build_document(with_facts(sample_run))
-    assert next(b for b in doc.sections[10].blocks if isinstance(b, Bullets)).items == items
-    assert any(getattr(b, "text", "") == items[len(facts) + 4] for b in doc.sections[5].blocks)
+    assert next(b for b in section(doc, "limitations").blocks if isinstance(b, Bullets)).items == items
+    assert any(getattr(b, "text", "") == items[len(facts) + 4] for b in section(doc, "methodology").blocks)
 
 
 def test_a_fact_that_is_not_there_adds_no_sentence(sample_run):
@@ -121,10 +122,10 @@ def test_a_third_party_plugin_gets_a_section_of_its_own_escaped(sample_run):
         "records": [{"token": f"R-{i:08d}", "value": i / 4} for i in range(MAX_ROWS + 70)],
         "nested": {"a": {"b": 1}}}}
     doc = build_document(run)
-    assert [s.title for s in doc.sections[8:11]] == ["Data quality and explanations", "<b>acme</b>",
-                                                     "Policy evaluation"]
-    assert [s.number for s in doc.sections] == list(range(1, 17)) and doc.sections[9].key == "plugin-1"
-    section = doc.sections[9]
+    assert [s.title for s in doc.sections[10:13]] == ["Data quality and explanations", "<b>acme</b>",
+                                                      "Policy evaluation"]
+    assert [s.number for s in doc.sections] == list(range(1, 25)) and doc.sections[11].key == "plugin-1"
+    section = doc.sections[11]
     table = next(b for b in section.blocks if isinstance(b, Table) and b.caption == "Findings")
     assert [[c.text for c in row] for row in table.rows] == [
         ["score", "0.1235"], ["passed", "yes"], ["verdict", "<script>alert(1)</script>"], ["missing", "—"],
@@ -135,16 +136,16 @@ def test_a_third_party_plugin_gets_a_section_of_its_own_escaped(sample_run):
     assert [c.text for c in records.rows[3]] == ["R-00000003", "0.75"]
     assert "Nested values not shown in the report: nested." in [getattr(b, "text", "") for b in section.blocks]
     signoff = next(s for s in doc.sections if s.key == "signoff")
-    assert "identified by the hashes in section 3, 4 and 15." in signoff.blocks[0].text
+    assert "identified by the hashes in section 4, 5 and 17." in signoff.blocks[0].text
     html = render_html_string(doc)
     for raw in ("<script>alert(1)</script>", "<b>acme</b>", "<i>b</i>"):
         assert raw not in html
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "10. &lt;b&gt;acme&lt;/b&gt;" in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "12. &lt;b&gt;acme&lt;/b&gt;" in html
 
 
-def test_without_plugins_the_sign_off_names_sections_3_4_and_14(sample_run):
+def test_without_plugins_the_sign_off_names_sections_4_5_and_16(sample_run):
     doc = build_document(sample_run)
-    assert "identified by the hashes in section 3, 4 and 14." in doc.sections[12].blocks[0].text
+    assert "identified by the hashes in section 4, 5 and 16." in section(doc, "signoff").blocks[0].text
     assert build_document(load_run(sample_run)) == doc
 
 
