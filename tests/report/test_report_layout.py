@@ -12,7 +12,6 @@ import copy
 import re
 
 import pandas as pd
-import pytest
 from pypdf import PdfReader
 from pypdf.generic import IndirectObject
 from report_fixtures import pdf_streams

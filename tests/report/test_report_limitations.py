@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 
 import pytest
+from test_report_document import section
 
 from auditkit.errors import InputError
 from auditkit.report import build_document, render_run
@@ -14,7 +15,6 @@ from auditkit.report.html import render_html_string
 from auditkit.report.limitations import FIRST_ORDER, NO_POLICY, NON_CONVEX, PROXIES, limitations
 from auditkit.report.plugins import MAX_ROWS
 from auditkit.rundoc import load_run
-from test_report_document import section
 
 OLD_FIRST_ORDER = "Influence estimates are first-order approximations around the trained parameters."
 
