@@ -420,7 +420,8 @@ def history(section: Section, run: RunDocument, **_) -> None:
                                         "earlier run to compare with."))
     labels = list(dict.fromkeys([k for h in past for k in h.figures] + list(current)))
     cols = [fmt.when(h.created_utc).removesuffix(" UTC") for h in past] + ["this report"]
-    rows = [[Cell("Report", "label")] + [Cell(h.report_id, "mono") for h in past] + [Cell(run.report_id, "mono")],
+    rows = [[Cell("Report (AK-date-…)", "label")] + [Cell(_short_id(h.report_id), "mono") for h in past]
+            + [Cell(_short_id(run.report_id), "mono")],
             [Cell("Model version", "label")] + [Cell(h.model_version or "") for h in past]
             + [Cell(run.model.version)],
             [Cell("Status", "label")] + [Cell(h.status.replace("_", " ")) for h in past]
@@ -433,6 +434,11 @@ def history(section: Section, run: RunDocument, **_) -> None:
                                      "smaller is worse (below 0.80 is adverse impact). Membership AUC: larger is "
                                      "worse (0.5 = an attacker does no better than guessing). Up to six earlier "
                                      "runs are shown, oldest first; a dash: not recorded by that audit."))
+
+
+def _short_id(report_id: str) -> str:
+    """The random part of a report id ("AK-20261203-B1698264" → "B1698264"); the date is the column's."""
+    return report_id.rsplit("-", 1)[-1]
 
 
 def _figure(label: str, value) -> str:
