@@ -80,25 +80,30 @@ def interval_text(run: RunDocument, check: Check) -> str:
 
 
 def limit_text(run: RunDocument, check: Check) -> str:
-    """The rule's limit in the value's unit: "at most 10 pp", "at least 0.80", "a rise of at most 5 pp"."""
+    """The limit of the check's rule in the value's unit: "at most 10 pp", "at least 0.80", ..."""
     rule = _rule(run, check)
-    if rule is None:
-        return check.bound
-    b = rule.bound
-    unit = (lambda x: fmt.pp(x)) if is_rate_gap(check.metric) else (lambda x: value_text(check.metric, x))
+    return rule_limit(check.metric, rule.bound) if rule is not None else check.bound
+
+
+def rule_limit(metric: str, b: dict) -> str:
+    """A rule's bound on ``metric`` in words and in the metric's unit (gaps of rates in pp, rates in %)."""
+    def unit(x):
+        return fmt.pp(x) if is_rate_gap(metric) else value_text(metric, x)
+
     kind = b.get("kind")
     if kind == "absolute":
         parts = ([f"at least {unit(b['min'])}"] if b.get("min") is not None else []) + \
                 ([f"at most {unit(b['max'])}"] if b.get("max") is not None else [])
-        return " and ".join(parts) or check.bound
+        return " and ".join(parts) or fmt.DASH
     if kind == "relative_to_previous":
-        rise = b.get("max_increase")
-        return f"a rise of at most {fmt.pp(rise) if is_rate_gap(check.metric) else rise} since the previous audit"
+        parts = ([f"a rise of at most {unit(b['max_increase'])}"] if b.get("max_increase") is not None else []) + \
+                ([f"a fall of at most {unit(b['max_decrease'])}"] if b.get("max_decrease") is not None else [])
+        return " and ".join(parts) + " since the previous audit"
     if kind == "relative_to_reference":
-        return f"a difference of at most {fmt.pp(b.get('max_difference'))} from the reference group"
+        return f"a difference of at most {unit(b.get('max_difference'))} from the reference group"
     if kind == "ratio_band":
         return f"a ratio between {b.get('low')} and {b.get('high')}"
-    return check.bound
+    return str(b)
 
 
 def verdict_clause(run: RunDocument, check: Check) -> str:

@@ -12,8 +12,7 @@ from __future__ import annotations
 from ..rundoc import Check, RunDocument
 from . import fmt
 from .blocks import Cell, Heading, Paragraph, Section, Table
-from .executive import interval_text, value_text
-from .sections import bound_text
+from .executive import interval_text, limit_text, rule_limit, value_text
 
 #: the short result words of the compact table; a status not listed here shows in capitals
 STATUS_WORDS = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "insufficient_data": "INSUFFICIENT",
@@ -72,7 +71,7 @@ def compact_rows(run: RunDocument) -> tuple[list[str], list[list[Cell]], list[st
         if requirement not in requirements:
             requirements.append(requirement)
         ref = requirements.index(requirement) + 1
-        bound = checks[0].bound if checks else (rule.bound.get("kind", "") if rule else "")
+        bound = rule_limit(rule.metric, rule.bound) if rule else (checks[0].bound if checks else "")
         name = rule_id.split("/", 1)[-1]
         metric = rule.metric if rule else (checks[0].metric if checks else "")
         rows.append([Cell(name, "rule", sub=f"{metric}; {bound}; [{ref}]")]
@@ -109,7 +108,7 @@ def checks_appendix(section: Section, run: RunDocument, **_) -> None:
         if r.scope.groups:
             where.append("groups: " + ", ".join(r.scope.groups))
         rows.append([Cell(r.id, "mono"), Cell(r.metric, "mono", sub="; ".join(where) or "overall and every attribute"),
-                     Cell(bound_text(r.bound)), Cell(r.severity), Cell(fmt.count(r.min_n), "num"),
+                     Cell(rule_limit(r.metric, r.bound)), Cell(r.severity), Cell(fmt.count(r.min_n), "num"),
                      Cell(f"straddles → {r.if_straddles}", sub=f"too few → {r.when_insufficient}")])
     if rows:
         section.blocks.append(Table(["Rule", "Metric and scope", "Bound", "Severity", "Min n", "Undecided cases"],
@@ -120,7 +119,8 @@ def checks_appendix(section: Section, run: RunDocument, **_) -> None:
         rows.append([Cell(c.rule.split("/", 1)[-1], "mono"),
                      Cell(where, sub=f"n = {fmt.count(c.n)}" if c.n is not None else ""),
                      Cell(value_text(c.metric, c.value), "num", sub=interval_text(run, c)),
-                     Cell(c.bound), Cell(status_word(c.status), f"{c.status} result", sub=f"by {c.decided_by}"),
+                     Cell(limit_text(run, c)),
+                     Cell(status_word(c.status), f"{c.status} result", sub=f"by {c.decided_by}"),
                      Cell(c.explanation, "note")])
     section.blocks.append(Table(["Rule", "Where", "Observed", "Bound", "Result", "What it means"], rows,
                                 caption="Every check, one per rule and scope", css="checks small"))
