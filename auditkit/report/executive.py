@@ -55,12 +55,17 @@ def is_rate_gap(metric: str) -> bool:
     return len(parts) == 3 and parts[1] in fmt.RATES and parts[2] == "difference" or metric.endswith(".flag_rate")
 
 
+def _is_rate(metric: str) -> bool:
+    """A rate or share (shown in %): a group rate, the flagged share, a TPR at a fixed FPR
+    (``privacy.loss.tpr_at_0.01``: the FPR's dot is part of the name)."""
+    return "tpr_at_" in metric or metric.split(".")[-1] in fmt.RATES | {"flagged_share"}
+
+
 def value_text(metric: str, value) -> str:
     """An observed value of a policy check in its unit: gaps of rates in pp, rates in %, ratios and AUCs plain."""
-    parts = metric.split(".")
     if is_rate_gap(metric):
         return fmt.pp(value)
-    if parts[-1] in fmt.RATES or parts[-1] == "flagged_share" or parts[-1].startswith("tpr_at"):
+    if _is_rate(metric):
         return fmt.pct(value, 1)
     return fmt.num(value)
 
@@ -73,8 +78,7 @@ def interval_text(run: RunDocument, check: Check) -> str:
     level = check_confidence(run, check)
     if is_rate_gap(check.metric):
         return fmt.interval(iv[0], iv[1], confidence=level, as_pp=True)
-    parts = check.metric.split(".")
-    if parts[-1] in fmt.RATES or parts[-1] == "flagged_share":
+    if _is_rate(check.metric):
         return fmt.interval(iv[0], iv[1], confidence=level, as_pct=True)
     return fmt.interval(iv[0], iv[1], confidence=level)
 
@@ -139,10 +143,12 @@ def check_sentence(run: RunDocument, check: Check) -> str:
 
 def _metric_words(metric: str) -> str:
     parts = metric.split(".")
+    if parts[0] == "privacy" and "tpr_at_" in metric:
+        fpr = metric.split("tpr_at_", 1)[1]
+        return f"Share of training records the {parts[1].replace('_', '-')} attack finds at {fmt.pct(float(fpr))} " \
+               "false positives"
     if parts[0] == "privacy" and len(parts) >= 3:
         what = PRIVACY_WORDS.get(parts[-1], parts[-1].replace("_", " "))
-        if parts[-1].startswith("tpr_at_"):
-            what = f"share of training records found at {fmt.pct(float(parts[-1][7:]))} false positives"
         return f"{what[0].upper()}{what[1:]} of the {parts[1].replace('_', '-')} attack"
     if parts[0] == "privacy" and len(parts) == 2:
         what = PRIVACY_WORDS.get(parts[1], parts[1].replace("_", " "))

@@ -12,6 +12,7 @@ import copy
 import re
 
 import pandas as pd
+import pytest
 from pypdf import PdfReader
 from pypdf.generic import IndirectObject
 from report_fixtures import pdf_streams
@@ -22,7 +23,7 @@ from auditkit.config import load_config
 from auditkit.inputs import load_data
 from auditkit.report import build_document
 from auditkit.report.blocks import Bullets, Table
-from auditkit.report.executive import check_sentence, next_actions
+from auditkit.report.executive import check_sentence, next_actions, value_text
 from auditkit.rundoc import load_run
 
 NB = "\u202f"
@@ -248,3 +249,13 @@ def test_pdf_is_tagged_pdf_a_3b_with_metadata_and_one_attachment(rendered):
     assert meta.xmp_create_date.isoformat().startswith("2026-11-28T22:50:00")
     assert root["/MarkInfo"]["/Marked"] is True or root["/MarkInfo"]["/Marked"] == True  # noqa: E712
     assert "/StructTreeRoot" in root
+
+
+@pytest.mark.parametrize(("metric", "value", "text"), [
+    ("fairness.fpr.difference", 0.1491, f"15{NB}pp"), ("fairness.selection_rate.ratio", 0.3035, "0.30"),
+    ("fairness.tpr", 0.8333, f"83.3{NB}%"), ("privacy.loss.auc", 0.5004, "0.50"),
+    ("privacy.loss.tpr_at_0.01", 0.014, f"1.4{NB}%"),            # the FPR's dot is part of the metric's name
+    ("privacy.flagged_share", 0.004, f"0.4{NB}%"), ("privacy.exposure_gap.flag_rate", 0.005, f"0.5{NB}pp"),
+])
+def test_values_of_checks_are_in_one_unit_system(metric, value, text):
+    assert value_text(metric, value) == text
