@@ -2,9 +2,9 @@
 
 ``build_document(run)`` turns a run document (a :class:`~auditkit.rundoc.RunDocument`, or ``run.json``'s
 dict, validated into one) into a :class:`Document`: the seventeen sections of ``SECTION_TITLES`` in order, with
-one section per third-party plugin after the data-quality section, then the appendices of ``APPENDIX_TITLES``,
-each a list of blocks (paragraphs,
-tables, figures, ...; :mod:`auditkit.report.blocks`). The renderers see only this object, never tensors or
+one section per third-party plugin after the data-quality section, then the appendices of ``APPENDIX_TITLES``
+(the bulk moved out of the body by ``MOVES``), each a list of blocks (paragraphs, tables, figures, ...;
+:mod:`auditkit.report.blocks`). The renderers see only this object, never tensors or
 plugin objects, so the HTML and the PDF say the same thing and a saved run re-renders without recomputing
 anything.
 
