@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+import pandas as pd
 import torch
 
 from ._version import __version__
@@ -81,7 +82,26 @@ def data_section(config: AuditConfig, loaded: LoadedData) -> dict:
                         "sha256": loaded.hashes[k]} for k, v in splits.items()],
             "sensitive": [{"attribute": s.column, "how_obtained": obtained(s),
                            "unknown": {k: v.unknown_counts().get(s.column, 0) for k, v in splits.items()}}
-                          for s in d.sensitive]}
+                          for s in d.sensitive],
+            "label_definition": d.label_definition, "features": feature_rows(config, loaded)}
+
+
+def feature_rows(config: AuditConfig, loaded: LoadedData) -> list[dict]:
+    """The datasheet's feature list: for each model input column, its kind (categorical or numeric), whether it is
+    a sensitive attribute or the source of one, what it may stand in for (``data.proxies``), and how many records
+    of each split have no value in it (missing: NaN or None in the table as read)."""
+    d, splits = config.data, loaded.splits
+    frame = loaded.splits["train"].frame
+    names = list(d.features) if d.features else [str(c) for c in frame.columns
+                                                 if c not in (d.target, d.id_column)]
+    sensitive = {s.column for s in d.sensitive} | {s.from_column for s in d.sensitive if s.from_column}
+    rows = []
+    for name in names:
+        kind = "categorical" if name in d.categorical or not pd.api.types.is_numeric_dtype(frame[name]) else "numeric"
+        rows.append({"name": name, "kind": kind, "sensitive": name in sensitive, "proxy": d.proxies.get(name),
+                     "missing": {k: int(v.frame[name].isna().sum()) if name in v.frame.columns else 0
+                                 for k, v in splits.items()}})
+    return rows
 
 
 def solver_used(engine: InfluenceEngine) -> dict:

@@ -113,6 +113,9 @@ class ReportConfig(Strict):
                                                              SignOff(role="Independent reviewer")])
     independence: str = ("The reviewer signing below did not take part in building or training the model "
                          "audited here.")
+    out_of_scope: list[str] = Field(default_factory=list, description="uses the model must not be put to (datasheet)")
+    recommendations: list[str] = Field(default_factory=list, description="the model owner's recommendations for "
+                                       "deployment (shown with the executive summary's next actions)")
 
 
 class ModelConfig(Strict):
@@ -212,6 +215,9 @@ class DataConfig(Strict):
                           "standardised), else none")
     sensitive: list[SensitiveConfig] = Field(default_factory=list, description="attributes to audit fairness over "
                                              "(needed by the fairness audit; optional for privacy and data quality)")
+    label_definition: str = Field("", description="what the target means and how it was recorded (datasheet)")
+    proxies: dict[str, str] = Field(default_factory=dict, description="feature → what it may stand in for, e.g. "
+                                    "{dataset: 'the hospital (site)'} (datasheet)")
 
     @field_validator("featurizer")
     @classmethod

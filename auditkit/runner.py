@@ -74,6 +74,8 @@ PACKAGES = ("torch", "numpy", "pandas", "scikit-learn", "fairlearn", "pydantic",
 #: metric id → plain label of the figures kept in the history store (all observations of the id).
 KEY_FIGURES = {"fairness.selection_rate.impact_ratio_max": "four-fifths impact ratio",
                "fairness.accuracy.difference": "accuracy gap", "fairness.tpr.difference": "true-positive-rate gap",
+               "fairness.fpr.difference": "false-positive-rate gap",
+               "fairness.fnr.difference": "false-negative-rate gap",
                "privacy.loss.auc": "membership AUC (loss attack)",
                "privacy.self_influence.auc": "membership AUC (self-influence attack)",
                "privacy.flagged_share": "share of training records flagged",

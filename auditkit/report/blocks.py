@@ -36,6 +36,16 @@ class Table:
     css: str = ""
     kind: str = "table"
 
+    @property
+    def numeric(self) -> list[bool]:
+        """For each column, whether its cells are right-aligned numbers (class "num" in every row where the
+        column's cell stands alone): its header is then right-aligned too."""
+        out = []
+        for j in range(len(self.columns)):
+            cells = [row[j] for row in self.rows if len(row) == len(self.columns)]
+            out.append(bool(cells) and all("num" in c.css.split() for c in cells))
+        return out
+
 
 @dataclass
 class Paragraph:
@@ -85,11 +95,19 @@ class Signatures:
 
 @dataclass
 class Section:
+    """A numbered section of the body, or an appendix (``label`` "A", "B", ... shown instead of the number)."""
+
     number: int
     key: str
     title: str
     blocks: list = field(default_factory=list)
     lead: str = ""
+    label: str = ""
+
+    @property
+    def heading(self) -> str:
+        """"7. Fairness results", or "Appendix A. Full per-group results"."""
+        return f"Appendix {self.label}. {self.title}" if self.label else f"{self.number}. {self.title}"
 
 
 @dataclass

@@ -86,6 +86,7 @@ def group_metrics(table: GroupTable) -> Figure | None:
                 ax.plot([ci[0], ci[1]], [yi, yi], color=BLUE, linewidth=2.2, alpha=0.45, solid_capstyle="butt")
             ax.plot([v], [yi], "o", color=BLUE, markersize=4.5)
         ax.set_xlim(-0.02, 1.02)
+        ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
         ax.set_title(title, loc="left")
         ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
         ax.set_ylim(-0.6, len(groups) - 0.4)
@@ -96,13 +97,16 @@ def group_metrics(table: GroupTable) -> Figure | None:
 
 def _effect_bars(ax, effects: list[float], labels: list[str], title: str, xlabel: str, *, height: float,
                  mono: bool) -> None:
-    """Horizontal bars of effects (scaled by a common power of ten), negative ones red, first at the top."""
+    """Horizontal bars of effects (scaled by a common power of ten), negative ones orange-red (Okabe-Ito vermilion,
+    named so in the axis label), first at the top; at most five x ticks so that their labels never overlap."""
     exponent = _exponent(effects)
     scaled = [e / 10.0 ** exponent for e in effects]
     ax.barh(range(len(scaled)), scaled, color=[RED if e < 0 else GREY for e in scaled], height=height)
     ax.set_yticks(range(len(scaled)), labels, **({"fontfamily": "DejaVu Sans Mono"} if mono else {}))
     ax.invert_yaxis()
     ax.axvline(0, color="black", linewidth=0.6)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(nbins=4, symmetric=False, min_n_ticks=2))
+    ax.tick_params(axis="x", labelrotation=0)
     ax.set_title(title, loc="left")
     ax.set_xlabel(xlabel.format(unit=f" (×10{_sup(exponent)})" if exponent else ""))
 
@@ -116,7 +120,7 @@ def drivers(att: Attribution, minimum: int) -> Figure | None:
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.15, 1]})
     if recs:
         _effect_bars(left, [float(r.effect or 0) for r in recs], [r.token for r in recs],
-                     "Top records: change of gap if removed", "change of the gap{unit}; red = drives it",
+                     "Top records: change of gap if removed", "change of the gap{unit}; orange-red = drives it",
                      height=0.7, mono=True)
     else:
         left.set_axis_off()

@@ -1,4 +1,11 @@
-"""PDF rendering with WeasyPrint: PDF/A-3b with the findings attached, fetching nothing from outside.
+"""PDF rendering with WeasyPrint: tagged PDF/A-3b with the findings attached once, fetching nothing from outside.
+
+The PDF carries the author (the organisation) and the creation date of the run in its document information and
+its XMP metadata (WeasyPrint reads them from the HTML's ``<meta name="author">`` and ``dcterms.created``), is
+tagged (``pdf_tags=True``: a structure tree, ``/MarkInfo /Marked true``, so that assistive technology can read
+it), and lists the attached findings exactly once in the catalog's ``/AF`` array (WeasyPrint 70 lists an
+attachment there twice, once from the EmbeddedFiles name tree and once from its file specification;
+:func:`unique_associated_files` removes the repeat).
 
 :class:`AssetFetcher` is the only way WeasyPrint can load anything (stylesheets, images, attachments): it
 serves ``file://`` URLs that resolve (symbolic links followed) to a file inside the report's own
@@ -61,5 +68,19 @@ def render_pdf(html_path: Path, pdf_path: Path, *, attachments: list[Path] = (),
         files.append(Attachment(url=a.as_uri(), url_fetcher=fetcher, name=a.name,
                                 description="auditkit findings (machine-readable)", relationship="Data"))
     document = HTML(filename=str(html_path), base_url=root.as_uri() + "/", url_fetcher=fetcher)
-    document.write_pdf(str(pdf_path), pdf_variant="pdf/a-3b", attachments=files, uncompressed_pdf=False)
+    document.write_pdf(str(pdf_path), pdf_variant="pdf/a-3b", pdf_tags=True, attachments=files,
+                       uncompressed_pdf=False, finisher=unique_associated_files)
     return pdf_path
+
+
+def unique_associated_files(_document, pdf) -> None:
+    """Keep each associated file once in the catalog's ``/AF`` array (first occurrence, order kept)."""
+    af = pdf.catalog.get("AF")
+    if af is None:
+        return
+    seen, keep = set(), []
+    for ref in af:
+        if str(ref) not in seen:
+            seen.add(str(ref))
+            keep.append(ref)
+    af[:] = keep

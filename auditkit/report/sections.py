@@ -13,7 +13,7 @@ from . import fmt
 from .blocks import Annex, Bullets, Cell, Code, Heading, Paragraph, Section, Signatures, Table, kv, min_cell, suppressed
 from .limitations import damping_note
 from .limitations import limitations as limitation_items
-from .metric_choice import interval_methods
+from .metric_choice import interval_methods, metric_choice
 from .results import fairness, privacy, quality, suppressed_groups  # noqa: F401  (re-exported builders)
 
 DECISION_WORDS = {
@@ -202,6 +202,9 @@ def methodology(section: Section, run: RunDocument, **_) -> None:
                                 css="defs"))
     if run.scope.decision in DECISION_WORDS:
         section.blocks.append(Paragraph("The decision is " + DECISION_WORDS[run.scope.decision].format(fav=fav)))
+    choice = metric_choice(run)
+    if choice:
+        section.blocks.append(Paragraph(choice, "callout"))
     intervals = interval_methods(run)
     if intervals:
         section.blocks.append(Paragraph(intervals))
@@ -325,48 +328,6 @@ def reference_bullet(ref) -> list[str]:
             "worker process(es). It compares the model's confidence on a record with theirs."]
 
 
-def policy(section: Section, run: RunDocument, **_) -> None:
-    pol = run.policy
-    section.blocks.append(Paragraph(
-        f"Policy “{(pol.title or pol.name) if pol else fmt.DASH}” ({(pol.source if pol else None) or fmt.DASH}, "
-        f"SHA-256 {fmt.short_hash(pol.sha256 if pol else None)})."))
-    section.blocks.append(Paragraph(
-        "How a result is decided: when the observed value has a confidence interval, the rule passes only if the "
-        "whole interval lies within the bound and takes the rule's severity only if the whole interval lies "
-        "outside it. When the interval straddles the bound, the data cannot settle the question and the rule's "
-        "“if straddles” setting decides (usually a warning). Without an interval the observed value decides. "
-        "A group with fewer records than the rule's minimum gives INSUFFICIENT DATA.", "callout"))
-    rows = []
-    for r in pol.rules if pol else []:
-        where = []
-        if r.scope.attributes:
-            where.append("attributes: " + ", ".join(r.scope.attributes))
-        if r.scope.groups:
-            where.append("groups: " + ", ".join(r.scope.groups))
-        rows.append([Cell(r.id, "mono"),
-                     Cell(r.metric, "mono", sub="; ".join(where) or "every attribute and group"),
-                     Cell(bound_text(r.bound)), Cell(r.severity),
-                     Cell(fmt.count(r.min_n), "num"),
-                     Cell(f"straddles → {r.if_straddles}", sub=f"too few → {r.when_insufficient}"),
-                     Cell(r.requirement)])
-    section.blocks.append(Table(["Rule", "Metric and scope", "Bound", "Severity", "Min n", "Undecided cases",
-                                 "Requirement"], rows, caption="Rules", css="small rules"))
-    rows = []
-    for c in run.checks:
-        where = " / ".join(x for x in (c.attribute, c.group) if x) or "overall"
-        iv = c.interval
-        rows.append([Cell(c.rule, "mono", sub=c.requirement),
-                     Cell(where, sub=f"n = {fmt.count(c.n)}" if c.n is not None else ""),
-                     Cell(fmt.num(c.value, 3), "num",
-                          sub=fmt.interval(iv[0], iv[1], digits=3, confidence=check_confidence(run, c))
-                          if iv else "no interval"),
-                     Cell(c.bound),
-                     Cell(c.status.replace("_", " ").upper(), c.status, sub=f"by {c.decided_by}"),
-                     Cell(c.explanation, "note")])
-    section.blocks.append(Table(["Rule", "Where", "Observed", "Bound", "Result", "What it means"], rows,
-                                caption="Results, one per rule and group", css="checks"))
-
-
 def check_confidence(run: RunDocument, check: Check) -> float | None:
     """The confidence level of a policy check's interval: the Wilson level for a single group's rate against
     a fixed bound, else (a difference, ratio or impact ratio, or a rate compared with the reference group's)
@@ -420,25 +381,65 @@ def key_figures(run: RunDocument) -> dict[str, float]:
 
 
 def history(section: Section, run: RunDocument, **_) -> None:
+    """How the key figures moved since earlier audits: one column per audit (up to six earlier ones, oldest
+    first, then this report), one row per key figure; a figure an earlier audit did not record shows a dash.
+    Every metric with a failing or warning check is among the rows (the runner records its gap as a key
+    figure; ``flagged_figures`` adds it for this report when it does not)."""
     past = run.history[-6:]
-    current = run.key_figures or key_figures(run)
+    current = dict(run.key_figures or key_figures(run))
+    for label, value in flagged_figures(run).items():
+        current.setdefault(label, value)
     if not past:
         section.blocks.append(Paragraph("This is the first recorded audit of this model line: there is no "
                                         "earlier run to compare with."))
     labels = list(dict.fromkeys([k for h in past for k in h.figures] + list(current)))
-    cols = [h.report_id for h in past] + ["this report"]
-    rows = [[Cell("Date", "label")] + [Cell(fmt.when(h.created_utc)) for h in past] + [Cell(fmt.when(run.created_utc))],
+    cols = [fmt.when(h.created_utc).removesuffix(" UTC") for h in past] + ["this report"]
+    rows = [[Cell("Report (AK-date-…)", "label")] + [Cell(_short_id(h.report_id), "mono") for h in past]
+            + [Cell(_short_id(run.report_id), "mono")],
             [Cell("Model version", "label")] + [Cell(h.model_version or "") for h in past]
             + [Cell(run.model.version)],
             [Cell("Status", "label")] + [Cell(h.status.replace("_", " ")) for h in past]
             + [Cell(run.status.replace("_", " "))]]
     for label in labels:
-        rows.append([Cell(label, "label")] + [Cell(fmt.num(h.figures.get(label)), "num") for h in past]
-                    + [Cell(fmt.num(current.get(label)), "num")])
-    section.blocks.append(Table(["Key figure"] + cols, rows, css="history",
-                                note="Impact ratio: smaller is worse (below 0.80 is adverse impact). "
-                                     "Membership AUC: larger is worse (0.5 = an attacker does no better than "
-                                     "guessing). Up to six earlier runs are shown, oldest first."))
+        rows.append([Cell(label, "label")] + [Cell(_figure(label, h.figures.get(label)), "num") for h in past]
+                    + [Cell(_figure(label, current.get(label)), "num")])
+    section.blocks.append(Table(["Key figure (UTC date of the audit)"] + cols, rows, css="history",
+                                note="Gaps of rates in percentage points (pp), larger is worse. Impact ratio: "
+                                     "smaller is worse (below 0.80 is adverse impact). Membership AUC: larger is "
+                                     "worse (0.5 = an attacker does no better than guessing). Up to six earlier "
+                                     "runs are shown, oldest first; a dash: not recorded by that audit."))
+
+
+def _short_id(report_id: str) -> str:
+    """The random part of a report id ("AK-20261203-B1698264" → "B1698264"); the date is the column's."""
+    return report_id.rsplit("-", 1)[-1]
+
+
+def _figure(label: str, value) -> str:
+    """A key figure in its unit: gaps of rates in pp, shares in %, ratios and AUCs with two decimals."""
+    if "gap" in label and "error gap" not in label:
+        return fmt.pp(value)
+    if label.startswith("share"):
+        return fmt.pct(value, 1)
+    return fmt.num(value)
+
+
+#: plain labels of the gaps a failing or warning check may be about (as the runner's history labels read)
+GAP_LABELS = {"accuracy": "accuracy gap", "tpr": "true-positive-rate gap", "fpr": "false-positive-rate gap",
+              "fnr": "false-negative-rate gap", "selection_rate": "selection-rate gap", "precision": "precision gap"}
+
+
+def flagged_figures(run: RunDocument) -> dict[str, float]:
+    """The observed value of every fairness gap with a failing or warning check (not a change since the previous
+    audit), labelled as the history store labels its figures: "false-positive-rate gap (sex & age_band)"."""
+    out: dict[str, float] = {}
+    for c in run.checks:
+        parts = c.metric.split(".")
+        if (c.status in ("fail", "warn") and c.compared_with is None and len(parts) == 3 and parts[0] == "fairness"
+                and parts[2] == "difference" and c.value is not None):
+            label = GAP_LABELS.get(parts[1], f"{parts[1]} gap")
+            out[f"{label} ({c.attribute})" if c.attribute else label] = float(c.value)
+    return out
 
 
 def signoff(section: Section, run: RunDocument, *, numbers: dict[str, int], **_) -> None:
@@ -447,9 +448,9 @@ def signoff(section: Section, run: RunDocument, *, numbers: dict[str, int], **_)
         "By signing, each person confirms they have read this report and that it reflects the audit of the "
         f"model and data identified by the hashes in section {numbers['model']}, {numbers['data']} and "
         f"{numbers['reproducibility']}."))
-    section.blocks.append(Signatures([(r.role, r.name or "") for r in so.roles]))
-    if so.independence:
+    if so.independence:      # it speaks of "the reviewer signing below": it stands above the signature boxes
         section.blocks.append(Paragraph("Independence: " + so.independence))
+    section.blocks.append(Signatures([(r.role, r.name or "") for r in so.roles]))
 
 
 def reproducibility(section: Section, run: RunDocument, **_) -> None:

@@ -28,6 +28,9 @@ class Scope(Part):
     decision_kind: DecisionKind = "other"
     decision_description: str = ""
     frameworks: list[str] = []
+    #: uses the model must not be put to, and the owner's recommendations (datasheet; optional)
+    out_of_scope: list[str] = []
+    recommendations: list[str] = []
 
 
 class TrainingFit(Part):
@@ -83,6 +86,17 @@ class Sensitive(Part):
     unknown: dict[str, int] = {}
 
 
+class Feature(Part):
+    """A model input column (:func:`auditkit.assemble.feature_rows`): its kind, whether it is sensitive (or the
+    source of a sensitive attribute), what it may stand in for, and its missing values per split."""
+
+    name: str
+    kind: str
+    sensitive: bool = False
+    proxy: str | None = None
+    missing: dict[str, int] = {}
+
+
 class DataInfo(Part):
     """The audit data: target, classes, featurizer, splits and sensitive attributes."""
 
@@ -93,6 +107,9 @@ class DataInfo(Part):
     n_features: int
     splits: list[Split]
     sensitive: list[Sensitive] = []
+    #: what the target means (``data.label_definition``); the model inputs with their missing values (datasheet)
+    label_definition: str = ""
+    features: list[Feature] = []
 
 
 class PurposeCount(Part):

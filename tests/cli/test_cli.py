@@ -342,3 +342,26 @@ def test_findings_match_the_golden_file(first_run):
     if os.environ.get("AUDITKIT_UPDATE_GOLDEN"):
         GOLDEN.write_text(json.dumps(findings, indent=1, ensure_ascii=False) + "\n")
     assert_close(findings, json.loads(GOLDEN.read_text()))
+
+
+#: the most pages the body of the heart example's report may take (issue 18: "at most about 20 pages", the bulk
+#: moved to the appendices)
+BODY_PAGES = 20
+
+
+def test_the_heart_report_body_fits_twenty_pages_and_its_datasheet_counts_missing_values(first_run):
+    """Issue 18: the body of the heart example's report (the pages before Appendix A, counted with pypdf) takes at
+    most 20 pages; the appendices follow it. The datasheet counts the missing values of each feature in each split
+    (ca is missing in 611 of the 920 patients, as pandas counts them in the source table)."""
+    tmp, _, _, _, _ = first_run
+    report = tmp / "report"
+    pages = pdf_text(report / "report.pdf").split("\f")
+    first = next(i for i, page in enumerate(pages[1:], start=2)
+                 if "Appendix A. Per-group results in full" in " ".join(page.split()))
+    assert first - 1 <= BODY_PAGES, f"the body takes {first - 1} pages"
+    assert "Executive summary" in " ".join(pages[1].split())        # page 2
+    run = json.loads((report / "run.json").read_text())
+    table = pd.read_csv(EXAMPLE / "model/patients.csv")
+    missing = {f["name"]: sum(f["missing"].values()) for f in run["data"]["features"]}
+    assert missing == {c: int(table[c].isna().sum()) for c in missing}
+    assert missing["ca"] == 611

@@ -67,7 +67,7 @@ def test_its_findings_appear_in_the_report(ran):
     findings in a label/value table, its list of records as a table (the values the run holds)."""
     _, run, paths = ran
     html = Path(paths["report.html"]).read_text()
-    section = html[html.index("<h2>11. tiny</h2>"):]      # the section after the ten built-in ones
+    section = html[html.index("<h2>13. tiny</h2>"):]      # the section after the twelve built-in ones
     findings = run["plugins"]["tiny"]
     assert "mean_test_loss" in section and f"{findings['mean_test_loss']:.4g}" in section
     assert "tiny" in json.loads(Path(paths["findings.json"]).read_text())["plugins"]     # and in findings.json

@@ -13,15 +13,21 @@ from auditkit.report.sections import bound_text, key_figures
 from auditkit.rundoc import load_run
 
 REPORT_MD_TITLES = [
-    "Cover and document control", "Scope and intended purpose", "Model identity", "Data provenance", "Subgroups",
-    "Methodology", "Fairness results", "Performance and calibration", "Privacy results",
-    "Data quality and explanations", "Policy evaluation",
-    "Limitations", "History", "Sign-off", "Reproducibility", "Machine-readable annex",
+    "Cover and document control", "Executive summary", "Scope and intended purpose", "Model identity",
+    "Data provenance", "Datasheet", "Subgroups", "Methodology", "Fairness results",
+    "Performance and calibration", "Privacy results",
+    "Data quality and explanations", "Policy evaluation", "Limitations", "History", "Sign-off", "Reproducibility",
+    "Machine-readable annex",
 ]
+#: the appendices after the body (issue 18: bulk moved out of the body), lettered A, B, ...
+APPENDIX_TITLES = ["Per-group results in full", "Drivers of each gap in detail", "Every policy rule and check",
+                   "Influence diagnostics", "Explanations of selected test cases", "Configuration and run time"]
+REPORT_HEADINGS = ([f"{i}. {t}" for i, t in enumerate(REPORT_MD_TITLES, 1)]
+                   + [f"Appendix {chr(65 + i)}. {t}" for i, t in enumerate(APPENDIX_TITLES)])
 
 
-def by_key(doc, key: str):
-    """The section of ``doc`` with ``key`` (sections are found by key, not by position)."""
+def section(doc, key: str):
+    """The section of ``doc`` with ``key`` (body or appendix)."""
     return next(s for s in doc.sections if s.key == key)
 
 
@@ -37,11 +43,10 @@ def texts(section) -> str:
     return "\n".join(out)
 
 
-def test_sections_in_the_order_of_report_md(sample_run):
-    """REPORT.md's fifteen sections, with "Performance and calibration" (issue 18) after the fairness results."""
+def test_sections_in_order_then_the_appendices(sample_run):
     doc = build_document(sample_run)
-    assert [s.title for s in doc.sections] == REPORT_MD_TITLES
-    assert [s.number for s in doc.sections] == list(range(1, 17))
+    assert [s.heading for s in doc.sections] == REPORT_HEADINGS
+    assert [s.number for s in doc.sections] == list(range(1, len(REPORT_HEADINGS) + 1))
     assert [t for _, t in SECTION_TITLES] == REPORT_MD_TITLES
     assert all(s.blocks for s in doc.sections), [s.title for s in doc.sections if not s.blocks]
 
@@ -56,49 +61,49 @@ def test_status_banner_and_check_counts(sample_run):
 
 def test_small_cells_are_suppressed_and_their_counts_not_printed(sample_run):
     doc = build_document(sample_run)
-    fairness = doc.sections[6]
-    table = next(b for b in fairness.blocks
+    fairness = section(doc, "fairness")
+    table = next(b for b in section(doc, "appendix-groups").blocks
                  if isinstance(b, Table) and b.caption == "Per-group results, sex & age_band")
     row = next(r for r in table.rows if r[0].text == "Female & 55+")
     assert [c.text for c in row] == ["Female & 55+", "—", "suppressed (n < 30)"]
     assert row[2].colspan == 4
-    sub = texts(doc.sections[4])
+    sub = texts(section(doc, "subgroups"))
     assert "suppressed (n < 30)" in sub
     # the excluded group of the intersection disparity is named, its record count (21) is not
     disp = next(b for b in fairness.blocks if isinstance(b, Table) and b.caption.endswith("sex & age_band groups"))
     assert "Female & 55+" in disp.note and "21" not in disp.note
     # training cells below the minimum (drivers of the intersection gaps) are suppressed as well
-    all_fair = texts(fairness)
+    all_fair = "\n".join(texts(section(doc, k)) for k in ("fairness", "appendix-groups", "appendix-drivers"))
     assert all_fair.count("suppressed (n < 30)") >= 3
 
 
 def test_plain_words_and_sign_convention(sample_run):
     doc = build_document(sample_run)
-    method = texts(doc.sections[5])
+    method = texts(section(doc, "methodology"))
     assert "positive value means the record helps" in method
     assert "removed and the model retrained" in method
     assert "Higher is worse" in method and "Lower is worse" in method
-    fairness = texts(doc.sections[6])
+    fairness = texts(section(doc, "fairness"))
     # the sample run is a triage decision written before decision_kind ("other"): no four-fifths callout
     assert "Female is selected at" not in fairness and "adverse impact" not in fairness
     lending = copy.deepcopy(sample_run)
     lending["scope"]["decision_kind"] = "lending"
-    fairness = texts(build_document(lending).sections[6])
+    fairness = texts(section(build_document(lending), "fairness"))
     assert "Female is selected at 0.34 times the rate of Male" in fairness
     assert "indicates adverse impact; this one is below it" in fairness
-    privacy = texts(by_key(doc, "privacy"))
+    privacy = texts(section(doc, "privacy"))
     assert "AUC 0.5 means no better than guessing (higher is worse)" in privacy
     assert "not measurable" in privacy  # TPR at 0.1 % FPR with 230 non-members
 
 
 def test_stability_verdicts_and_limitations(sample_run):
     doc = build_document(sample_run)
-    method = doc.sections[5]
+    method = section(doc, "appendix-influence")      # the stability table: influence diagnostics (appendix)
     table = next(b for b in method.blocks if isinstance(b, Table) and b.columns[-1] == "Verdict")
     assert [r[-1].text for r in table.rows] == ["robust", "sensitive"]
     assert [r[-1].css for r in table.rows] == ["pass", "warn"]
     assert table.rows[1][3].text == "6 of 10"  # damping ×10 kept 6 of the top 10
-    lim = texts(by_key(doc, "limitations"))
+    lim = texts(section(doc, "limitations"))
     assert "“top privacy-risk records” is sensitive" in lim
     assert "Groups with fewer than 30 test records were not reported: Female & 55+." in lim
     assert "needs at least 1000 non-members and the run had 230" in lim
@@ -118,15 +123,16 @@ def test_missing_plugins_are_said_not_hidden(sample_run):
     run["privacy"] = None
     run["fairness"] = None
     doc = build_document(run)
-    assert "The privacy audit was not part of this run." in texts(by_key(doc, "privacy"))
-    assert "The fairness audit was not part of this run." in texts(doc.sections[6])
-    assert "Privacy was not audited in this run." in texts(by_key(doc, "limitations"))
+    assert "The privacy audit was not part of this run." in texts(section(doc, "privacy"))
+    assert "The fairness audit was not part of this run." in texts(section(doc, "fairness"))
+    assert "Privacy was not audited in this run." in texts(section(doc, "limitations"))
 
 
 def test_history_adds_this_report_with_the_same_labels(sample_run):
     doc = build_document(sample_run)
-    table = next(b for b in by_key(doc, "history").blocks if isinstance(b, Table))
-    assert table.columns == ["Key figure", "AK-20261001-11111111", "this report"]
+    table = next(b for b in section(doc, "history").blocks if isinstance(b, Table))
+    assert table.columns == ["Key figure (UTC date of the audit)", "2026-10-01 08:00", "this report"]
+    assert [c.text for c in table.rows[0]] == ["Report (AK-date-…)", "11111111", "3F9A2C1B"]
     row = next(r for r in table.rows if r[0].text == "selection-rate impact ratio (sex)")
     assert [c.text for c in row[1:]] == ["0.41", "0.34"]
     figs = key_figures(load_run(sample_run))
@@ -172,7 +178,7 @@ def test_stability_shows_gap_retraining_and_failed_settings(sample_run):
     first["retraining"] = {"predicted_gap": 0.3136, "actual_gap": 0.3083, "k": 10}
     second["agreement"]["damping ×10"] = None
     second["failures"] = {"damping ×10": "the Hessian is not positive definite"}
-    method = build_document(run).sections[5]
+    method = section(build_document(run), "appendix-influence")
     table = next(b for b in method.blocks if isinstance(b, Table) and b.columns[-1] == "Verdict")
     assert table.rows[0][-2].text == "gap after removing top 10: predicted 0.31, actual 0.31"
     assert table.rows[1][3].text == "failed"
@@ -185,8 +191,8 @@ def test_per_parameter_l2_is_printed_by_name(sample_run):
     for setting in run["influence"]["stability"]["settings"]:
         setting["l2"] = {"weight": 0.1 / 550}
     doc = build_document(run)
-    assert "l2 = weight 0.00182" in texts(doc.sections[2])
-    assert "l2 weight 0.000182" in texts(doc.sections[5])
+    assert "l2 = weight 0.00182" in texts(section(doc, "model"))
+    assert "l2 weight 0.000182" in texts(section(doc, "appendix-influence"))
 
 
 def test_no_share_of_the_gap_is_printed_only_the_gap_after_removal(sample_run):
@@ -195,7 +201,8 @@ def test_no_share_of_the_gap_is_printed_only_the_gap_after_removal(sample_run):
     run = copy.deepcopy(sample_run)
     att = run["fairness"]["attributions"][0]
     doc = build_document(run)
-    tables = [b for b in doc.sections[6].blocks if isinstance(b, Table) and "Training group" in b.columns]
+    tables = [b for key in ("fairness", "appendix-drivers") for b in section(doc, key).blocks
+              if isinstance(b, Table) and "Training group" in b.columns]
     assert tables and not any("Share" in c for t in tables for c in t.columns)
     first = tables[0]
     assert first.columns[-1] == "Gap after removing all (predicted)"
@@ -211,7 +218,7 @@ def test_no_share_of_the_gap_is_printed_only_the_gap_after_removal(sample_run):
 def test_the_training_fit_featurizer_and_refits_are_shown_when_recorded(sample_run):
     """Issue 16: the model on its training records as the audit featurized them, which featurizer made the
     inputs, and the retrainings with their convergence; absent from older runs, then not shown."""
-    assert "as featurized for this audit" not in texts(build_document(sample_run).sections[2])
+    assert "as featurized for this audit" not in texts(section(build_document(sample_run), "model"))
     run = copy.deepcopy(sample_run)
     run["model"]["training_fit"] = {"grad_norm": 2.5e-9, "reference_norm": 0.61, "relative": 4.1e-9, "loss": 0.35876,
                                     "objective": 0.37574, "accuracy": 0.83794, "n": 506, "threshold": 0.05,
@@ -222,14 +229,14 @@ def test_the_training_fit_featurizer_and_refits_are_shown_when_recorded(sample_r
                                       "count": 4, "not_converged": 2}, "privacy trust check": {
                                       "count": 1, "not_converged": 0}}}
     doc = build_document(run)
-    model = texts(doc.sections[2])
+    model = texts(section(doc, "model"))
     for text in ("The model on its training records, as featurized for this audit", "0.359", "83.8\u202f%", "2.5e-09",
                  "4.1e-09 (accepted up to 0.05)", "audit ran only because model.allow_non_stationary was set"):
         assert text in model, text
     assert ("Features made from the columns by: tabular (data.featurizer: tabular): numbers standardised, "
-            "categories one-hot.") in texts(doc.sections[3])
+            "categories one-hot.") in texts(section(doc, "data"))
     assert ("Retrainings made by this audit: 5 (reference model: 4, privacy trust check: 1); 2 did not reach a "
-            "relative gradient norm of 1.0e-05 (largest left: 2.1e-03).") in texts(doc.sections[5])
+            "relative gradient norm of 1.0e-05 (largest left: 2.1e-03).") in texts(section(doc, "methodology"))
 
 
 def test_intervals_are_labelled_with_the_confidence_the_run_used(sample_run):
@@ -241,14 +248,18 @@ def test_intervals_are_labelled_with_the_confidence_the_run_used(sample_run):
         for r in rows:
             r["confidence"] = 0.9
     doc = build_document(run)
-    fairness, policy = doc.sections[6], by_key(doc, "policy")
+    fairness, policy = section(doc, "fairness"), section(doc, "policy")
     disp = next(b for b in fairness.blocks if isinstance(b, Table) and b.caption == "Disparities between sex groups")
     subs = [c.sub for row in disp.rows for c in row[2:4]]
     assert subs and all(s.startswith("(90\u202f% CI ") for s in subs), subs
     assert "the rate of Male (90\u202f% CI 0.18–0.52). A ratio below 0.80" in texts(fairness)
-    rates = next(b for b in fairness.blocks if isinstance(b, Table) and b.caption == "Per-group results, sex")
+    rates = next(b for b in section(doc, "appendix-groups").blocks
+                 if isinstance(b, Table) and b.caption == "Per-group results, sex")
     assert rates.rows[0][2].sub.startswith("(95\u202f% CI ")
-    checks = next(b for b in policy.blocks if isinstance(b, Table) and b.caption.startswith("Results, one per rule"))
-    assert [row[2].sub for row in checks.rows] == ["(90\u202f% CI 0.030–0.210)", "(90\u202f% CI 0.180–0.520)"]
-    assert "carry 90\u202f% intervals from a group-stratified bootstrap" in texts(doc.sections[5])
+    checks = next(b for b in section(doc, "appendix-checks").blocks
+                  if isinstance(b, Table) and b.caption.startswith("Every check"))
+    assert [row[2].sub for row in checks.rows] == ["(90\u202f% CI 3–21\u202fpp)", "(90\u202f% CI 0.18–0.52)"]
+    compact = next(b for b in policy.blocks if isinstance(b, Table) and b.caption.startswith("Results, rules"))
+    assert "(90\u202f% CI 0.18–0.52)" in " ".join(c.sub for row in compact.rows for c in row)
+    assert "carry 90\u202f% intervals from a group-stratified bootstrap" in texts(section(doc, "methodology"))
     assert "95\u202f% CI" not in "".join(subs) and "95\u202f% CI" not in "".join(row[2].sub for row in checks.rows)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 
 import pytest
+from test_report_document import section
 
 from auditkit.errors import InputError
 from auditkit.report import build_document, render_run
@@ -76,9 +77,8 @@ def test_limitations_are_composed_from_the_facts_in_order(sample_run):
     assert len(items) == len(set(items)) and OLD_FIRST_ORDER not in items
     # the section shows exactly these, and the methodology shows the damping note composed from the facts
     doc = build_document(with_facts(sample_run))
-    section = next(s for s in doc.sections if s.key == "limitations")
-    assert next(b for b in section.blocks if isinstance(b, Bullets)).items == items
-    assert any(getattr(b, "text", "") == items[len(facts) + 4] for b in doc.sections[5].blocks)
+    assert next(b for b in section(doc, "limitations").blocks if isinstance(b, Bullets)).items == items
+    assert any(getattr(b, "text", "") == items[len(facts) + 4] for b in section(doc, "methodology").blocks)
 
 
 def test_a_fact_that_is_not_there_adds_no_sentence(sample_run):
@@ -122,10 +122,10 @@ def test_a_third_party_plugin_gets_a_section_of_its_own_escaped(sample_run):
         "records": [{"token": f"R-{i:08d}", "value": i / 4} for i in range(MAX_ROWS + 70)],
         "nested": {"a": {"b": 1}}}}
     doc = build_document(run)
-    assert [s.title for s in doc.sections[9:12]] == ["Data quality and explanations", "<b>acme</b>",
-                                                     "Policy evaluation"]
-    assert [s.number for s in doc.sections] == list(range(1, 18)) and doc.sections[10].key == "plugin-1"
-    section = doc.sections[10]
+    assert [s.title for s in doc.sections[11:14]] == ["Data quality and explanations", "<b>acme</b>",
+                                                      "Policy evaluation"]
+    assert [s.number for s in doc.sections] == list(range(1, 26)) and doc.sections[12].key == "plugin-1"
+    section = doc.sections[12]
     table = next(b for b in section.blocks if isinstance(b, Table) and b.caption == "Findings")
     assert [[c.text for c in row] for row in table.rows] == [
         ["score", "0.1235"], ["passed", "yes"], ["verdict", "<script>alert(1)</script>"], ["missing", "—"],
@@ -136,17 +136,16 @@ def test_a_third_party_plugin_gets_a_section_of_its_own_escaped(sample_run):
     assert [c.text for c in records.rows[3]] == ["R-00000003", "0.75"]
     assert "Nested values not shown in the report: nested." in [getattr(b, "text", "") for b in section.blocks]
     signoff = next(s for s in doc.sections if s.key == "signoff")
-    assert "identified by the hashes in section 3, 4 and 16." in signoff.blocks[0].text
+    assert "identified by the hashes in section 4, 5 and 18." in signoff.blocks[0].text
     html = render_html_string(doc)
     for raw in ("<script>alert(1)</script>", "<b>acme</b>", "<i>b</i>"):
         assert raw not in html
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "11. &lt;b&gt;acme&lt;/b&gt;" in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "13. &lt;b&gt;acme&lt;/b&gt;" in html
 
 
-def test_without_plugins_the_sign_off_names_sections_3_4_and_15(sample_run):
+def test_without_plugins_the_sign_off_names_sections_4_5_and_17(sample_run):
     doc = build_document(sample_run)
-    signoff = next(s for s in doc.sections if s.key == "signoff")
-    assert "identified by the hashes in section 3, 4 and 15." in signoff.blocks[0].text
+    assert "identified by the hashes in section 4, 5 and 17." in section(doc, "signoff").blocks[0].text
     assert build_document(load_run(sample_run)) == doc
 
 

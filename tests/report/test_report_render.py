@@ -180,7 +180,7 @@ def test_user_templates_override_and_undefined_names_fail(sample_run, tmp_path):
     (user / "report.css").write_text("h2 { color: rgb(1, 2, 3); }")
     html = render_html(doc, tmp_path / "a", templates=user).read_text(encoding="utf-8")
     assert "rgb(1, 2, 3)" in html and "Page \" counter(page)" not in html
-    assert "<h2>7. Fairness results</h2>" in html  # the packaged main template still renders
+    assert "<h2>9. Fairness results</h2>" in html  # the packaged main template still renders
     (user / "report.html.j2").write_text("{{ doc.no_such_field }}")
     with pytest.raises(jinja2.UndefinedError):
         render_html(doc, tmp_path / "b", templates=user)
