@@ -12,7 +12,8 @@ from __future__ import annotations
 from ..rundoc import Check, RunDocument
 from . import fmt
 from .blocks import Bullets, Heading, Paragraph, Section
-from .sections import check_confidence, chosen_metrics
+from .metric_choice import metric_choice
+from .sections import check_confidence
 
 #: how a group's rate reads in a sentence: (short title, "{who} ... {value}" wording)
 RATE_WORDS = {
@@ -233,7 +234,7 @@ def executive_summary(section: Section, run: RunDocument, *, numbers: dict[str, 
         section.blocks.append(Paragraph(undecided, "small"))
     section.blocks.append(Heading("Recommended next actions"))
     section.blocks.append(Bullets(next_actions(run, numbers)))
-    choice = chosen_metrics(run)
+    choice = metric_choice(run)
     if choice:
         section.blocks.append(Heading("Which fairness metrics were chosen, and why"))
         section.blocks.append(Paragraph(choice))
