@@ -12,7 +12,7 @@ from ..audits.fairness.findings import Attribution, Disparity
 from ..audits.privacy.findings import Attack
 from ..rundoc import RunDocument
 from . import fmt
-from .blocks import Cell, Figure, Heading, Paragraph, Section, Table, kv, min_cell, suppressed
+from .blocks import SUPPRESSED, Cell, Figure, Heading, Paragraph, Section, Table, kv, min_cell, suppressed, withheld
 from .limitations import suppressed_groups
 
 SURROGATE_WORDS = {
@@ -48,15 +48,16 @@ def fairness(section: Section, run: RunDocument, *, figures: dict, **_) -> None:
         f"Rates are measured on the test set. Selection rate: share given “{fav}”. TPR: share of true cases "
         f"caught (lower is worse). FPR: share of false alarms among people without the outcome (higher is worse). "
         f"Each value is followed by its {100 * fmt.WILSON_CONFIDENCE:g} % confidence interval; groups with fewer "
-        f"than {minimum} records are suppressed."))
+        f"than {minimum} records are suppressed, and so are the groups from which a suppressed one could be worked "
+        f"out by subtraction."))
     for i, table in enumerate(f.groups, start=1):
         attr = table.attribute
         section.blocks.append(Heading(f"Groups by {attr}"))
         rows = []
         for g in table.groups:
-            if not g.sufficient:
+            if withheld(g, minimum):
                 rows.append([Cell(g.group), Cell(fmt.DASH, "num"),
-                             Cell(suppressed(minimum), "muted", colspan=len(GROUP_METRICS))])
+                             Cell(withheld(g, minimum), "muted", colspan=len(GROUP_METRICS))])
                 continue
             cells = [Cell(g.group), Cell(fmt.count(g.count), "num")]
             for name in GROUP_METRICS:
@@ -100,7 +101,8 @@ def disparity_table(section: Section, attr: str, rows_in: list[Disparity], minim
     if not rows:
         return
     excluded = sorted({g for d in rows_in for g in d.excluded})
-    note = (f"Left out of the comparison: {', '.join(excluded)} ({suppressed(minimum)})." if excluded else "")
+    how = SUPPRESSED if any(why == SUPPRESSED for d in rows_in for why in d.excluded.values()) else suppressed(minimum)
+    note = (f"Left out of the comparison: {', '.join(excluded)} ({how})." if excluded else "")
     section.blocks.append(Table(["Metric", "Worst group", "Difference", "Ratio", "Plain reading"], rows,
                                 caption=f"Disparities between {attr} groups", note=note, css="disp"))
     for d in rows_in:
@@ -182,8 +184,8 @@ def attribution(section: Section, a: Attribution, i: int, *, fav: str, minimum: 
     # a share of a gap that is itself about zero (under 1 point or 0.01 of loss) is meaningless
     gap_is_tiny = abs(float(a.gap or 0.0)) < NEGLIGIBLE_GAP
     for c in a.cells:
-        if c.count < minimum:
-            cells.append([Cell(c.group), Cell(c.label), Cell(suppressed(minimum), "muted", colspan=3)])
+        if withheld(c, minimum):
+            cells.append([Cell(c.group), Cell(c.label), Cell(withheld(c, minimum), "muted", colspan=3)])
             continue
         cells.append([Cell(c.group), Cell(c.label), Cell(fmt.count(c.count), "num"), Cell(fmt.signed(c.effect), "num"),
                       Cell(fmt.DASH if c.share_of_gap is None or gap_is_tiny else fmt.pct(c.share_of_gap), "num")])
@@ -247,7 +249,7 @@ def privacy(section: Section, run: RunDocument, *, figures: dict, **_) -> None:
             for g, a in groups.items():
                 # None: the group is below the plugin's minimum size
                 if a is None or min(a.n_members, a.n_nonmembers) < minimum:
-                    rows.append([Cell(attr), Cell(g), Cell(attack), Cell(suppressed(minimum), "muted", colspan=3)])
+                    rows.append([Cell(attr), Cell(g), Cell(attack), Cell(SUPPRESSED, "muted", colspan=3)])
                     continue
                 t1, _ = _tpr(a, "0.01")
                 rows.append([Cell(attr), Cell(g), Cell(attack),
@@ -276,8 +278,8 @@ def flagged(section: Section, run: RunDocument, *, figures: dict, minimum: int) 
     rows = []
     for e in p.exposure:
         for g in e.groups:
-            if not g.sufficient or g.count < minimum:
-                rows.append([Cell(e.attribute), Cell(g.group), Cell(suppressed(minimum), "muted", colspan=4)])
+            if withheld(g, minimum):
+                rows.append([Cell(e.attribute), Cell(g.group), Cell(withheld(g, minimum), "muted", colspan=4)])
                 continue
             n_flagged = round(float(g.flag_rate or 0) * g.count)
             rows.append([Cell(e.attribute), Cell(g.group), Cell(fmt.count(g.count), "num"),
@@ -320,9 +322,9 @@ def quality(section: Section, run: RunDocument, **_) -> None:
         ]))
         rows = []
         for b in q.by_group:
-            if b.count < minimum:
+            if withheld(b, minimum):
                 rows.append([Cell(b.attribute), Cell(b.group), Cell(b.label),
-                             Cell(suppressed(minimum), "muted", colspan=2)])
+                             Cell(withheld(b, minimum), "muted", colspan=2)])
                 continue
             share = b.worth_inspecting / b.count if b.count else None
             rows.append([Cell(b.attribute), Cell(b.group), Cell(b.label), Cell(fmt.count(b.count), "num"),

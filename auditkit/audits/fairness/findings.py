@@ -9,14 +9,16 @@ from ..typed import Groups, Interval, Num, Part
 
 
 class GroupRow(Part):
-    """One group of one attribute: its size, metrics (``count`` among them) and Wilson intervals of the rates."""
+    """One group of one attribute: its size, metrics (``count`` among them) and Wilson intervals of the rates.
+    A suppressed row (:mod:`auditkit.suppression`) keeps only ``group`` and ``suppressed=True``."""
 
     group: str
-    count: int
-    metrics: dict[str, int | Num]
+    count: int | None = None
+    metrics: dict[str, int | Num] = {}
     intervals: dict[str, Interval] = {}
-    sufficient: bool
-    unknown: bool
+    sufficient: bool | None = None
+    unknown: bool = False
+    suppressed: bool = False
 
 
 class GroupTable(Part):
@@ -92,9 +94,10 @@ class Cell(Part):
 
     group: str
     label: str
-    count: int
-    effect: Num
+    count: int | None = None
+    effect: Num = None
     share_of_gap: Num = None
+    suppressed: bool = False
 
 
 class CurvePoint(Part):
