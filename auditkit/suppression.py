@@ -321,7 +321,20 @@ def suppress(run: dict, min_n: int | None = None) -> tuple[dict, dict]:
     _exposure_gaps(public, keep)
     _gaps(public, hidden_tests, keep)
     _checks(public, hidden_tests, hidden_privacy, tainted, keep)
+    _history(public, {a for a, _ in tainted}, hidden_tests | hidden_privacy, keep)
     return public, withheld
+
+
+def _history(public: dict, attributes: set[str], groups: set[tuple[str, str]], keep) -> None:
+    """Earlier audits' key figures of a scope withheld now (``label (attribute)`` of a withheld disparity,
+    ``label (attribute/group)`` of a suppressed group) are left out of the history shown."""
+    scopes = {f"({a})" for a in attributes} | {f"({a}/{g})" for a, g in groups}
+    for k, row in enumerate(public.get("history") or []):
+        figures = row.get("figures") or {}
+        gone = [name for name in figures if any(name.endswith(s) for s in scopes)]
+        if gone:
+            keep(("history", k, "figures"), "scopes withheld")
+            row["figures"] = {name: v for name, v in figures.items() if name not in gone}
 
 
 def _disparities(public: dict, hidden: set[tuple[str, str]], keep) -> set[tuple[str, str]]:

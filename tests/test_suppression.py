@@ -208,7 +208,10 @@ def test_a_disparity_a_suppressed_group_took_part_in_loses_its_statistics_and_it
          "interval": [0.1, 0.4], "n": 40, "status": "pass"},
         {"rule": "r", "metric": "privacy.loss.auc", "attribute": None, "group": None, "value": 0.5, "n": 95,
          "status": "pass"}]
+    doc["history"] = [{"report_id": "AK-EARLIER", "figures": {"four-fifths impact ratio (site)": 0.5,
+                                                              "accuracy gap (other)": 0.1}}]
     public, _ = suppress(doc)
+    assert public["history"][0]["figures"] == {"accuracy gap (other)": 0.1}   # an earlier audit's figure of it too
     d = public["fairness"]["disparities"]["site"][0]
     assert d["status"] == "insufficient_data"
     assert d["reason"] == "withheld: suppressed groups took part in this comparison"
