@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..rundoc import Check, RunDocument, TrainingFit
 from ..rundoc.parts import RetrainingEvidence, Stability
+from ..suppression import WITHHELD_CHECK
 from . import fmt
 from .blocks import (
     SUPPRESSED,
@@ -402,7 +403,8 @@ def policy(section: Section, run: RunDocument, **_) -> None:
         rows.append([Cell(c.rule, "mono", sub=c.requirement),
                      Cell(where, sub=f"n = {fmt.count(c.n)}" if c.n is not None else ""),
                      Cell(fmt.num(c.value, 3), "num",
-                          sub=fmt.interval(iv[0], iv[1], digits=3, confidence=check_confidence(run, c))
+                          sub=WITHHELD_CHECK if c.note == WITHHELD_CHECK else
+                          fmt.interval(iv[0], iv[1], digits=3, confidence=check_confidence(run, c))
                           if iv else "no interval"),
                      Cell(c.bound),
                      Cell(c.status.replace("_", " ").upper(), c.status, sub=f"by {c.decided_by}"),
