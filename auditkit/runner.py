@@ -66,6 +66,7 @@ from .results import DataQualityResult, FairnessResult, PrivacyResult, data_qual
 from .rundoc import RunDocument, load_run
 from .rundoc import run_document as typed_run
 from .seeds import Seeds
+from .suppression import suppress
 from .tracing import flagged_rows
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ class AuditRun:
     observations: list[dict] = field(default_factory=list)
     paths: dict = field(default_factory=dict)     # output files, once written
     scores: list[dict] = field(default_factory=list)   # every training record's scores (private, with ids)
+    withheld: dict = field(default_factory=dict)   # the suppressed cells' values (private suppressed_cells.json)
 
     def __post_init__(self):
         if not isinstance(self.run, RunDocument):          # a saved run.json's dict: validated
@@ -511,7 +513,19 @@ def _run_audit(config: AuditConfig, *, trigger: str, command: str, history: Hist
                                                                           inputs.loaded.splits, context.token))
     run["runtime"] = clock.runtime(where)
     run = json_safe(run)
-    return AuditRun(typed_run(run), flagged_rows(run, context.tokens), obs, scores=score_rows(context))
+    flagged = flagged_rows(run, context.tokens)
+    run, withheld, obs = withhold_small_cells(run)
+    return AuditRun(typed_run(run), flagged, obs, scores=score_rows(context), withheld=withheld)
+
+
+def withhold_small_cells(run: dict) -> tuple[dict, dict, list[dict]]:
+    """Step 7: small cells, and the cells that would reveal them by subtraction, out of the run document
+    (:func:`auditkit.suppression.suppress`): ``(public run, withheld values, public observations)``. The key
+    figures and the observations kept in the history store are those of the public run."""
+    public, withheld = suppress(run)
+    obs = [o if isinstance(o, dict) else o.to_dict() for o in observations(public)]
+    public["key_figures"] = key_figures(obs)
+    return public, withheld, obs
 
 
 def key_figures(observations_: list[dict]) -> dict[str, float]:
@@ -608,5 +622,5 @@ def audit(config: AuditConfig | Mapping | str | PathLike, out: str | Path | None
             run_dir=str(Path(out).resolve()))
         result.paths = write_run(result.run, result.flagged, Path(out),
                                  templates=Path(templates) if templates else None, commit=commit,
-                                 scores=result.scores)
+                                 scores=result.scores, withheld=result.withheld)
     return result

@@ -93,7 +93,9 @@ class RunSummary(Strict):
         if self.data_quality:
             lines.append(f"  data quality: {self.data_quality.worth_inspecting} record(s) worth inspecting")
         private = self.paths["flagged_records.csv"] + (f", all records' scores: {self.paths['record_scores.csv']}"
-                                                      if "record_scores.csv" in self.paths else "")
+                                                      if "record_scores.csv" in self.paths else "") + (
+            f", suppressed cells: {self.paths['suppressed_cells.json']}" if "suppressed_cells.json" in self.paths
+            else "")
         lines.append(f"  report: {self.paths['report.pdf']}  (flagged records, private: {private})")
         lines.append(f"  {self.seconds:.1f} s")
         return lines

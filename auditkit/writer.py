@@ -20,7 +20,8 @@ Files: ``manifest.json``, ``report.html``, ``report.pdf`` (PDF/A-3b, ``findings.
 ``run.json`` (everything needed to re-render), ``flagged_records.csv`` (created with mode 0600: it maps
 tokens to record ids and is meant for the data owner only), ``record_scores.csv`` (mode 0600 too, when a plugin
 scored records: every training record's id, token, label, groups and scores, the full rankings to sort and
-filter without rerunning) and ``figures/``.
+filter without rerunning), ``suppressed_cells.json`` (mode 0600 too, when cells were suppressed: the values taken
+out of every public output by :mod:`auditkit.suppression`, for the data owner only) and ``figures/``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from .errors import InputError, OutputError
 from .hashes import file_sha256
 from .interrupts import deferred, note_written
 from .rundoc import RunDocument, findings_of, load_run
+from .suppression import FILE as SUPPRESSED_FILE
 from .system import check_system
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,14 @@ def write_scores_csv(rows: list[dict], path: Path) -> None:
     fixed = ("token", "split", "record_id", "label", "groups")
     scores = tuple(dict.fromkeys(k for row in rows for k in row if k not in fixed))
     write_flagged_csv(rows, path, fixed + scores)
+
+
+def write_private_json(data: dict, path: Path) -> None:
+    """A private JSON file (``suppressed_cells.json``), created with permissions 0600 like flagged_records.csv."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False))
+    os.chmod(path, 0o600)
 
 
 def _dump(data: dict, path: Path) -> None:
@@ -280,10 +290,11 @@ def _paths(folder: Path) -> dict[str, Path]:
 
 
 def write_run(run: RunDocument | Mapping, flagged: list[dict], out: Path, *, templates: Path | None = None,
-              commit=None, scores: list[dict] | None = None) -> dict[str, Path]:
-    """Write every output of a run (its run document ``run``; a dict is validated first) into ``out``
-    atomically; returns the final paths. ``commit``: see :func:`_staged` (the history row, recorded together
-    with the folder). ``scores``: rows of ``record_scores.csv`` (not written when there are none)."""
+              commit=None, scores: list[dict] | None = None, withheld: dict | None = None) -> dict[str, Path]:
+    """Write every output of a run (its run document ``run``, already public; a dict is validated first) into
+    ``out`` atomically; returns the final paths. ``withheld``: what suppression took out (the private
+    ``suppressed_cells.json``, not written when nothing was). ``commit``: see :func:`_staged` (the history row,
+    recorded together with the folder). ``scores``: rows of ``record_scores.csv`` (not written when there are none)."""
     from .report import render_run  # heavy (matplotlib, WeasyPrint): imported only when writing
 
     run = load_run(run)
@@ -294,6 +305,8 @@ def write_run(run: RunDocument | Mapping, flagged: list[dict], out: Path, *, tem
         write_flagged_csv(flagged, tmp / "flagged_records.csv")
         if scores:
             write_scores_csv(scores, tmp / "record_scores.csv")
+        if withheld and withheld.get("entries"):
+            write_private_json(withheld, tmp / SUPPRESSED_FILE)
         render_run(run.to_json_dict(), tmp, templates=templates, findings_path=tmp / "findings.json")
     return _paths(out)
 
@@ -317,7 +330,7 @@ def rerender(run_dir: Path, *, templates: Path | None = None) -> dict[str, Path]
         raise InputError(f"{str(run_dir)!r} {why}: re-rendering replaces the folder whole, so move such files out, "
                          "or rerun the audit into a new folder")
     with _staged(run_dir, report_id=run.report_id) as tmp:
-        for name in ("run.json", "findings.json", "flagged_records.csv", "record_scores.csv"):
+        for name in ("run.json", "findings.json", "flagged_records.csv", "record_scores.csv", SUPPRESSED_FILE):
             if (run_dir / name).exists():
                 shutil.copy2(run_dir / name, tmp / name)
         if not (tmp / "findings.json").exists():

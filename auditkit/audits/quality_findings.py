@@ -25,8 +25,10 @@ class QualityCell(Part):
     attribute: str
     group: str
     label: str
-    count: int
-    worth_inspecting: int
+    count: int | None = None
+    worth_inspecting: int | None = None
+    #: the cell is suppressed (:mod:`auditkit.suppression`): its counts are withheld
+    suppressed: bool = False
 
 
 class DataQualityFindings(Part):

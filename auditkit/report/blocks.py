@@ -144,5 +144,21 @@ def min_cell(run: RunDocument) -> int:
 
 
 def suppressed(minimum: int) -> str:
-    """What a suppressed cell shows instead of its figures: "suppressed (n < 30)"."""
+    """What a small cell shows instead of its figures: "suppressed (n < 30)" (a run document written before
+    :mod:`auditkit.suppression`, whose small rows still carry their figures)."""
     return f"suppressed (n < {minimum})"
+
+
+#: what a row suppressed by :mod:`auditkit.suppression` shows: small, or one that would reveal a small one
+SUPPRESSED = "suppressed"
+
+
+def withheld(row, minimum: int) -> str | None:
+    """The text shown instead of a group row's figures: "suppressed" for a row :mod:`auditkit.suppression` took
+    out, "suppressed (n < 30)" for a small row of an older run document, None for a row that is shown."""
+    if getattr(row, "suppressed", False):
+        return SUPPRESSED
+    count = getattr(row, "count", None)
+    if getattr(row, "sufficient", True) is False or (count is not None and count < minimum):
+        return suppressed(minimum)
+    return None

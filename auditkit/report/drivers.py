@@ -17,7 +17,7 @@ from __future__ import annotations
 from ..audits.fairness.findings import Attribution, FlaggedGap
 from ..rundoc import RunDocument
 from . import fmt
-from .blocks import Cell, Figure, Heading, Paragraph, Section, Table, min_cell, suppressed
+from .blocks import Cell, Figure, Heading, Paragraph, Section, Table, min_cell, withheld
 
 SURROGATE_WORDS = {
     "selection_rate": ("selection-rate gap", "predicted probability of “{fav}”, {adv} minus {dis}"),
@@ -222,8 +222,8 @@ def attribution(section: Section, a: Attribution, i: int, *, fav: str, minimum: 
                                      f"Drivers of the {title}", css="drivers"))
     cells = []
     for c in a.cells:
-        if c.count < minimum:
-            cells.append([Cell(c.group), Cell(c.label), Cell(suppressed(minimum), "muted", colspan=3)])
+        if withheld(c, minimum):
+            cells.append([Cell(c.group), Cell(c.label), Cell(withheld(c, minimum), "muted", colspan=3)])
             continue
         after = None if fmt.missing(a.gap) or fmt.missing(c.effect) else float(a.gap) + float(c.effect)
         cells.append([Cell(c.group), Cell(c.label), Cell(fmt.count(c.count), "num"),

@@ -113,7 +113,7 @@ def _effect_bars(ax, effects: list[float], labels: list[str], title: str, xlabel
 
 def drivers(att: Attribution, minimum: int) -> Figure | None:
     recs = att.drivers[:8] + att.wideners[:4][::-1]
-    cells = [c for c in att.cells if c.count >= minimum]
+    cells = [c for c in att.cells if not c.suppressed and c.count is not None and c.count >= minimum]
     if not recs and not cells:
         return None
     fig = Figure(figsize=(WIDTH, 2.5))

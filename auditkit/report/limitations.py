@@ -142,7 +142,10 @@ def from_findings(run: RunDocument) -> list[str]:
                        "Hessian (L2 penalty plus damping) or the solver changes, so treat the individual records as "
                        "indicative only.")
     names = suppressed_groups(run)
-    if names:
+    if names and any(g.suppressed for t in run.fairness.groups for g in t.groups):
+        out.append(f"Groups with fewer than {min_cell(run)} test records, and the groups from which such a group "
+                   f"could be worked out by subtraction, were not reported: {', '.join(names)}.")
+    elif names:
         out.append(f"Groups with fewer than {min_cell(run)} test records were not reported: {', '.join(names)}.")
     for block, words in ((run.fairness, "Fairness"), (run.privacy, "Privacy"), (run.data_quality, "Data quality")):
         if block is None:
@@ -165,7 +168,8 @@ def suppressed_groups(run: RunDocument) -> list[str]:
     """Names of the test-set groups too small to report (unknown categories aside)."""
     if run.fairness is None:
         return []
-    return [g.group for t in run.fairness.groups for g in t.groups if not g.sufficient and not g.unknown]
+    return [g.group for t in run.fairness.groups for g in t.groups if (g.suppressed or not g.sufficient)
+            and not g.unknown]
 
 
 def limitations(run: RunDocument) -> list[str]:

@@ -10,6 +10,7 @@ attribute and group". Each requirement a rule cites is listed once below the tab
 from __future__ import annotations
 
 from ..rundoc import Check, RunDocument
+from ..suppression import WITHHELD_CHECK
 from . import fmt
 from .blocks import Cell, Heading, Paragraph, Section, Table
 from .executive import interval_text, limit_text, rule_limit, value_text
@@ -39,6 +40,8 @@ def scope_of(check: Check) -> str:
 def _observed(run: RunDocument, c: Check) -> str:
     if c.status == "insufficient_data":
         return "n = " + fmt.count(c.n) if c.n is not None else "no value"
+    if c.note == WITHHELD_CHECK:
+        return WITHHELD_CHECK
     if fmt.missing(c.value):
         return "no value"
     return f"{value_text(c.metric, c.value)} {interval_text(run, c)}"
@@ -118,7 +121,8 @@ def checks_appendix(section: Section, run: RunDocument, **_) -> None:
         where = " / ".join(x for x in (c.attribute, c.group) if x) or "overall"
         rows.append([Cell(c.rule.split("/", 1)[-1], "mono"),
                      Cell(where, sub=f"n = {fmt.count(c.n)}" if c.n is not None else ""),
-                     Cell(value_text(c.metric, c.value), "num", sub=interval_text(run, c)),
+                     Cell(value_text(c.metric, c.value), "num",
+                          sub=WITHHELD_CHECK if c.note == WITHHELD_CHECK else interval_text(run, c)),
                      Cell(limit_text(run, c)),
                      Cell(status_word(c.status), f"{c.status} result", sub=f"by {c.decided_by}"),
                      Cell(c.explanation, "note")])

@@ -15,7 +15,7 @@ from ..audits.fairness.findings import DENOMINATOR_WORDS, Disparity
 from ..audits.privacy.findings import Attack
 from ..rundoc import RunDocument
 from . import fmt
-from .blocks import Cell, Figure, Heading, Paragraph, Section, Table, kv, min_cell, suppressed
+from .blocks import SUPPRESSED, Cell, Figure, Heading, Paragraph, Section, Table, kv, min_cell, suppressed, withheld
 from .drivers import drivers
 from .limitations import suppressed_groups
 from .metric_choice import four_fifths_applies
@@ -40,15 +40,16 @@ def fairness(section: Section, run: RunDocument, *, figures: dict, **_) -> None:
         f"Rates are measured on the test set. Selection rate: share given “{fav}”. TPR: share of true cases "
         f"caught (lower is worse). FPR: share of false alarms among people without the outcome (higher is worse). "
         f"Each value is followed by its {100 * fmt.WILSON_CONFIDENCE:g} % confidence interval; groups with fewer "
-        f"than {minimum} records are suppressed."))
+        f"than {minimum} records are suppressed, and so are the groups from which a suppressed one could be worked "
+        f"out by subtraction."))
     for i, table in enumerate(f.groups, start=1):
         attr = table.attribute
         section.blocks.append(Heading(f"Groups by {attr}"))
         rows = []
         for g in table.groups:
-            if not g.sufficient:
+            if withheld(g, minimum):
                 rows.append([Cell(g.group), Cell(fmt.DASH, "num"),
-                             Cell(suppressed(minimum), "muted", colspan=len(GROUP_METRICS))])
+                             Cell(withheld(g, minimum), "muted", colspan=len(GROUP_METRICS))])
                 continue
             cells = [Cell(g.group), Cell(fmt.count(g.count), "num")]
             for name in GROUP_METRICS:
@@ -86,7 +87,7 @@ def excluded_note(rows_in: list[Disparity], minimum: int, small: set[str]) -> st
     """Which groups each comparison left out and why: a suppressed group (``small``) as "suppressed (n < 30)",
     never with its count; a group whose rate is withheld with its denominator ("TPR: 12 positives ...")."""
     small = set(small) | {g for d in rows_in for g, why in d.excluded.items()
-                          if re.match(r"\d+ records, fewer than", why)}   # too small a group: never its count
+                          if why == SUPPRESSED or re.match(r"\d+ records, fewer than", why)}   # never its count
     whole = sorted({g for d in rows_in for g in d.excluded if g in small or d.excluded[g].startswith("unknown")})
     parts = [f"{g} ({suppressed(minimum) if g in small else 'unknown category'})" for g in whole]
     for d in rows_in:
@@ -183,7 +184,7 @@ def privacy(section: Section, run: RunDocument, *, figures: dict, **_) -> None:
             for g, a in groups.items():
                 # None: the group is below the plugin's minimum size
                 if a is None or min(a.n_members, a.n_nonmembers) < minimum:
-                    rows.append([Cell(attr), Cell(g), Cell(attack), Cell(suppressed(minimum), "muted", colspan=3)])
+                    rows.append([Cell(attr), Cell(g), Cell(attack), Cell(SUPPRESSED, "muted", colspan=3)])
                     continue
                 t1, _ = _tpr(a, "0.01")
                 rows.append([Cell(attr), Cell(g), Cell(attack),
@@ -212,8 +213,8 @@ def flagged(section: Section, run: RunDocument, *, figures: dict, minimum: int) 
     rows = []
     for e in p.exposure:
         for g in e.groups:
-            if not g.sufficient or g.count < minimum:
-                rows.append([Cell(e.attribute), Cell(g.group), Cell(suppressed(minimum), "muted", colspan=4)])
+            if withheld(g, minimum):
+                rows.append([Cell(e.attribute), Cell(g.group), Cell(withheld(g, minimum), "muted", colspan=4)])
                 continue
             n_flagged = round(float(g.flag_rate or 0) * g.count)
             rows.append([Cell(e.attribute), Cell(g.group), Cell(fmt.count(g.count), "num"),
@@ -256,9 +257,9 @@ def quality(section: Section, run: RunDocument, **_) -> None:
         ]))
         rows = []
         for b in q.by_group:
-            if b.count < minimum:
+            if withheld(b, minimum):
                 rows.append([Cell(b.attribute), Cell(b.group), Cell(b.label),
-                             Cell(suppressed(minimum), "muted", colspan=2)])
+                             Cell(withheld(b, minimum), "muted", colspan=2)])
                 continue
             share = b.worth_inspecting / b.count if b.count else None
             rows.append([Cell(b.attribute), Cell(b.group), Cell(b.label), Cell(fmt.count(b.count), "num"),

@@ -10,7 +10,21 @@ from __future__ import annotations
 from ..rundoc import Check, RunDocument, TrainingFit
 from ..rundoc.parts import RetrainingEvidence, Stability
 from . import fmt
-from .blocks import Annex, Bullets, Cell, Code, Heading, Paragraph, Section, Signatures, Table, kv, min_cell, suppressed
+from .blocks import (
+    SUPPRESSED,
+    Annex,
+    Bullets,
+    Cell,
+    Code,
+    Heading,
+    Paragraph,
+    Section,
+    Signatures,
+    Table,
+    kv,
+    min_cell,
+    withheld,
+)
 from .limitations import damping_note
 from .limitations import limitations as limitation_items
 from .metric_choice import interval_methods, metric_choice
@@ -82,8 +96,22 @@ def cover(section: Section, run: RunDocument, **_) -> None:
     section.blocks.append(Paragraph(
         "This report is evidence of a pre-deployment audit. It identifies the model and data by cryptographic "
         "hashes, states how each figure was computed and how far it can be trusted, and carries the "
-        "machine-readable findings as an attachment. It contains no personal data: training records are "
-        "referred to only by random tokens (R-XXXXXXXX), and groups with too few records are suppressed."))
+        "machine-readable findings as an attachment."))
+    section.blocks.append(Paragraph(data_protection(run)))
+
+
+def data_protection(run: RunDocument) -> str:
+    """The data-protection paragraph: the report holds pseudonymised data, what the tokens are, who holds the
+    key and the mapping, and what is suppressed."""
+    key = run.provenance.token_key if run.provenance is not None else None
+    return ("It contains pseudonymised data, not anonymous data. Records are named only by tokens (R-XXXXXXXX): "
+            "keyed hashes (BLAKE2b) of each record's split and row, whose key is "
+            + (f"{key.rstrip('.')}" if key else "not recorded in this run")
+            + ". The data owner holds the mapping from tokens to record ids, in the private file "
+            "flagged_records.csv. A token shown with a record's label and groups (such as sex and age band) is "
+            "pseudonymised personal data, health data where the label is a diagnosis (GDPR Recital 26): handle this "
+            "report accordingly. Groups with too few records, and the groups from which they could be worked out "
+            "by subtraction, are suppressed here and in the attached findings.")
 
 
 def scope(section: Section, run: RunDocument, **_) -> None:
@@ -162,8 +190,9 @@ def data(section: Section, run: RunDocument, **_) -> None:
                                 caption="Data sets used", css="splits",
                                 note="The hash identifies the exact content; any change to the data changes it."))
     splits = [s.name for s in d.splits]
-    rows = [[Cell(s.attribute), Cell(s.how_obtained)] + [Cell(fmt.count(s.unknown.get(n, 0)), "num") for n in splits]
-            for s in d.sensitive]
+    rows = [[Cell(s.attribute), Cell(s.how_obtained)]
+            + [Cell(SUPPRESSED, "muted") if n in s.unknown_suppressed else Cell(fmt.count(s.unknown.get(n, 0)), "num")
+               for n in splits] for s in d.sensitive]
     section.blocks.append(Table(["Sensitive attribute", "How it was obtained"]
                                 + [f"Unknown in {n}" for n in splits], rows,
                                 caption="Sensitive attributes and records whose category is unknown",
@@ -182,12 +211,13 @@ def subgroups(section: Section, run: RunDocument, **_) -> None:
         cols = table.columns or [table.attribute]
         kind = "intersection of " + " and ".join(cols) if len(cols) > 1 else "single attribute"
         for g in table.groups:
-            status = "reported" if g.sufficient else suppressed(minimum)
+            hidden = withheld(g, minimum)
+            status = hidden or "reported"
             if g.unknown:
                 status = "unknown category: not compared"
             rows.append([Cell(table.attribute), Cell(kind, "note"), Cell(g.group),
-                         Cell(fmt.count(g.count) if g.sufficient else fmt.DASH, "num"),
-                         Cell(status, "" if g.sufficient else "muted")])
+                         Cell(fmt.DASH if hidden else fmt.count(g.count), "num"),
+                         Cell(status, "muted" if hidden else "")])
     if rows:
         section.blocks.append(Table(["Attribute", "Definition", "Group", "Test records", "In this report"], rows))
     else:

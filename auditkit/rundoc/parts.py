@@ -84,6 +84,8 @@ class Sensitive(Part):
     attribute: str
     how_obtained: str
     unknown: dict[str, int] = {}
+    #: the splits whose count of records without a value is suppressed (:mod:`auditkit.suppression`)
+    unknown_suppressed: list[str] = []
 
 
 class Feature(Part):

@@ -9,6 +9,7 @@ import shutil
 import stat
 import subprocess
 import sys
+from html import unescape
 
 import pandas as pd
 import pytest
@@ -16,13 +17,14 @@ import yaml
 from conftest import ROOT
 from report_fixtures import pdf_text
 from test_report_document import REPORT_MD_TITLES
+from test_suppression import derived, shown_counts
 
 from auditkit.cli import main
 from auditkit.summary import RunSummary
 
 EXAMPLE = ROOT / "examples/heart_disease"
 OUTPUTS = {"report.html", "report.pdf", "findings.json", "run.json", "flagged_records.csv", "record_scores.csv",
-           "figures", "manifest.json"}
+           "suppressed_cells.json", "figures", "manifest.json"}
 
 
 def make_config(tmp_path, *, edit=None, name="audit.yaml"):
@@ -171,6 +173,45 @@ def test_the_report_shows_each_flagged_gap_before_and_after_removing_its_drivers
     assert gap["rule"].rsplit("/", 1)[-1] in section and gap["disadvantaged"] in section
     assert "share of the gap" not in flat.lower()
     assert all(float(x) <= 100 for x in re.findall(r"(\d+(?:\.\d+)?) ?%", section))
+def test_suppressed_cells_are_in_the_private_file_only_and_none_can_be_derived(first_run):
+    """Suppression holds on the heart example: the women aged 55+ (21 test records) and every cell that would
+    give them back by subtraction are out of run.json, findings.json, the HTML and the PDF; the withheld values
+    are only in suppressed_cells.json (0600; the public files keep the ordinary mode); an attacker who builds
+    every sum between the counts shown derives none of the suppressed counts."""
+    tmp, _, _, _, _ = first_run
+    report = tmp / "report"
+    private = report / "suppressed_cells.json"
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("run.json", "findings.json", "report.pdf", "report.html"):
+        assert stat.S_IMODE((report / name).stat().st_mode) == 0o666 & ~umask, name
+    withheld = json.loads(private.read_text())
+    groups = {g["group"]: g for g in withheld_originals(withheld, "fairness/groups/2/groups/")}
+    assert groups["Female & 55+"]["count"] == 21 and len(groups) == 4     # the whole intersection table
+    for name in ("run.json", "findings.json"):
+        public = json.loads((report / name).read_text())
+        table = public["fairness"]["groups"][2]["groups"]
+        assert all(row == {"group": row["group"], "suppressed": True} for row in table), name
+        assert derived(public, withheld, {}) == {}, name
+        assert all(c["value"] is None and c["n"] is None for c in public["checks"]
+                   if c["attribute"] == "sex & age_band"), name
+        counts = shown_counts(public)
+        for cell in withheld["cells"]:
+            assert (cell["split"], frozenset(cell["conditions"].items())) not in counts
+    text = " ".join(pdf_text(report / "report.pdf").split())
+    html = (report / "report.html").read_text()
+    html = " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
+    for group in groups:        # the group tables (subgroups, per-group results) show no figure of theirs
+        for where, body in (("pdf", text), ("html", html)):
+            assert body.count(f"{group} — suppressed") == 2, (where, group)
+    assert "21 records" not in text and "21 records" not in html
+    assert "pseudonymised" in text and "keyed hashes (BLAKE2b)" in text and "GDPR Recital 26" in text
+    assert "Contains no personal data" not in text and "Pseudonymised data: records appear only as" in text
+
+
+def withheld_originals(withheld: dict, prefix: str) -> list[dict]:
+    return [e["original"] for e in withheld["entries"] if e["path"].startswith(prefix)]
 
 
 def test_render_reproduces_the_report_without_recomputing(first_run, capsys):
@@ -188,6 +229,7 @@ def test_render_reproduces_the_report_without_recomputing(first_run, capsys):
     assert {p.name: p.read_bytes() for p in (report / "figures").iterdir()} == figures
     assert stat.S_IMODE((report / "flagged_records.csv").stat().st_mode) == 0o600
     assert stat.S_IMODE((report / "record_scores.csv").stat().st_mode) == 0o600
+    assert stat.S_IMODE((report / "suppressed_cells.json").stat().st_mode) == 0o600
 
 
 def test_a_second_run_sees_the_first_in_its_history(first_run):

@@ -11,6 +11,7 @@ from auditkit.report import build_document, findings_subset, fmt
 from auditkit.report.document import SECTION_TITLES, Table
 from auditkit.report.sections import bound_text, key_figures
 from auditkit.rundoc import load_run
+from auditkit.suppression import suppress
 
 REPORT_MD_TITLES = [
     "Cover and document control", "Executive summary", "Scope and intended purpose", "Model identity",
@@ -263,3 +264,32 @@ def test_intervals_are_labelled_with_the_confidence_the_run_used(sample_run):
     assert "(90\u202f% CI 0.18–0.52)" in " ".join(c.sub for row in compact.rows for c in row)
     assert "carry 90\u202f% intervals from a group-stratified bootstrap" in texts(section(doc, "methodology"))
     assert "95\u202f% CI" not in "".join(subs) and "95\u202f% CI" not in "".join(row[2].sub for row in checks.rows)
+
+
+def test_a_suppressed_run_shows_each_suppressed_row_as_suppressed_and_no_figure_of_it(sample_run):
+    """After :func:`auditkit.suppression.suppress` the sample run's small women & 55+, the women marginal and
+    women & <55 (which would give it back), and the unknown sex count are "suppressed" in every table that lists
+    them; "(n < 30)" is not claimed of the groups that are not small; the data-protection paragraph says
+    pseudonymised and what the tokens are."""
+    public, withheld = suppress(sample_run)
+    doc = build_document(public)
+    fairness, subgroups, data = doc.sections[6], doc.sections[4], doc.sections[3]
+    for caption, group in (("Per-group results, sex", "Female"), ("Per-group results, sex & age_band", "Female & 55+"),
+                           ("Per-group results, sex & age_band", "Female & <55")):
+        table = next(b for b in fairness.blocks if isinstance(b, Table) and b.caption == caption)
+        row = next(r for r in table.rows if r[0].text == group)
+        assert [c.text for c in row] == [group, "—", "suppressed"], (caption, group)
+    assert "suppressed (n < 30)" not in texts(fairness) + texts(subgroups)
+    rows = [b for b in subgroups.blocks if isinstance(b, Table)][0].rows
+    assert {r[2].text: (r[3].text, r[4].text) for r in rows}["Female & <55"] == ("—", "suppressed")
+    unknown = next(b for b in data.blocks if isinstance(b, Table) and b.caption.startswith("Sensitive attributes"))
+    assert [c.text for c in unknown.rows[0][2:]] == ["suppressed" if s["name"] == "test" else
+                                                     str(sample_run["data"]["sensitive"][0]["unknown"][s["name"]])
+                                                     for s in sample_run["data"]["splits"]]
+    limits = texts(doc.sections[10])
+    assert ("Groups with fewer than 30 test records, and the groups from which such a group could be worked out by "
+            "subtraction, were not reported: Female, Female & 55+, Female & <55.") in limits
+    cover = texts(doc.sections[0])
+    assert "It contains pseudonymised data, not anonymous data." in cover
+    assert "keyed hashes (BLAKE2b) of each record's split and row" in cover and "GDPR Recital 26" in cover
+    assert withheld["entries"]

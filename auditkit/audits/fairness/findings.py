@@ -17,16 +17,18 @@ DENOMINATOR_WORDS = {"selection_rate": "records", "accuracy": "records", "mean_l
 class GroupRow(Part):
     """One group of one attribute: its size, metrics (``count`` among them) and Wilson intervals of the rates;
     ``denominators``: each metric's own denominator; ``insufficient``: the metrics withheld because their
-    denominator is below the minimum (metric → denominator)."""
+    denominator is below the minimum (metric → denominator). A suppressed row (:mod:`auditkit.suppression`)
+    keeps only ``group`` and ``suppressed=True``."""
 
     group: str
-    count: int
-    metrics: dict[str, int | Num]
+    count: int | None = None
+    metrics: dict[str, int | Num] = {}
     intervals: dict[str, Interval] = {}
     denominators: dict[str, int] = {}
     insufficient: dict[str, int] = {}
-    sufficient: bool
-    unknown: bool
+    sufficient: bool | None = None
+    unknown: bool = False
+    suppressed: bool = False
 
 
 class GroupTable(Part):
@@ -106,9 +108,10 @@ class Cell(Part):
 
     group: str
     label: str
-    count: int
-    effect: Num
+    count: int | None = None
+    effect: Num = None
     share_of_gap: Num = None
+    suppressed: bool = False
 
 
 class CurvePoint(Part):

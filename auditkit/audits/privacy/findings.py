@@ -52,11 +52,13 @@ class ExposureRow(Part):
     """The privacy risk of one group's training records."""
 
     group: str
-    count: int
-    sufficient: bool
-    mean_risk: Num
-    p95_risk: Num
-    flag_rate: Num
+    count: int | None = None
+    sufficient: bool | None = None
+    mean_risk: Num = None
+    p95_risk: Num = None
+    flag_rate: Num = None
+    #: the row is suppressed (:mod:`auditkit.suppression`): only ``group`` is kept
+    suppressed: bool = False
 
 
 class ExposureGap(Part):
