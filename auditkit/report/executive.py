@@ -10,6 +10,7 @@ points (pp), as everywhere in the report.
 from __future__ import annotations
 
 from ..rundoc import Check, RunDocument
+from ..suppression import WITHHELD_CHECK
 from . import fmt
 from .blocks import Bullets, Heading, Paragraph, Section
 from .metric_choice import metric_choice
@@ -24,6 +25,8 @@ RATE_WORDS = {
     "selection_rate": ("Selection rate", "people in {who} were predicted “{fav}” {v} of the time"),
     "precision": ("Precision", "of the people in {who} predicted “{fav}”, {v} truly were"),
 }
+RATE_NAMES = {"fpr": "false-positive rate", "tpr": "true-positive rate", "fnr": "false-negative rate",
+              "accuracy": "accuracy", "selection_rate": "selection rate", "precision": "precision"}
 STATUS_ORDER = {"fail": 0, "warn": 1}
 STATUS_LABELS = {
     "pass": ("PASS", "Every rule of the policy was met."),
@@ -33,6 +36,11 @@ STATUS_LABELS = {
     "fail": ("FAIL", "At least one rule of the policy was not met; the executive summary says which and what to do."),
     "incomplete": ("INCOMPLETE", "At least one rule could not be decided because there were too few records, "
                                  "and the policy treats that as blocking."),
+}
+#: calibration checks in words (the expected calibration error, ECE, is in percentage points)
+CALIBRATION_WORDS = {
+    "fairness.ece": "Calibration error (how far predicted risks are from the observed rates)",
+    "fairness.ece.difference": "Gap in calibration error between groups",
 }
 PRIVACY_WORDS = {"auc": "membership-inference AUC", "flagged_share": "share of training records flagged",
                  "exposure_gap": "gap in the share of flagged records between groups"}
@@ -51,9 +59,11 @@ def _disparity(run: RunDocument, check: Check):
 
 
 def is_rate_gap(metric: str) -> bool:
-    """A difference of two rates (shown in percentage points), e.g. ``fairness.fpr.difference``."""
+    """A difference of two rates (shown in percentage points), e.g. ``fairness.fpr.difference``; a calibration
+    error (a gap between predicted and observed rates) and its difference between groups too."""
     parts = metric.split(".")
-    return len(parts) == 3 and parts[1] in fmt.RATES and parts[2] == "difference" or metric.endswith(".flag_rate")
+    return (len(parts) == 3 and parts[1] in fmt.RATES and parts[2] == "difference" or metric.endswith(".flag_rate")
+            or metric in CALIBRATION_WORDS)
 
 
 def _is_rate(metric: str) -> bool:
@@ -125,6 +135,10 @@ def verdict_clause(run: RunDocument, check: Check) -> str:
 def check_sentence(run: RunDocument, check: Check) -> str:
     """One plain sentence for a failing or warning check: who is affected, by how much, its interval, the limit."""
     fav = run.data.favourable
+    where = " / ".join(x for x in (check.attribute, check.group) if x) or "overall"
+    if check.note == WITHHELD_CHECK:
+        return (f"{_metric_words(check.metric)} ({where}): the value rests on groups too small to publish, so it is "
+                f"withheld (in the data owner's private file); the check gives {_status_word(check)}.")
     d = _disparity(run, check)
     observed = f"{value_text(check.metric, check.value)} {interval_text(run, check)}"
     if d is not None and d.metric in RATE_WORDS:
@@ -138,12 +152,21 @@ def check_sentence(run: RunDocument, check: Check) -> str:
                     f"({value_text(check.metric, check.compared_with.value)} then); the change "
                     f"{verdict_clause(run, check)}.")
         return f"{text}; the {what}, {observed}, {verdict_clause(run, check)}."
-    where = " / ".join(x for x in (check.attribute, check.group) if x) or "overall"
     return f"{_metric_words(check.metric)} ({where}): {observed} {verdict_clause(run, check)}."
 
 
+def _status_word(check: Check) -> str:
+    return "a failure" if check.status == "fail" else "a warning"
+
+
 def _metric_words(metric: str) -> str:
+    """A check's metric in words: "Calibration error ...", "Gap in false-positive rate between groups", ..."""
+    if metric in CALIBRATION_WORDS:
+        return CALIBRATION_WORDS[metric]
     parts = metric.split(".")
+    if parts[0] == "fairness" and len(parts) == 3 and parts[1] in RATE_NAMES:
+        what = {"difference": "Gap in", "ratio": "Ratio of", "impact_ratio": "Ratio to the reference group of"}
+        return f"{what.get(parts[2], parts[2])} {RATE_NAMES[parts[1]]}"
     if parts[0] == "privacy" and "tpr_at_" in metric:
         fpr = metric.split("tpr_at_", 1)[1]
         return f"Share of training records the {parts[1].replace('_', '-')} attack finds at {fmt.pct(float(fpr))} " \
