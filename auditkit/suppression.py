@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -59,6 +60,9 @@ SEPARATOR = " & "
 LABEL = "label"
 WITHHELD_DISPARITY = "withheld: suppressed groups took part in this comparison"
 WITHHELD_CHECK = "value withheld: it rests on suppressed groups"
+#: a count in a check's explanation ("21 records", "12 positives"), replaced when the check is withheld
+COUNT_IN_WORDS = re.compile(r"\b\d[\d,]*\s+(records in the smaller class|predicted positives|records|positives|"
+                            r"negatives)\b")
 #: largest number of lattice cells per split handled exactly (beyond it only primary suppression is applied)
 MAX_CELLS = 20_000
 
@@ -400,7 +404,8 @@ def _checks(public: dict, tests: set, privacy: set, tainted: set, keep) -> None:
         attr, group, metric = c.get("attribute"), c.get("group"), c.get("metric", "")
         parts = metric.split(".")
         if parts[0] == "fairness":        # a suppressed group, or a disparity (or comparison) that was withheld
-            hit = (attr, group) in tests or (attr, parts[1] if len(parts) > 1 else "") in tainted
+            hit = ((attr, group) in tests or (attr, parts[1] if len(parts) > 1 else "") in tainted
+                   or any((attr, g) in tests for g in c.get("groups") or []))   # a comparison of suppressed groups
         elif parts[0] == "privacy":
             gaps = {b["attribute"] for b in (public.get("privacy") or {}).get("exposure") or [] if not b.get("gap")}
             hit = (attr, group) in privacy if group is not None else ("exposure_gap" in metric and attr in gaps)
@@ -409,3 +414,5 @@ def _checks(public: dict, tests: set, privacy: set, tainted: set, keep) -> None:
         if hit:
             keep(("checks", k), "groups suppressed")
             c.update(value=None, interval=None, n=None, compared_with=None, note=WITHHELD_CHECK)
+            if c.get("explanation"):      # "not decided: 21 records, fewer than ..." names the suppressed count
+                c["explanation"] = COUNT_IN_WORDS.sub(r"a suppressed number of \1", c["explanation"])

@@ -102,7 +102,7 @@ def test_every_excluded_cell_of_the_heart_example_has_an_insufficient_data_row()
     for attr, items in run["fairness"]["disparities"].items():
         for d in items:
             for g, why in d["excluded"].items():
-                if why.startswith("unknown"):
+                if why.startswith("unknown") or why == "suppressed":   # withheld after the policy ran
                     continue
                 for rid, r in rules.items():
                     parts = r["metric"].split(".")
@@ -114,8 +114,10 @@ def test_every_excluded_cell_of_the_heart_example_has_an_insufficient_data_row()
     for key in expected:
         assert key in found, f"no check row for {key}"
         assert found[key]["status"] == "insufficient_data"
-    # the older women are among them for the false-negative-rate gap (the heart example is a triage decision)
-    assert ("eu-ai-act-high-risk/fnr-gap", "sex & age_band", "Female & 55+") in expected
+    # the women are among them for the false-negative-rate gap (12 with the disease; a triage decision); the
+    # older women's intersection is suppressed as a whole, and its checks keep their verdict without a value
+    assert ("eu-ai-act-high-risk/fnr-gap", "sex", "Female") in expected
+    assert found[("eu-ai-act-high-risk/fnr-gap", "sex & age_band", "Female & 55+")]["status"] == "insufficient_data"
 
 
 PERFORMANCE = {"threshold": 0.5, "overall": {"group": "all", "n": 230}, "groups": [

@@ -42,8 +42,8 @@ def same(value, expected) -> bool:
 
 def test_group_metrics_frame(run):
     doc, frame = document(run)["fairness"], run.fairness.metrics.to_frame()
-    expected = [(t["attribute"], g, m) for t in doc["groups"] for g in t["groups"]
-                for m in [*g["metrics"], *g.get("insufficient", {})] if m != "count"]
+    expected = [(t["attribute"], g, m) for t in doc["groups"] for g in t["groups"] if not g.get("suppressed")
+                for m in [*g.get("metrics", {}), *g.get("insufficient", {})] if m != "count"]
     assert len(frame) == len(expected) == len(run.fairness.metrics)
     assert list(frame.columns) == ["attribute", "group", "metric", "value", "ci_low", "ci_high", "n", "denominator",
                                    "withheld", "suppressed", "unknown"]
@@ -60,7 +60,8 @@ def test_group_metrics_frame(run):
         elif low is not None:
             assert row.ci_low <= row.value <= row.ci_high
     suppressed = frame[frame.suppressed]
-    assert set(suppressed.group) == {g["group"] for t in doc["groups"] for g in t["groups"] if not g["sufficient"]}
+    assert set(suppressed.group) == {g["group"] for t in doc["groups"] for g in t["groups"]
+                                     if g.get("sufficient") is False}
 
 
 def test_disparities_frame(run):

@@ -357,7 +357,7 @@ def _ece_difference(attr: str, taking: list, left: dict) -> list[Observation]:
         lo, hi = mover_difference(worst[1], worst[2], best[1], best[2])
         out.append(Observation("fairness.ece.difference", attr, None, worst[1] - best[1],
                                _interval([lo, hi]), min(worst[3], best[3]),
-                               note=f"{worst[0]} compared with {best[0]}"))
+                               note=f"{worst[0]} compared with {best[0]}", groups=(worst[0], best[0])))
     else:
         out.append(Observation("fairness.ece.difference", attr, None, None, None, None,
                                note="fewer than two groups with a calibration error and enough records"))

@@ -32,7 +32,7 @@ from auditkit.config import load_config
 from auditkit.inputs import load_data
 
 OUTPUTS = {"report.html", "report.pdf", "findings.json", "run.json", "flagged_records.csv", "record_scores.csv",
-           "figures", "manifest.json"}
+           "figures", "manifest.json", "suppressed_cells.json"}
 VOLATILE = ("report_id", "created_utc")          # what may differ between two runs of the same audit
 #: the data owner's token key of the runs compared here (without it every run draws a random key: other tokens)
 TOKEN_KEY = "the reliability runs' token key"

@@ -43,7 +43,7 @@ def checked(config) -> tuple[dict, str]:
     json.dumps(run, allow_nan=False)
     text = text_of(report_html(run))
     assert not NOT_A_NUMBER.search(text), NOT_A_NUMBER.search(text)
-    limitations = text[text.rindex("12. Limitations"):text.rindex("13. History")]   # the section, not the contents
+    limitations = text[text.rindex("14. Limitations"):text.rindex("15. History")]   # the section, not the contents
     return run, limitations
 
 

@@ -273,7 +273,7 @@ def test_a_suppressed_run_shows_each_suppressed_row_as_suppressed_and_no_figure_
     pseudonymised and what the tokens are."""
     public, withheld = suppress(sample_run)
     doc = build_document(public)
-    fairness, subgroups, data = doc.sections[6], doc.sections[4], doc.sections[3]
+    fairness, subgroups, data = section(doc, "appendix-groups"), section(doc, "subgroups"), section(doc, "data")
     for caption, group in (("Per-group results, sex", "Female"), ("Per-group results, sex & age_band", "Female & 55+"),
                            ("Per-group results, sex & age_band", "Female & <55")):
         table = next(b for b in fairness.blocks if isinstance(b, Table) and b.caption == caption)
@@ -286,7 +286,7 @@ def test_a_suppressed_run_shows_each_suppressed_row_as_suppressed_and_no_figure_
     assert [c.text for c in unknown.rows[0][2:]] == ["suppressed" if s["name"] == "test" else
                                                      str(sample_run["data"]["sensitive"][0]["unknown"][s["name"]])
                                                      for s in sample_run["data"]["splits"]]
-    limits = texts(doc.sections[10])
+    limits = texts(section(doc, "limitations"))
     assert ("Groups with fewer than 30 test records, and the groups from which such a group could be worked out by "
             "subtraction, were not reported: Female, Female & 55+, Female & <55.") in limits
     cover = texts(doc.sections[0])

@@ -102,7 +102,7 @@ def test_the_html_shows_the_numbers_scikit_learn_gives(rendered_perf, heart_perf
 
 def test_threshold_and_methods_in_plain_words(rendered_perf):
     section = next(s for s in rendered_perf["doc"].sections if s.key == "performance")
-    assert section.title == "Performance and calibration" and section.number == 8
+    assert section.title == "Performance and calibration" and section.number == 10
     text = [b.text for b in section.blocks if b.kind == "paragraph"]
     assert text[0].startswith("Decision threshold: a record is predicted “yes” when the model's probability of "
                               "“yes” is above 0.50")
