@@ -88,6 +88,7 @@ APPENDIX_TITLES = (
 MOVES = (
     ("fairness", "appendix-groups", ("caption", "Per-group results")),
     ("fairness", "appendix-drivers", ("after-caption", "Gaps and the predicted effect")),
+    ("fairness", "appendix-drivers", ("after-caption", "Gaps flagged by the policy and the effect")),
     ("methodology", "appendix-influence", ("heading", "Trust in the estimates")),
     ("quality", "appendix-cases", ("heading", "Why the model decided")),
     ("reproducibility", "appendix-config", ("after", "Configuration file as used")),
