@@ -83,7 +83,9 @@ def removal_text(g: FlaggedGap) -> str:
 
 
 def _same_gap(g: FlaggedGap) -> tuple:
-    return (g.attribute, g.metric.replace(".ratio", ".difference"), g.disadvantaged, g.advantaged)
+    """The same groups and the same group metric (a difference, a ratio and an impact ratio of one rate are one
+    gap)."""
+    return (g.attribute, _group_metric(g.metric), g.disadvantaged, g.advantaged)
 
 
 def _grouped(gaps: list[FlaggedGap]) -> list[tuple[FlaggedGap, list[FlaggedGap]]]:
@@ -117,6 +119,9 @@ def flagged_drivers(section: Section, run: RunDocument) -> None:
         ci = g.gap_ci if g.gap_ci and not any(fmt.missing(x) for x in g.gap_ci) else None
         gap = fmt.pp(g.gap) + (" " + fmt.interval(*ci, as_pp=True, confidence=_confidence(run, g)) if ci else "")
         effect = g.note if g.note else removal_text(g)
+        if fmt.missing(g.gap):
+            gap, effect = "withheld", ("It compares groups suppressed for size: the gap and the effect of removing "
+                                       "its drivers are withheld (the data owner's private file keeps them).")
         what = METRIC_WORDS.get(_group_metric(g.metric), g.metric)
         rows.append([Cell(_rules_text(checks)), Cell(f"{what[0].upper()}{what[1:]}", sub=g.attribute),
                      Cell(g.disadvantaged, sub=f"vs {g.advantaged}"), Cell(gap, "num"),
