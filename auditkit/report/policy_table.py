@@ -103,6 +103,10 @@ def policy(section: Section, run: RunDocument, **_) -> None:
 def checks_appendix(section: Section, run: RunDocument, **_) -> None:
     """Every rule and every check, with its bound, decision and explanation (the appendix)."""
     pol = run.policy
+    meaning = {}                  # a check's explanation: "<what the metric is>; <direction, limit>; <why>"
+    for c in run.checks:
+        if c.explanation and c.rule not in meaning:
+            meaning[c.rule] = c.explanation.split("; ")[0]
     rows = []
     for r in pol.rules if pol else []:
         where = []
@@ -110,7 +114,8 @@ def checks_appendix(section: Section, run: RunDocument, **_) -> None:
             where.append("attributes: " + ", ".join(r.scope.attributes) if r.scope.attributes else "overall only")
         if r.scope.groups:
             where.append("groups: " + ", ".join(r.scope.groups))
-        rows.append([Cell(r.id, "mono"), Cell(r.metric, "mono", sub="; ".join(where) or "overall and every attribute"),
+        scope = "; ".join(where) or "overall and every attribute"
+        rows.append([Cell(r.id, "mono", sub=meaning.get(r.id, "")), Cell(r.metric, "mono", sub=scope),
                      Cell(rule_limit(r.metric, r.bound)), Cell(r.severity), Cell(fmt.count(r.min_n), "num"),
                      Cell(f"straddles → {r.if_straddles}", sub=f"too few → {r.when_insufficient}")])
     if rows:
@@ -125,6 +130,13 @@ def checks_appendix(section: Section, run: RunDocument, **_) -> None:
                           sub=WITHHELD_CHECK if c.note == WITHHELD_CHECK else interval_text(run, c)),
                      Cell(limit_text(run, c)),
                      Cell(status_word(c.status), f"{c.status} result", sub=f"by {c.decided_by}"),
-                     Cell(c.explanation, "note")])
-    section.blocks.append(Table(["Rule", "Where", "Observed", "Bound", "Result", "What it means"], rows,
+                     Cell(_why(c), "note")])
+    section.blocks.append(Table(["Rule", "Where", "Observed", "Bound", "Result", "Why"], rows,
                                 caption="Every check, one per rule and scope", css="checks small"))
+
+
+def _why(check: Check) -> str:
+    """The decision part of a check's explanation (its last clause; what the metric is stands once, in the
+    rules table above): "its confidence interval straddles the limit", "not decided: 12 positives, ..."."""
+    text = check.explanation or ""
+    return text.rsplit("; ", 1)[-1] if "; " in text else text
