@@ -135,7 +135,7 @@ def verdict_clause(run: RunDocument, check: Check) -> str:
 def check_sentence(run: RunDocument, check: Check) -> str:
     """One plain sentence for a failing or warning check: who is affected, by how much, its interval, the limit."""
     fav = run.data.favourable
-    where = " / ".join(x for x in (check.attribute, check.group) if x) or "overall"
+    where = _where(check)
     if check.note == WITHHELD_CHECK:
         return (f"{_metric_words(check.metric)} ({where}): the value rests on groups too small to publish, so it is "
                 f"withheld (in the data owner's private file); the check gives {_status_word(check)}.")
@@ -178,6 +178,34 @@ def _metric_words(metric: str) -> str:
         what = PRIVACY_WORDS.get(parts[1], parts[1].replace("_", " "))
         return f"{what[0].upper()}{what[1:]}"
     return metric
+
+
+def rule_sentences(run: RunDocument, bad: list[Check]) -> list[str]:
+    """One item per failing or warning rule: the sentence of its first check (a failing one first, a check with
+    a value before one withheld by suppression), then the other scopes the rule flags with their values, and how
+    many comparisons of groups too small to publish it flags as well."""
+    by_rule: dict[str, list[Check]] = {}
+    for c in bad:
+        by_rule.setdefault(c.rule, []).append(c)
+    out = []
+    for checks in by_rule.values():
+        shown = [c for c in checks if c.note != WITHHELD_CHECK]
+        hidden = [c for c in checks if c.note == WITHHELD_CHECK]
+        lead = (shown or hidden)[0]
+        text = f"{lead.status.upper()}: {check_sentence(run, lead)}"
+        others = [f"{_where(c)} ({value_text(c.metric, c.value)}, {c.status})" for c in shown[1:]]
+        if others:
+            text += f" The rule flags {len(others)} more: " + "; ".join(others) + "."
+        withheld = len(hidden) - (0 if shown else 1)
+        if withheld:
+            text += (f" It also flags {withheld} comparison(s) of groups too small to publish (values withheld: "
+                     + "; ".join(_where(c) for c in hidden[(0 if shown else 1):]) + ").")
+        out.append(text)
+    return out
+
+
+def _where(check: Check) -> str:
+    return " / ".join(x for x in (check.attribute, check.group) if x) or "overall"
 
 
 def flagged(run: RunDocument) -> list[Check]:
@@ -251,7 +279,7 @@ def executive_summary(section: Section, run: RunDocument, *, numbers: dict[str, 
     bad = flagged(run)
     if bad:
         section.blocks.append(Heading("What failed and what needs attention"))
-        section.blocks.append(Bullets([f"{c.status.upper()}: {check_sentence(run, c)}" for c in bad]))
+        section.blocks.append(Bullets(rule_sentences(run, bad)))
     undecided = undecided_text(run)
     if undecided:
         section.blocks.append(Paragraph(undecided, "small"))
