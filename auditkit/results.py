@@ -124,6 +124,38 @@ class GroupMetrics(FindingsTable):
         return out
 
 
+class PerformanceTable(FindingsTable):
+    """Performance and calibration on the test split (``fairness.performance``): one row for all records
+    (``attribute`` None, ``group`` "all"), then one per group of every attribute and intersection.
+
+    Columns: counts (``n``, ``positives``, ``negatives``, ``tp``, ``fp``, ``tn``, ``fn``), ``prevalence``,
+    ``accuracy``, ``auroc`` and ``ece`` (expected calibration error) each with ``<name>_ci_low`` /
+    ``<name>_ci_high``, ``withheld`` (the statistics whose own denominator is below the minimum n, comma
+    separated; NaN values in the frame) and ``suppressed`` (a row the suppression step emptied: only its name
+    is left). Empty when the run has no performance part (runs made before it existed).
+    """
+
+    STATS = ("prevalence", "accuracy", "auroc", "ece")
+    COLUMNS = ("attribute", "group", "n", "positives", "negatives", "tp", "fp", "tn", "fn",
+               *(f"{s}{suffix}" for s in STATS for suffix in ("", "_ci_low", "_ci_high")), "withheld", "suppressed")
+
+    def rows(self) -> list[dict]:
+        perf = self._findings.performance
+        if perf is None:
+            return []
+        rows = [(None, perf.overall)] + [(g.attribute, r) for g in perf.groups for r in g.rows]
+        return [self._row(attribute, r) for attribute, r in rows]
+
+    def _row(self, attribute: str | None, r) -> dict:
+        out = {"attribute": attribute, "group": r.group, "withheld": ", ".join(r.insufficient),
+               "suppressed": r.suppressed}
+        out.update({k: getattr(r, k) for k in ("n", "positives", "negatives", "tp", "fp", "tn", "fn")})
+        for stat in self.STATS:
+            out[stat] = _number(getattr(r, stat))
+            out[f"{stat}_ci_low"], out[f"{stat}_ci_high"] = _interval(getattr(r, f"{stat}_ci"))
+        return out
+
+
 class Disparities(FindingsTable):
     """Disparities of each metric between the groups of each attribute, one row per comparison.
 
@@ -249,13 +281,14 @@ class RiskRanking(FindingsTable):
 
 
 class FairnessResult:
-    """The fairness findings of a run: ``metrics``, ``disparities``, ``drivers``, ``wideners`` (tables with
-    ``to_frame()``), ``favourable`` (the favourable outcome), ``notes``; ``findings``: the section of the
+    """The fairness findings of a run: ``metrics``, ``performance``, ``disparities``, ``drivers``, ``wideners``
+    (tables with ``to_frame()``), ``favourable`` (the favourable outcome), ``notes``; ``findings``: the section of the
     run document itself (:class:`~auditkit.audits.fairness.findings.FairnessFindings`)."""
 
     def __init__(self, findings, attributes: Sequence[str] = ()):
         self.findings = findings = _section(findings, FairnessFindings)
         self.metrics = GroupMetrics(findings, attributes)
+        self.performance = PerformanceTable(findings, attributes)
         self.disparities = Disparities(findings, attributes)
         self.drivers = Drivers(findings, attributes, kind="drivers")
         self.wideners = Drivers(findings, attributes, kind="wideners")

@@ -64,6 +64,28 @@ def test_group_metrics_frame(run):
                                      if g.get("sufficient") is False}
 
 
+def test_performance_frame(run):
+    """One row for all records, then one per group row of fairness.performance, every value the document's;
+    the golden heart run has the part (with its suppressed intersection rows), the older sample run has none."""
+    perf = document(run)["fairness"].get("performance")
+    frame = run.fairness.performance.to_frame()
+    if perf is None:
+        assert frame.empty and list(frame.columns)[:2] == ["attribute", "group"]
+        return
+    expected = [(None, perf["overall"])] + [(g["attribute"], r) for g in perf["groups"] for r in g["rows"]]
+    assert len(frame) == len(expected) > 1
+    for row, (attribute, r) in zip(frame.to_dict("records"), expected, strict=True):
+        assert same(row["attribute"], attribute) and (row["group"], row["suppressed"]) == (r["group"], r["suppressed"])
+        for key in ("n", "positives", "negatives", "tp", "fp", "tn", "fn"):
+            assert same(row[key], r.get(key)), key
+        for stat in ("prevalence", "accuracy", "auroc", "ece"):
+            assert same(row[stat], r.get(stat)), stat
+            low, high = r.get(f"{stat}_ci") or (None, None)
+            assert same(row[f"{stat}_ci_low"], low) and same(row[f"{stat}_ci_high"], high), stat
+        assert row["withheld"] == ", ".join(r.get("insufficient") or {})
+    assert frame["suppressed"].any() and not frame.loc[frame["suppressed"], "n"].notna().any()
+
+
 def test_disparities_frame(run):
     doc, frame = document(run)["fairness"]["disparities"], run.fairness.disparities.to_frame()
     disparities = [d for ds in doc.values() for d in ds]
