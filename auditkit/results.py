@@ -156,6 +156,39 @@ class PerformanceTable(FindingsTable):
         return out
 
 
+class FlaggedGaps(FindingsTable):
+    """The gaps the policy flagged and what removing their drivers does (``fairness.flagged_gaps``): one row per
+    flagged check and k (the number of top drivers removed).
+
+    Columns: ``rule``, ``check_status``, ``metric``, ``attribute``, ``disadvantaged``, ``advantaged``,
+    ``surrogate``, ``gap`` with ``gap_ci_low`` / ``gap_ci_high`` (the checked metric's gap on decisions),
+    ``surrogate_gap`` (on predicted probabilities), ``k``, ``predicted_gap_after`` (influence estimate),
+    ``actual_gap_after`` and ``actual_metric_gap_after`` (after retraining without them; NaN where the model was
+    not retrained), ``note``. A gap without drivers has one row with ``k`` NaN. Values of gaps between
+    suppressed groups are withheld (NaN).
+    """
+
+    COLUMNS = ("rule", "check_status", "metric", "attribute", "disadvantaged", "advantaged", "surrogate", "gap",
+               "gap_ci_low", "gap_ci_high", "surrogate_gap", "k", "predicted_gap_after", "actual_gap_after",
+               "actual_metric_gap_after", "note")
+
+    def rows(self) -> list[dict]:
+        out = []
+        for g in self._findings.flagged_gaps:
+            low, high = _interval(g.gap_ci)
+            base = {"rule": g.rule, "check_status": g.check_status, "metric": g.metric, "attribute": g.attribute,
+                    "disadvantaged": g.disadvantaged, "advantaged": g.advantaged, "surrogate": g.surrogate,
+                    "gap": _number(g.gap), "gap_ci_low": low, "gap_ci_high": high,
+                    "surrogate_gap": _number(g.surrogate_gap), "note": g.note}
+            actual, metric = g.actual_gap_after or {}, g.actual_metric_gap_after or {}
+            ks = sorted(g.predicted_gap_after) or [None]
+            out += [{**base, "k": math.nan if k is None else k,
+                     "predicted_gap_after": _number(g.predicted_gap_after.get(k)),
+                     "actual_gap_after": _number(actual.get(k)),
+                     "actual_metric_gap_after": _number(metric.get(k))} for k in ks]
+        return out
+
+
 class Disparities(FindingsTable):
     """Disparities of each metric between the groups of each attribute, one row per comparison.
 
@@ -281,14 +314,15 @@ class RiskRanking(FindingsTable):
 
 
 class FairnessResult:
-    """The fairness findings of a run: ``metrics``, ``performance``, ``disparities``, ``drivers``, ``wideners``
-    (tables with ``to_frame()``), ``favourable`` (the favourable outcome), ``notes``; ``findings``: the section of the
-    run document itself (:class:`~auditkit.audits.fairness.findings.FairnessFindings`)."""
+    """The fairness findings of a run: ``metrics``, ``performance``, ``disparities``, ``flagged_gaps``, ``drivers``,
+    ``wideners`` (tables with ``to_frame()``), ``favourable`` (the favourable outcome), ``notes``; ``findings``:
+    the section of the run document itself (:class:`~auditkit.audits.fairness.findings.FairnessFindings`)."""
 
     def __init__(self, findings, attributes: Sequence[str] = ()):
         self.findings = findings = _section(findings, FairnessFindings)
         self.metrics = GroupMetrics(findings, attributes)
         self.performance = PerformanceTable(findings, attributes)
+        self.flagged_gaps = FlaggedGaps(findings, attributes)
         self.disparities = Disparities(findings, attributes)
         self.drivers = Drivers(findings, attributes, kind="drivers")
         self.wideners = Drivers(findings, attributes, kind="wideners")

@@ -86,6 +86,25 @@ def test_performance_frame(run):
     assert frame["suppressed"].any() and not frame.loc[frame["suppressed"], "n"].notna().any()
 
 
+def test_flagged_gaps_frame(run):
+    """One row per flagged gap and k, every value the document's (NaN for None); the golden heart run flags gaps,
+    some between suppressed groups (values withheld)."""
+    gaps = document(run)["fairness"].get("flagged_gaps") or []
+    frame = run.fairness.flagged_gaps.to_frame()
+    expected = [(g, k) for g in gaps for k in (sorted(g["predicted_gap_after"], key=int) or [None])]
+    assert len(frame) == len(expected)
+    for row, (g, k) in zip(frame.to_dict("records"), expected, strict=True):
+        assert (row["rule"], row["attribute"], row["disadvantaged"], row["advantaged"]) == (
+            g["rule"], g["attribute"], g["disadvantaged"], g["advantaged"])
+        assert same(row["gap"], g["gap"]) and same(row["surrogate_gap"], g["surrogate_gap"])
+        assert same(row["k"], None if k is None else int(k))
+        if k is not None:
+            assert same(row["predicted_gap_after"], g["predicted_gap_after"][k])
+            assert same(row["actual_gap_after"], (g["actual_gap_after"] or {}).get(k))
+    if run.run.fairness.flagged_gaps:
+        assert frame["gap"].isna().any() and frame["gap"].notna().any()      # withheld and shown gaps
+
+
 def test_disparities_frame(run):
     doc, frame = document(run)["fairness"]["disparities"], run.fairness.disparities.to_frame()
     disparities = [d for ds in doc.values() for d in ds]
