@@ -43,6 +43,7 @@ from .hashes import file_sha256
 from .interrupts import deferred, note_written
 from .rundoc import RunDocument, findings_of, load_run
 from .suppression import FILE as SUPPRESSED_FILE
+from .suppression import suppress
 from .system import check_system
 
 log = logging.getLogger(__name__)
@@ -329,11 +330,29 @@ def rerender(run_dir: Path, *, templates: Path | None = None) -> dict[str, Path]
                f"({names})")
         raise InputError(f"{str(run_dir)!r} {why}: re-rendering replaces the folder whole, so move such files out, "
                          "or rerun the audit into a new folder")
+    public, withheld = _suppressed_for_render(run, run_dir)
     with _staged(run_dir, report_id=run.report_id) as tmp:
         for name in ("run.json", "findings.json", "flagged_records.csv", "record_scores.csv", SUPPRESSED_FILE):
             if (run_dir / name).exists():
                 shutil.copy2(run_dir / name, tmp / name)
+        if withheld:
+            write_private_json(withheld, tmp / SUPPRESSED_FILE)
         if not (tmp / "findings.json").exists():
-            _dump(findings_of(run), tmp / "findings.json")
-        render_run(run.to_json_dict(), tmp, templates=templates, findings_path=tmp / "findings.json")
+            _dump(findings_of(public), tmp / "findings.json")
+        render_run(public.to_json_dict(), tmp, templates=templates, findings_path=tmp / "findings.json")
     return _paths(run_dir)
+
+
+def _suppressed_for_render(run: RunDocument, run_dir: Path) -> tuple[RunDocument, dict | None]:
+    """The document a re-rendered report shows, and the private ``suppressed_cells.json`` to add (or None).
+
+    A run written since suppression (:mod:`auditkit.suppression`) is public already: it is shown as saved. One
+    written before (no ``suppressed_cells.json`` beside it) may still show small cells and the cells that reveal
+    them by subtraction: the report is rendered from its suppressed copy, the withheld values go to a new private
+    ``suppressed_cells.json``, and its run.json and findings.json stay as they were (the data owner's record)."""
+    if (run_dir / SUPPRESSED_FILE).exists():
+        return run, None
+    public, withheld = suppress(run.to_json_dict())
+    if not withheld["entries"]:
+        return run, None
+    return load_run(public), withheld

@@ -17,6 +17,7 @@ from auditkit.audits.typed import Part
 from auditkit.cli import main
 from auditkit.errors import InputError
 from auditkit.rundoc import FINDINGS_KEYS, SCHEMA, RunDocument, assemble, findings_of, load_run, run_json_schema
+from auditkit.suppression import suppress
 
 
 def test_a_run_saved_by_the_previous_version_validates_and_dumps_back_unchanged():
@@ -107,8 +108,18 @@ def test_render_rerenders_a_run_saved_by_the_previous_version(tmp_path, capsys):
     assert (summary["report_id"], summary["run_status"]) == (saved["report_id"], saved["status"])
     assert {"report.html", "report.pdf", "findings.json", "run.json"} <= {p.name for p in folder.iterdir()}
     assert json.loads((folder / "run.json").read_text(encoding="utf-8")) == saved           # kept as it was
-    assert saved["report_id"] in (folder / "report.html").read_text(encoding="utf-8")
-    assert json.loads((folder / "findings.json").read_text(encoding="utf-8")) == findings_of(load_run(saved))
+    html = (folder / "report.html").read_text(encoding="utf-8")
+    assert saved["report_id"] in html
+    # saved before suppression: the report shows the suppressed copy, the withheld values go to the private file
+    public, withheld = suppress(load_run(saved).to_json_dict())
+    assert len(withheld["entries"]) > 0
+    assert json.loads((folder / "findings.json").read_text(encoding="utf-8")) == findings_of(load_run(public))
+    private = folder / "suppressed_cells.json"
+    assert json.loads(private.read_text(encoding="utf-8")) == withheld and private.stat().st_mode & 0o777 == 0o600
+    shown = {g["group"]: g["count"] for t in saved["fairness"]["groups"] for g in t["groups"]}
+    assert (shown["Female & 55+"], shown["Male & <55"]) == (21, 84)     # saved with its figures; shown without
+    for group in ("Female &amp; 55+", "Male &amp; &lt;55"):
+        assert f'{group}</td><td class="num">—</td><td class="muted">suppressed</td>' in html
 
 
 def test_render_refuses_a_run_with_a_field_removed_and_leaves_it_alone(tmp_path, capsys):
