@@ -45,18 +45,19 @@ class FirstLinearSplit:
         layer = fn.model.get_submodule(first)
         self.h = layer.out_features
         offsets = dict(zip(fn.names, torch.tensor([0, *fn.sizes[:-1]]).cumsum(0).tolist(), strict=True))
-        self.weight = f"{first}.weight" in offsets
-        self.bias = f"{first}.bias" in offsets
+        self.prefix = f"{first}." if first else ""                  # "" when the model is the nn.Linear itself
+        self.weight = self.prefix + "weight" in offsets
+        self.bias = self.prefix + "bias" in offsets
         self.e = d * self.weight + self.bias
         h = self.h
         units = torch.arange(h)[:, None]
         cols = []                                                    # θ position of (unit j, feature k)
         if self.weight:
-            cols.append(offsets[f"{first}.weight"] + units * d + torch.arange(d)[None, :])
+            cols.append(offsets[self.prefix + "weight"] + units * d + torch.arange(d)[None, :])
         if self.bias:
-            cols.append(offsets[f"{first}.bias"] + units)
+            cols.append(offsets[self.prefix + "bias"] + units)
         self.first_index = torch.cat(cols, dim=1).reshape(-1)        # (h·e,), (unit, feature) order
-        self.rest_names = [n for n in fn.names if not n.startswith(first + ".")]
+        self.rest_names = [n for n in fn.names if not n.startswith(self.prefix)]
         self.rest_index = torch.cat([torch.arange(offsets[n], offsets[n] + s) for n, s in
                                      zip(fn.names, fn.sizes, strict=True) if n in self.rest_names]
                                     or [torch.zeros(0, dtype=torch.long)])
@@ -93,10 +94,9 @@ class FirstLinearSplit:
         fn, h, e = self.fn, self.h, self.e
         params = self._params()
         xbar = self._apply(self.lead, x, params)
-        W = params[f"{self.first}.weight"]
-        a = xbar @ W.T
-        if f"{self.first}.bias" in params:
-            a = a + params[f"{self.first}.bias"]
+        a = xbar @ params[self.prefix + "weight"].T
+        if params.get(self.prefix + "bias") is not None:
+            a = a + params[self.prefix + "bias"]
         a = a.detach()
         parts = ([xbar] if self.weight else []) + ([torch.ones_like(xbar[:, :1])] if self.bias else [])
         xt = torch.cat(parts, dim=1)                                              # (b, e)
@@ -161,11 +161,14 @@ def first_linear_split(fn: ModelFunction, head: torch.Tensor) -> FirstLinearSpli
     """The split of ``fn``'s model at its first trained ``nn.Linear``, or None when the model does not have that
     shape or the blocks would not fit the memory budget.
 
-    The shape: an ``nn.Sequential`` (its own ``forward``); the modules before the first one holding a selected
+    The shape: an ``nn.Linear``, or an ``nn.Sequential`` (its own ``forward``) where the modules before the first one holding a selected
     parameter have no selected parameter; that module is an ``nn.Linear`` (its own ``forward``) that receives
     records of shape (b, d) (checked on ``head``, a few records) and whose parameters no later module shares.
     """
     model = fn.model
+    if type(model).forward is nn.Linear.forward:                       # the model is one nn.Linear
+        split = FirstLinearSplit(fn, [], "", [], model.in_features)
+        return split if head.ndim == 2 and split.chunk_size >= MIN_CHUNK else None
     if not isinstance(model, nn.Sequential) or type(model).forward is not nn.Sequential.forward:
         return None
     selected = set(fn.names)
@@ -176,7 +179,7 @@ def first_linear_split(fn: ModelFunction, head: torch.Tensor) -> FirstLinearSpli
         if not owns & selected:
             lead.append(name)
             continue
-        if type(module) is not nn.Linear and type(module).forward is not nn.Linear.forward:
+        if type(module).forward is not nn.Linear.forward:
             return None
         later = {id(p) for _, m in children[i + 1:] for p in m.parameters()}
         if any(id(p) in later for p in module.parameters()):

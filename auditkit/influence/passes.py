@@ -53,18 +53,38 @@ class ChunkKernel:
         else:
             G = G if G is not None else self.fn.per_record_grads(x, y)
             A = self.fn.curvature_factors(x, y)                               # (b, C, p)
-            b, C, p = A.shape
-            U = self.solver.solve(torch.cat([G[:, None], A], dim=1).reshape(b * (C + 1), p))
-            U = U.reshape(b, C + 1, p)
-            plain = (G * U[:, 0]).sum(1)
-            a = (A @ U[:, 0, :, None])[..., 0]                                # (b, C)
-            M = A @ U[:, 1:].transpose(1, 2)                                  # (b, C, C)
+            C = A.shape[1]
+            S = self.grams(torch.cat([G[:, None], A], dim=1))                 # [g; A] H⁻¹ [g; A]ᵀ
+            plain, a, M = S[:, 0, 0], S[:, 1:, 0], S[:, 1:, 1:]               # gᵀH⁻¹g, A H⁻¹ g, A H⁻¹ Aᵀ
             eye = torch.eye(C, dtype=M.dtype, device=M.device)
             inner = self.n * eye + curvature * M
             if curvature < 0:                                  # keep H − AᵀA/n positive definite
                 inner = inner + eye * (1e-6 * self.n - torch.linalg.eigvalsh(inner)[:, :1, None]).clamp_min(0)
             values = plain - curvature * (a[:, None, :] @ torch.linalg.solve(inner, a[..., None]))[:, 0, 0]
         return (values / self.n).double().cpu().numpy()
+
+    def grams(self, R: torch.Tensor) -> torch.Tensor:
+        """``R_i H⁻¹ R_iᵀ`` for each record's rows ``R_i`` (b, k, p), solving only for a basis of their span.
+
+        With ``R_i R_iᵀ = U diag(w) Uᵀ`` and ``U_r`` its top r eigenvectors, ``R_i = U_r B_i + E_i`` with
+        ``B_i = U_rᵀ R_i``; when every residual ``E_i`` is at round-off level (``‖E_i‖ ≤ eps^(3/4)·‖R_i‖``, measured,
+        not inferred from w) ``R_i H⁻¹ R_iᵀ = U_r (B_i H⁻¹ B_iᵀ) U_rᵀ``: r solves per record instead of k. For
+        cross-entropy g = Jᵀr lies in the span of A's rows and softmax has no curvature along (1, …, 1), so
+        [g; A] has rank C − 1 (1 for a binary model; bce and mse: 1). Otherwise all k rows are solved.
+        """
+        b, k, _ = R.shape
+        P = R @ R.transpose(1, 2)
+        w, U = torch.linalg.eigh((P + P.transpose(1, 2)) / 2)                 # ascending
+        eps = torch.finfo(R.dtype).eps
+        keep = w > 10 * k * eps * w[:, -1:]                                   # above the eigenvalues' round-off
+        r = max(1, int(keep.sum(1).max()))
+        if r < k:
+            Ur = U[:, :, -r:]
+            B = Ur.transpose(1, 2) @ R                                        # (b, r, p)
+            residual = (R - Ur @ B).flatten(1).norm(dim=1)
+            if bool((residual <= eps ** 0.75 * R.flatten(1).norm(dim=1)).all()):
+                return Ur @ self.solver.grams(B) @ Ur.transpose(1, 2)
+        return self.solver.grams(R)
 
 
 def pass_chunk(x: torch.Tensor, y: torch.Tensor, kernel: ChunkKernel, V: torch.Tensor | None,

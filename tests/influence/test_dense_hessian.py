@@ -69,6 +69,7 @@ CASES = {
     "mse": (lambda: mlp(nn.Linear(5, 3), nn.Sigmoid(), nn.Linear(3, 1)), "mse", {}),
     "custom loss": (lambda: mlp(nn.Linear(5, 3), nn.Tanh(), nn.Linear(3, 1)), huber, {}),
     "logistic regression": (lambda: mlp(nn.Linear(5, 3)), "cross_entropy", {}),
+    "bare nn.Linear": (lambda: nn.Linear(5, 3).double(), "cross_entropy", {}),
 }
 
 

@@ -60,6 +60,12 @@ class Solver(ABC):
         """``g_iᵀ H⁻¹ g_i`` for each row of G (one solve per row unless a subclass knows better)."""
         return (self.solve(G) * G).sum(dim=1)
 
+    def grams(self, B: torch.Tensor) -> torch.Tensor:
+        """``B_i H⁻¹ B_iᵀ`` (r × r) for each record's rows ``B_i`` of B (b, r, p); one solve per row unless a
+        subclass knows better."""
+        b, r, p = B.shape
+        return B @ self.solve(B.reshape(b * r, p)).reshape(b, r, p).transpose(1, 2)
+
     def summary(self) -> dict:
         """The solver's options and what it measured while fitting or solving (for reports)."""
         return {"method": self.name, **{f.name: getattr(self, f.name) for f in fields(self) if f.init}}
