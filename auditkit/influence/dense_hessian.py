@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad, hessian, jacfwd, jvp, vmap
+from torch.func import functional_call, grad, jvp, vmap
 
 from .gradients import ModelFunction
 
@@ -121,7 +121,7 @@ class FirstLinearSplit:
         cross, rest = [], []
         for s in range(0, self.p_rest, step):      # direction r of θ_rest: (K_i[a, r])_i (b, h) and Σ_i K_i[:, r]
             ka, kr = vmap(lambda v: jvp(lambda t: g(a, t), (theta_rest,), (v,))[1])(eye_r[s:s + step])
-            cross.append((ka.reshape(-1, b, h).permute(0, 2, 1).reshape(-1, b) @ xt))      # (step·h, e)
+            cross.append(ka.reshape(-1, b, h).permute(0, 2, 1).reshape(-1, b) @ xt)      # (step·h, e)
             rest.append(kr)
         return [first, torch.cat(cross), torch.cat(rest)]
 
@@ -161,9 +161,10 @@ def first_linear_split(fn: ModelFunction, head: torch.Tensor) -> FirstLinearSpli
     """The split of ``fn``'s model at its first trained ``nn.Linear``, or None when the model does not have that
     shape or the blocks would not fit the memory budget.
 
-    The shape: an ``nn.Linear``, or an ``nn.Sequential`` (its own ``forward``) where the modules before the first one holding a selected
-    parameter have no selected parameter; that module is an ``nn.Linear`` (its own ``forward``) that receives
-    records of shape (b, d) (checked on ``head``, a few records) and whose parameters no later module shares.
+    The shape: an ``nn.Linear``; or an ``nn.Sequential`` (its own ``forward``) where the modules before the first
+    one holding a selected parameter have no selected parameter, and that module is an ``nn.Linear`` (its own
+    ``forward``) that receives records of shape (b, d) (checked on ``head``, a few records) and whose parameters no
+    later module shares. Records must not interact inside the model (true of every module in eval mode).
     """
     model = fn.model
     if type(model).forward is nn.Linear.forward:                       # the model is one nn.Linear
