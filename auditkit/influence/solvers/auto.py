@@ -90,8 +90,8 @@ class AutoSolver(Solver):
     def quad_forms(self, G):
         return self.chosen_.quad_forms(G)
 
-    def grams(self, B):
-        return self.chosen_.grams(B)
+    def gram_factors(self, B):
+        return self.chosen_.gram_factors(B)
 
     def summary(self) -> dict:
         out = super().summary()

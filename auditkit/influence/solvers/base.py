@@ -60,11 +60,10 @@ class Solver(ABC):
         """``g_iᵀ H⁻¹ g_i`` for each row of G (one solve per row unless a subclass knows better)."""
         return (self.solve(G) * G).sum(dim=1)
 
-    def grams(self, B: torch.Tensor) -> torch.Tensor:
-        """``B_i H⁻¹ B_iᵀ`` (r × r) for each record's rows ``B_i`` of B (b, r, p); one solve per row unless a
-        subclass knows better."""
-        b, r, p = B.shape
-        return B @ self.solve(B.reshape(b * r, p)).reshape(b, r, p).transpose(1, 2)
+    def gram_factors(self, B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(X, Y)`` (k, p) with ``X_i · Y_j = b_iᵀ H⁻¹ b_j`` for rows b of B (k, p): here ``(B, B·H⁻¹)``, one
+        solve per row; a factorised solver returns ``(L⁻¹B ᵀ)ᵀ`` twice."""
+        return B, self.solve(B)
 
     def summary(self) -> dict:
         """The solver's options and what it measured while fitting or solving (for reports)."""

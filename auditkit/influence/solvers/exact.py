@@ -104,12 +104,10 @@ class ExactSolver(Solver):
         W = torch.linalg.solve_triangular(self.chol_, G.double().T, upper=False)
         return (W * W).sum(dim=0).to(G.dtype)
 
-    def grams(self, B: torch.Tensor) -> torch.Tensor:
-        """``B_i H⁻¹ B_iᵀ = (L⁻¹B_iᵀ)ᵀ(L⁻¹B_iᵀ)``: one triangular solve per row."""
-        b, r, p = B.shape
-        W = torch.linalg.solve_triangular(self.chol_, B.reshape(b * r, p).double().T, upper=False)
-        W = W.T.reshape(b, r, p)
-        return (W @ W.transpose(1, 2)).to(B.dtype)
+    def gram_factors(self, B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``W = (L⁻¹Bᵀ)ᵀ`` twice: ``b_iᵀ H⁻¹ b_j = w_i · w_j``, one triangular solve per row."""
+        W = torch.linalg.solve_triangular(self.chol_, B.double().T, upper=False).T
+        return W, W
 
     def summary(self) -> dict:
         return {**super().summary(), "smallest_pivot": getattr(self, "smallest_pivot_", None),
