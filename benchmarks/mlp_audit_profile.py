@@ -145,7 +145,7 @@ def main() -> None:
         t0 = time.perf_counter()
         result = ak.audit(path, folder / "report")
         seconds = time.perf_counter() - t0
-        run = result.run
+        run = result.run.model_dump(mode="json")           # the typed run document, as JSON
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     steps = run["runtime"]["steps"]
     engine_total = sum(clock.seconds.values())
