@@ -116,6 +116,10 @@ class ModelFunction:
 
         Lam = vmap(hessian(loss_of_output))(o.detach(), y)                           # (b, C, C)
         values, vectors = torch.linalg.eigh((Lam + Lam.transpose(1, 2)) / 2)
-        root = vectors * values.clamp_min(0).sqrt().unsqueeze(1)                     # Λ^{1/2} = V diag(√λ)
+        # eigenvalues at round-off level are zeros (e.g. softmax's along (1, …, 1), computed from probabilities up to
+        # 1 with an absolute error of about eps): exactly 0, not √(round-off)
+        floor = torch.finfo(values.dtype).eps * values.shape[-1] * values.abs().amax(-1, keepdim=True).clamp_min(1)
+        values = torch.where(values > floor, values, torch.zeros_like(values))
+        root = vectors * values.sqrt().unsqueeze(1)                                  # Λ^{1/2} = V diag(√λ)
         return root.transpose(1, 2) @ J
 

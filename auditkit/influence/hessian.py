@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from .dense_hessian import first_linear_split, kron_chunk
 from .gradients import ModelFunction
 from .penalty import L2, check_l2, l2_vector
 from .records import InProcess, Records
@@ -108,9 +109,23 @@ class HessianOperator:
         return self.fn.hvp_sum(x, y, V) / len(index) + self.shift * V
 
     def dense(self) -> torch.Tensor:
-        """H as a dense (p, p) matrix, one pass over the records (p Hessian-vector products per chunk)."""
-        eye = torch.eye(self.p, dtype=self.dtype, device=self.device)
-        return self.matvec(eye)
+        """H as a dense (p, p) matrix, in one pass over the records: from per-record Kronecker blocks when the first
+        trained layer is an ``nn.Linear`` (``auditkit.influence.dense_hessian``; ``dense_method`` says which), else
+        by p Hessian-vector products per chunk."""
+        split = self.kron_split()
+        self.dense_method = "kronecker" if split is not None else "hvp"
+        if split is None:
+            return self.matvec(torch.eye(self.p, dtype=self.dtype, device=self.device))
+        sums = self.backend.sum_chunks(kron_chunk, self.records, split, size=split.chunk_size, dtype=self.dtype,
+                                       device=self.device)
+        dense = split.assemble(sums).div_(self.n)
+        dense.diagonal().add_(self.shift)
+        return dense
+
+    def kron_split(self):
+        """The model split at its first trained ``nn.Linear`` (``dense_hessian.first_linear_split``), or None."""
+        x, _ = self.records.head(2, dtype=self.dtype, device=self.device)
+        return first_linear_split(self.fn, x)
 
     def top_eigenvalue(self, *, iters: int = 30, seed: int = 0) -> float:
         """Largest eigenvalue of H by power iteration (an underestimate that tightens with ``iters``)."""

@@ -53,12 +53,9 @@ class ChunkKernel:
         else:
             G = G if G is not None else self.fn.per_record_grads(x, y)
             A = self.fn.curvature_factors(x, y)                               # (b, C, p)
-            b, C, p = A.shape
-            U = self.solver.solve(torch.cat([G[:, None], A], dim=1).reshape(b * (C + 1), p))
-            U = U.reshape(b, C + 1, p)
-            plain = (G * U[:, 0]).sum(1)
-            a = (A @ U[:, 0, :, None])[..., 0]                                # (b, C)
-            M = A @ U[:, 1:].transpose(1, 2)                                  # (b, C, C)
+            C = A.shape[1]
+            S = self.grams(torch.cat([G[:, None], A], dim=1))                 # [g; A] H⁻¹ [g; A]ᵀ
+            plain, a, M = S[:, 0, 0], S[:, 1:, 0], S[:, 1:, 1:]               # gᵀH⁻¹g, A H⁻¹ g, A H⁻¹ Aᵀ
             eye = torch.eye(C, dtype=M.dtype, device=M.device)
             inner = self.n * eye + curvature * M
             if curvature < 0:                                  # keep H − AᵀA/n positive definite
@@ -66,6 +63,40 @@ class ChunkKernel:
             values = plain - curvature * (a[:, None, :] @ torch.linalg.solve(inner, a[..., None]))[:, 0, 0]
         return (values / self.n).double().cpu().numpy()
 
+    def grams(self, R: torch.Tensor) -> torch.Tensor:
+        """``R_i H⁻¹ R_iᵀ`` for each record's rows ``R_i`` (b, k, p), solving only for a basis of their span.
+
+        With ``R_i R_iᵀ = U diag(w) Uᵀ`` and ``U_r`` its top r_i eigenvectors (w above its round-off),
+        ``R_i = U_r B_i + E_i`` with ``B_i = U_rᵀ R_i``; where the residual ``E_i`` is at round-off level
+        (``‖E_i‖ ≤ eps^(3/4)·‖R_i‖``, measured, for every record of the chunk), ``R_i H⁻¹ R_iᵀ =
+        U_r (B_i H⁻¹ B_iᵀ) U_rᵀ`` (r_i solves), else all k rows of the chunk are solved. For cross-entropy g = Jᵀr
+        lies in the span of A's rows and softmax has no curvature along (1, …, 1), so [g; A] has rank C − 1 (1 for a
+        binary model; bce and mse: 1) up to round-off; the rows of all records are solved together
+        (``solver.gram_factors``).
+        """
+        b, k, p = R.shape
+        P = R @ R.transpose(1, 2)
+        w, U = torch.linalg.eigh((P + P.transpose(1, 2)) / 2)                 # ascending
+        eps = torch.finfo(R.dtype).eps
+        rank = (w > 10 * k * eps * w[:, -1:]).sum(1).clamp_min(1)             # (b,)
+        r = int(rank.max())
+        if r < k:
+            Ur = U[:, :, k - r:] * (torch.arange(r, device=R.device) >= r - rank[:, None])[:, None, :]
+            B = Ur.transpose(1, 2) @ R                                        # (b, r, p); rows of 0 beyond r_i
+            residual = (R - Ur @ B).flatten(1).norm(dim=1)
+            if bool((residual > eps ** 0.75 * R.flatten(1).norm(dim=1)).any()):
+                r = k                                                         # some record needs all its rows
+        if r == k:
+            Ur, B, rank = torch.eye(k, dtype=R.dtype, device=R.device).expand(b, k, k), R, torch.full_like(rank, k)
+        used = torch.arange(r, device=R.device) >= r - rank[:, None]          # (b, r): rows to solve for
+        if bool(used.all()):
+            X, Y = self.solver.gram_factors(B.reshape(b * r, p))
+            Xp, Yp = X.to(B.dtype).reshape(b, r, p), Y.to(B.dtype).reshape(b, r, p)
+        else:
+            X, Y = self.solver.gram_factors(B[used])                          # packed rows (m, p)
+            Xp, Yp = B.new_zeros(b, r, p), B.new_zeros(b, r, p)
+            Xp[used], Yp[used] = X.to(B.dtype), Y.to(B.dtype)
+        return Ur @ (Xp @ Yp.transpose(1, 2)) @ Ur.transpose(1, 2)
 
 def pass_chunk(x: torch.Tensor, y: torch.Tensor, kernel: ChunkKernel, V: torch.Tensor | None,
                curvature: int | None) -> tuple[np.ndarray | None, np.ndarray | None]:

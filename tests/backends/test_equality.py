@@ -53,8 +53,10 @@ def test_dask_equals_in_process(method, heart, heart_mlp, heart_parquet, cluster
     tasks = [t for t in stream.data if str(t["key"]).startswith("('auditkit-") or "auditkit-" in str(t["key"])]
     names = {str(t["key"]).split("auditkit-")[1].rsplit("-", 2)[0] for t in tasks}
     assert {"pass_chunk", "quad_forms_chunk"} <= names, names
-    # the dense Hessian (exact) or the block CG steps (pcg): Hessian-vector products summed on the workers
-    assert ("_hvp_chunk" in names) == (method in ("exact", "pcg")), names
+    # the dense Hessian (exact: Kronecker blocks of the MLP) or the block CG steps (pcg: Hessian-vector products),
+    # summed on the workers
+    assert ("kron_chunk" in names) == (method == "exact"), names
+    assert ("_hvp_chunk" in names) == (method == "pcg"), names
     assert len({t["worker"] for t in tasks}) == 2                  # both workers computed chunks
     assert client_reads == []                                      # no training record was read here
 

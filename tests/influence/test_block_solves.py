@@ -144,7 +144,9 @@ def test_auto_chooses_exact_then_pcg_then_cg_and_says_why(models):
     small = _engine(model, data, "auto")
     assert small.summary()["method_used"] == "exact"
     assert small.summary()["solver"]["reason"] == ("exact: the dense Hessian fits (p = 42 ≤ max_exact_params = 12000 "
-                                                   "and p²·8 bytes = 0.0135 MB ≤ max_exact_mb = 1024)")
+                                                   "and p²·8 bytes = 0.0135 MB ≤ max_exact_mb = 1024) and is formed "
+                                                   "from per-record Kronecker blocks, the first trained layer being "
+                                                   "an nn.Linear")
     assert _close(small.influence(Xt, yt), exact, 1e-10)
     large = _engine(model, data, "auto", max_exact_params=10)
     assert large.summary()["solver"]["reason"] == ("pcg: the dense Hessian is too large (p = 42 > max_exact_params = "
@@ -183,14 +185,15 @@ def test_auto_bad_options(models):
 @pytest.mark.parametrize(("method", "kw"), [("exact", {}), ("auto", {}), ("pcg", {}), ("ekfac", {})])
 def test_with_ridge_equals_a_fresh_fit_and_exact_makes_no_pass(models, monkeypatch, method, kw):
     """The stability check's refits: another l2 (also per parameter) and damping. exact (and auto choosing it)
-    reuse the Cholesky factor, H' = LLᵀ + diag(shift' − shift): no Hessian-vector product at all."""
+    reuse the data term D of H kept from the fit, H' = D + diag(shift'): no pass over the records at all."""
     from auditkit.influence.hessian import HessianOperator
     model, data = models["wine mlp"]
     X, y, Xt, yt = data
     engine = _engine(model, data, method, **kw)
     calls = []
-    matvec = HessianOperator.matvec
+    matvec, dense = HessianOperator.matvec, HessianOperator.dense
     monkeypatch.setattr(HessianOperator, "matvec", lambda self, V: calls.append(len(V)) or matvec(self, V))
+    monkeypatch.setattr(HessianOperator, "dense", lambda self: calls.append("dense") or dense(self))
     for l2, damping in [(0.1, 0.0), ({"0": 0.003, "2.weight": 0.05}, 0.02)]:
         calls.clear()
         refit = engine.with_ridge(l2=l2, damping=damping)
@@ -201,3 +204,16 @@ def test_with_ridge_equals_a_fresh_fit_and_exact_makes_no_pass(models, monkeypat
         assert _close(refit.influence(Xt, yt), fresh.influence(Xt, yt), 1e-7)
         assert _close(refit.self_influence(), fresh.self_influence(), 1e-7)
     assert _close(engine.influence(Xt, yt), _engine(model, data, method, **kw).influence(Xt, yt), 1e-7)  # unchanged
+
+
+def test_with_ridge_without_the_kept_data_term_rebuilds_it_from_the_cholesky_factor(models, monkeypatch):
+    from auditkit.influence.solvers.exact import ExactSolver
+    monkeypatch.setattr(ExactSolver, "KEEP_DATA_TERM", 0)
+    model, data = models["wine mlp"]
+    X, y, Xt, yt = data
+    engine = _engine(model, data, "exact")
+    assert not hasattr(engine.solver_, "data_term_")
+    refit = engine.with_ridge(l2={"0": 0.003, "2.weight": 0.05}, damping=0.02)
+    fresh = ak.InfluenceEngine(model, "cross_entropy", l2={"0": 0.003, "2.weight": 0.05}, method="exact",
+                               damping=0.02).fit(X, y)
+    assert _close(refit.self_influence(leverage=True), fresh.self_influence(leverage=True), 1e-7)

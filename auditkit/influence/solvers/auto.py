@@ -6,7 +6,10 @@ The rule, in order:
    H costs p Hessian-vector products per training record, its Cholesky factor p³/3 flops) and
    ``p²·8 bytes ≤ max_exact_mb`` (default 1,024 MB, so p ≤ 11,585). Up to there exact is preferred even where
    one solve by pcg would be cheaper, because an audit asks for the self-influence of every record: n
-   solves for an iterative method, one triangular solve per record for exact;
+   solves for an iterative method, one triangular solve per record for exact. For an MLP (the first trained
+   layer an ``nn.Linear`` on the input, any depth behind it) H is formed exactly from per-record Kronecker blocks
+   in about the time of a few matrix products (``auditkit.influence.dense_hessian``; a 64-unit MLP on 91
+   features, p = 6,018, n = 10,000: seconds instead of minutes); the reason says which way H is formed;
 2. else ``pcg`` (block CG preconditioned by EK-FAC) when every selected parameter belongs to a layer EK-FAC
    supports (``nn.Linear``, ``nn.Conv2d``, one l2 + damping per tensor);
 3. else ``cg`` (block CG).
@@ -49,9 +52,11 @@ class AutoSolver(Solver):
         p = hessian.p
         mb = p * p * 8 / 2 ** 20
         if p <= self.max_exact_params and mb <= self.max_exact_mb:
+            how = ("from per-record Kronecker blocks, the first trained layer being an nn.Linear"
+                   if hessian.kron_split() is not None else "by p Hessian-vector products per record")
             return (ExactSolver(max_params=max(p, ExactSolver.max_params)),
                     f"exact: the dense Hessian fits (p = {p} ≤ max_exact_params = {self.max_exact_params} and "
-                    f"p²·8 bytes = {mb:.3g} MB ≤ max_exact_mb = {self.max_exact_mb:g})")
+                    f"p²·8 bytes = {mb:.3g} MB ≤ max_exact_mb = {self.max_exact_mb:g}) and is formed {how}")
         size = (f"p = {p} > max_exact_params = {self.max_exact_params}" if p > self.max_exact_params else
                 f"p²·8 bytes = {mb:.3g} MB > max_exact_mb = {self.max_exact_mb:g}")
         try:
@@ -84,6 +89,9 @@ class AutoSolver(Solver):
 
     def quad_forms(self, G):
         return self.chosen_.quad_forms(G)
+
+    def gram_factors(self, B):
+        return self.chosen_.gram_factors(B)
 
     def summary(self) -> dict:
         out = super().summary()

@@ -60,6 +60,11 @@ class Solver(ABC):
         """``g_iᵀ H⁻¹ g_i`` for each row of G (one solve per row unless a subclass knows better)."""
         return (self.solve(G) * G).sum(dim=1)
 
+    def gram_factors(self, B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(X, Y)`` (k, p) with ``X_i · Y_j = b_iᵀ H⁻¹ b_j`` for rows b of B (k, p): here ``(B, B·H⁻¹)``, one
+        solve per row; a factorised solver returns ``(L⁻¹B ᵀ)ᵀ`` twice."""
+        return B, self.solve(B)
+
     def summary(self) -> dict:
         """The solver's options and what it measured while fitting or solving (for reports)."""
         return {"method": self.name, **{f.name: getattr(self, f.name) for f in fields(self) if f.init}}

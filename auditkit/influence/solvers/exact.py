@@ -1,8 +1,11 @@
 """Exact inverse: form the dense Hessian once and factorise it (Cholesky, float64).
 
 ``H = L Lᵀ``; then ``H⁻¹ b = L⁻ᵀ L⁻¹ b`` and ``gᵀ H⁻¹ g = ‖L⁻¹ g‖²`` (one triangular solve per record,
-no per-record iteration). Forming H costs p Hessian-vector products over the training data and p²
-memory, so the method is meant for models up to roughly 20,000 parameters.
+no per-record iteration). Forming H (``HessianOperator.dense``) costs one pass over the training data: for a
+model whose first trained layer is an ``nn.Linear`` (an MLP), per-record Kronecker blocks and one matrix product
+per chunk (``auditkit.influence.dense_hessian``, about n·h²·(d+1)²/2 flops for h units on d inputs); otherwise p
+Hessian-vector products per record. It takes p² memory, so the method is meant for models up to roughly 20,000
+parameters.
 """
 
 from __future__ import annotations
@@ -41,19 +44,36 @@ class ExactSolver(Solver):
                 f"(max_params={self.max_params}): use method='cg' or method='lissa', or restrict influence "
                 "to some layers with params=[...] (e.g. the last layer)")
         self.dtype_ = hessian.dtype
-        return self._factorise(hessian.dense().double(), hessian)
+        dense = hessian.dense().double()
+        dense = (dense + dense.T) / 2
+        self.dense_method_ = getattr(hessian, "dense_method", None)
+        if p <= self.KEEP_DATA_TERM:       # kept for ``reshifted`` (the stability check's other ridges)
+            self.data_term_ = dense.clone()
+            self.data_term_.diagonal().sub_(hessian.shift.double().to(dense.device))
+        return self._factorise(dense, hessian)
+
+    #: largest p whose data term ``H − diag(shift)`` (p² float64) is kept after fitting; above it ``reshifted``
+    #: rebuilds it from the Cholesky factor (``L Lᵀ − diag(shift)``, a p³ matrix product)
+    KEEP_DATA_TERM = 12_000
 
     def reshifted(self, hessian: HessianOperator, old_shift: torch.Tensor) -> ExactSolver:
         """A fitted copy for ``hessian``, whose data term is this one's and whose diagonal shift (l2 + damping)
-        differs: ``H' = L Lᵀ + diag(shift' − shift)`` from the Cholesky factor, without a pass over the data
-        (O(p³) flops instead of p Hessian-vector products per record)."""
+        differs: ``H' = D + diag(shift')`` with the data term D kept from ``fit`` (or ``L Lᵀ − diag(shift)``),
+        factorised again (p³/3 flops), without a pass over the data. The copy shares D."""
         new = ExactSolver(max_params=self.max_params, rcond=self.rcond)
-        new.dtype_ = hessian.dtype
-        change = (hessian.shift - old_shift).double().to(self.chol_.device)
-        return new._factorise(self.chol_ @ self.chol_.T + torch.diag(change), hessian)
+        new.dtype_, new.dense_method_ = hessian.dtype, getattr(self, "dense_method_", None)
+        device = self.chol_.device
+        data = getattr(self, "data_term_", None)
+        if data is None:
+            data = self.chol_ @ self.chol_.T
+            data.diagonal().sub_(old_shift.double().to(device))
+        else:
+            new.data_term_ = data
+        dense = data.clone()
+        dense.diagonal().add_(hessian.shift.double().to(device))
+        return new._factorise(dense, hessian)
 
     def _factorise(self, dense: torch.Tensor, hessian: HessianOperator) -> ExactSolver:
-        dense = (dense + dense.T) / 2
         chol, info = torch.linalg.cholesky_ex(dense)
         pivots = chol.diagonal() ** 2
         if int(info) > 0 or not torch.isfinite(pivots).all() or pivots.min() <= self.rcond * pivots.max():
@@ -84,5 +104,11 @@ class ExactSolver(Solver):
         W = torch.linalg.solve_triangular(self.chol_, G.double().T, upper=False)
         return (W * W).sum(dim=0).to(G.dtype)
 
+    def gram_factors(self, B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``W = (L⁻¹Bᵀ)ᵀ`` twice: ``b_iᵀ H⁻¹ b_j = w_i · w_j``, one triangular solve per row."""
+        W = torch.linalg.solve_triangular(self.chol_, B.double().T, upper=False).T
+        return W, W
+
     def summary(self) -> dict:
-        return {**super().summary(), "smallest_pivot": getattr(self, "smallest_pivot_", None)}
+        return {**super().summary(), "smallest_pivot": getattr(self, "smallest_pivot_", None),
+                "dense_hessian": getattr(self, "dense_method_", None)}
