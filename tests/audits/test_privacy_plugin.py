@@ -11,6 +11,7 @@ from conftest import ROOT
 
 import auditkit as ak
 from auditkit.audits.base import AuditContext, warm_start_trainer
+from auditkit.audits.privacy import parallel
 from auditkit.audits.registry import run_plugin
 from auditkit.data import DataSpec, age_bands, load_table, prepare_splits
 from auditkit.errors import InputError
@@ -118,6 +119,26 @@ def test_mlp_canaries_flagged_with_a_training_function():
     assert found.trust["underestimated"] >= 1 and any("underestimates memorisation" in n for n in found.notes)
 
 
+def test_trust_check_in_worker_processes_equals_retraining_here(monkeypatch):
+    """The trust check's leave-one-out models, trained in spawned worker processes, give the loss changes of
+    retraining without each record here (``retrain_without``), to the trainer's tolerance."""
+    splits, _ = splits_with_canaries()
+    torch.manual_seed(0)
+    model = torch.nn.Linear(splits["train"].X.shape[1], 2).double()
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_S", 0.0)                  # processes even for quick models
+    monkeypatch.setattr(parallel, "available_workers", lambda: 2)
+    ctx, found = audit(model, splits, l2=0.01, train_fn=True, trust_top=3, reference_models=0)
+    trust = found.trust
+    assert trust["checked"] and trust["workers"] == 2 and trust["early_stopping_tolerance"] == 1e-9
+    position = {ctx.token("train", j): j for j in range(ctx.train.n)}
+    before = ctx.losses("train")
+    for record in trust["records"]:
+        j = position[record["token"]]
+        here = ctx.losses("train", ctx.retrain_without([j]))[j] - before[j]
+        assert record["actual"] == pytest.approx(here, rel=1e-6, abs=1e-10)
+    assert [r["purpose"] for r in ctx.refits] == ["privacy trust check"] * 3 + ["leave-out retraining"] * 3
+
+
 def test_missing_holdout_is_named():
     splits, _ = splits_with_canaries()
     del splits["holdout"]
@@ -182,4 +203,4 @@ def test_reference_models_zero_three_to_1000_or_auto(value):
                                  "attack), 3 to 1000 reference models, or auto (as many as reference_budget_s allows) "
                                  f"(got {value!r})")
     options = validate_options(load_plugin("privacy"), {})
-    assert (options.reference_models, options.reference_budget_s, options.reference_attack) == ("auto", 60.0, "auto")
+    assert (options.reference_models, options.reference_budget_s, options.reference_attack) == ("auto", 30.0, "auto")
