@@ -18,7 +18,8 @@ a candidate still not surprising then is dropped and another record drawn).
 predicts anyway is not a memorised record, and no membership attack can tell it from a non-member: verifying
 that it is not predicted without it is part of building a canary, not a weakening of the test. So, after
 planting, the canaries are split in two random halves; for each half, ``CHECK_INITS`` (3) MLPs of the audited
-architecture (seeds + 200, + 201, + 202) are trained on the training records *without* that half's canaries
+architecture (seeds + 200, + 201, + 202; trained as the plugin trains a reference model: ``‖∇R‖∞ ≤ 1e-5``, at
+most 500 L-BFGS iterations) are trained on the training records *without* that half's canaries
 (the other half planted, as in a reference model's training set, which holds about half of them); a canary that
 any of them gives a probability of its label of at least ½ is dropped and replaced by a new one, and the check is
 repeated on the new set (at most ``CHECK_ROUNDS`` = 4 rounds; canaries replaced in a last round without a check
@@ -92,7 +93,7 @@ import auditkit as ak  # noqa: E402
 import auditkit.audits.privacy.plugin as privacy_plugin  # noqa: E402
 from auditkit.audits.base import AuditContext, BuiltTrainer, warm_start_trainer  # noqa: E402
 from auditkit.audits.privacy.plugin import tail_scale  # noqa: E402
-from auditkit.audits.privacy.reference import reference_attack  # noqa: E402
+from auditkit.audits.privacy.reference import REFERENCE_TOLERANCE, reference_attack  # noqa: E402
 from auditkit.audits.registry import run_plugin  # noqa: E402
 from auditkit.data import DataSpec, age_bands, load_table, prepare_splits  # noqa: E402
 from auditkit.errors import SingularHessianError  # noqa: E402
@@ -192,7 +193,8 @@ def plant_canaries(splits: dict, seed: int) -> tuple[np.ndarray, list[float], di
             for init in range(CHECK_INITS):          # far out of range, an MLP's answer depends on its initialisation
                 torch.manual_seed(seed + 200 + init)
                 net = build(train.X.shape[1])
-                ak.fit_model(net, torch.tensor(X[keep]), torch.tensor(y[keep]), l2=L2)
+                ak.fit_model(net, torch.tensor(X[keep]), torch.tensor(y[keep]), l2=L2, tol=REFERENCE_TOLERANCE,
+                             max_iter=500)                   # as the plugin trains a reference model
                 with torch.no_grad():
                     q = torch.softmax(net(rows), dim=1).numpy()
                 p = np.maximum(p, [q[i, made[j][1]] for i, j in enumerate(half)])
