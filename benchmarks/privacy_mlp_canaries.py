@@ -67,6 +67,7 @@ How to run::
         [--datasets heart_disease,german_credit]
 
 Writes ``privacy_mlp_canaries.json`` and ``privacy_mlp_canaries.md`` to ``--out`` (default benchmarks/results).
+Runs with one torch thread (the reference models' workers use one each anyway).
 """
 
 from __future__ import annotations
@@ -365,6 +366,9 @@ def main() -> None:
     parser.add_argument("--datasets", default="heart_disease,german_credit")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results"))
     args = parser.parse_args()
+    # one torch thread: on the shared 2-CPU machine two OpenMP threads spin against the other work (a German-credit
+    # MLP fit measured 45.7 s with 2 threads, 6.8 s with 1, at a load average of 8)
+    torch.set_num_threads(1)
     env = environment()
     runs = []
     for dataset in args.datasets.split(","):
