@@ -98,6 +98,9 @@ class Trust(Part):
     workers: int | None = None
     seconds: Num = None
     early_stopping_tolerance: Num | None = None
+    #: leave-one-out models that stopped where they started (the audited weights): removing the record moved the
+    #: objective's gradient by less than that tolerance
+    unmoved: int | None = None
 
 
 class AboveLastEdge(Part):

@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import numpy as np
+import torch
 from pydantic import Field, field_validator
 from scipy.stats import spearmanr
 
@@ -304,10 +305,12 @@ class PrivacyAudit(AuditPlugin):
                "seed": context.seed_for("privacy", options.seed), "cold": False, "build": None}
         started = time.perf_counter()
         states, workers = train_job(job, range(top.size))
-        actual = []
+        actual, unmoved = [], 0
+        audited = context.model.state_dict()
         for k, j in enumerate(top):
             net = copy.deepcopy(context.model)
             net.load_state_dict(states[k][0])
+            unmoved += all(torch.equal(states[k][0][n], t) for n, t in audited.items())
             context._record_refit(net, X[keep[k]], y[keep[k]], "privacy trust check")
             actual.append(float(context.losses("train", net)[j] - before[j]))
         seconds = time.perf_counter() - started
@@ -316,11 +319,16 @@ class PrivacyAudit(AuditPlugin):
         if under:
             notes.append(f"{under} of the {top.size} top-ranked records moved more than twice as much on actual "
                          "retraining as self-influence predicted: self-influence underestimates memorisation here.")
+        if unmoved:
+            notes.append(f"{unmoved} of the {top.size} leave-one-out models of the trust check did not move from the "
+                         "audited weights: removing the record changes the gradient of the objective by less than the "
+                         f"audited model's own ‖∇R‖∞ ({trainer.tol:.2g}), where retraining stops; train the model "
+                         "closer to a minimum for a finer check.")
         return {"checked": True,
                 "spearman": float(spearmanr(predicted, actual)[0]) if top.size > 2 else None,
                 "median_ratio_actual_to_predicted": float(np.median(actual / np.maximum(predicted, 1e-12))),
                 "underestimated": under,
                 "records": [{"token": context.token("train", int(j)), "predicted": float(p), "actual": float(a)}
                             for j, p, a in zip(top, predicted, actual, strict=True)],
-                "workers": workers, "seconds": seconds,
+                "workers": workers, "seconds": seconds, "unmoved": unmoved,
                 "early_stopping_tolerance": None if trainer is context.train_fn else trainer.tol}
