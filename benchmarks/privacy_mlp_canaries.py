@@ -377,6 +377,11 @@ def main() -> None:
             r = runs[-1]
             print(f"{dataset} seed {seed}: {r['canaries_flagged']}/{N_CANARIES} canaries flagged, fresh "
                   f"{r['fresh_false_flags']}/{r['n_fresh']}, {r['seconds']['total']:.0f} s", flush=True)
+    write(summary(runs, env), Path(args.out))
+
+
+def summary(runs: list[dict], env: dict) -> dict:
+    """The report of ``runs``: fresh non-members pooled per data set, the acceptance checks."""
     pooled = []
     for dataset in dict.fromkeys(r["dataset"] for r in runs):
         rs = [r for r in runs if r["dataset"] == dataset]
@@ -396,7 +401,10 @@ def main() -> None:
               "settings": {"n_canaries": N_CANARIES, "hidden": HIDDEN, "l2": L2, "budget": BUDGET,
                            "reference_models": REFERENCE_MODELS, "sizes": SIZES},
               "runs": runs, "pooled": pooled, "checks": checks}
-    out = Path(args.out)
+    return report
+
+
+def write(report: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "privacy_mlp_canaries.json").write_text(json.dumps(report, indent=1))
     (out / "privacy_mlp_canaries.md").write_text(markdown(report))
