@@ -232,7 +232,9 @@ def flagged(section: Section, run: RunDocument, *, figures: dict, minimum: int) 
             f"without each; the rank correlation between predicted and actual self-influence is "
             f"{fmt.num(trust.spearman)} (1 = same order) and the median ratio actual/predicted is "
             f"{fmt.num(trust.median_ratio_actual_to_predicted)} (1 = exact); "
-            f"{fmt.count(trust.underestimated)} records were badly underestimated.", "small"))
+            f"{fmt.count(trust.underestimated)} records were badly underestimated."
+            + (f" The retraining took {trust.seconds:.0f} s on {trust.workers} worker process(es)."
+               if trust.seconds is not None and trust.workers is not None else ""), "small"))
     else:
         section.blocks.append(Paragraph("Self-influence was not checked by retraining on this model; memorisation "
                                         "of some records may be underestimated.", "note"))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from conftest import ROOT
 
 import auditkit as ak
 from auditkit.audits.base import AuditContext, warm_start_trainer
+from auditkit.audits.privacy import parallel
 from auditkit.audits.registry import run_plugin
 from auditkit.data import DataSpec, age_bands, load_table, prepare_splits
 from auditkit.errors import InputError
@@ -118,6 +121,57 @@ def test_mlp_canaries_flagged_with_a_training_function():
     assert found.trust["underestimated"] >= 1 and any("underestimates memorisation" in n for n in found.notes)
 
 
+def test_trust_check_in_worker_processes_equals_retraining_here(monkeypatch):
+    """The trust check's leave-one-out models, trained in spawned worker processes, give the loss changes of
+    retraining without each record here (``retrain_without``), to the trainer's tolerance."""
+    splits, _ = splits_with_canaries()
+    torch.manual_seed(0)
+    model = torch.nn.Linear(splits["train"].X.shape[1], 2).double()
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_S", 0.0)                  # processes even for quick models
+    monkeypatch.setattr(parallel, "available_workers", lambda: 2)
+    ctx, found = audit(model, splits, l2=0.01, train_fn=True, trust_top=3, reference_models=0)
+    trust = found.trust
+    assert trust["checked"] and trust["workers"] == 2 and trust["early_stopping_tolerance"] == 1e-9
+    position = {ctx.token("train", j): j for j in range(ctx.train.n)}
+    before = ctx.losses("train")
+    for record in trust["records"]:
+        j = position[record["token"]]
+        here = ctx.losses("train", ctx.retrain_without([j]))[j] - before[j]
+        assert record["actual"] == pytest.approx(here, rel=1e-6, abs=1e-10)
+    assert [r["purpose"] for r in ctx.refits] == ["privacy trust check"] * 3 + ["leave-out retraining"] * 3
+
+
+def test_trust_check_stops_as_stationary_as_the_audited_model():
+    """With the built-in trainer, the leave-one-out models stop at the audited model's own ‖∇R‖∞ on the training
+    records: here a logistic regression stopped after 5 L-BFGS iterations (far from 1e-9). A removal that leaves
+    the gradient within that tolerance does not move the model: counted, announced, its change 0."""
+    splits, _ = splits_with_canaries()
+    X, y = torch.tensor(splits["train"].X), torch.tensor(splits["train"].y)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(X.shape[1], 2).double()
+    own = ak.fit_model(model, X, y, l2=0.01, max_iter=5, tol=1e-30, newton_max_params=0)["grad_norm"]
+    assert own > 1e-6
+    engine = ak.InfluenceEngine(model, "cross_entropy", l2=0.01, damping=1e-3).fit(X, y)
+    ctx = AuditContext(model, engine, splits, l2=0.01, train_fn=warm_start_trainer(l2=0.01))
+    found = run_plugin("privacy", ctx, {"trust_top": 4, "reference_models": 0})
+    trust = found.trust
+    assert trust["early_stopping_tolerance"] == pytest.approx(own, rel=1e-9)
+    position = {ctx.token("train", j): j for j in range(ctx.train.n)}
+    unmoved = 0
+    for record in trust["records"]:
+        keep = np.arange(ctx.train.n) != position[record["token"]]
+        # ground truth: the leave-one-out objective's ‖∇R‖∞ at the audited weights, measured here
+        start = ak.fit_model(copy.deepcopy(model), X[keep], y[keep], l2=0.01, tol=math.inf)["grad_norm"]
+        if start <= own:
+            unmoved += 1
+            assert record["actual"] == 0.0
+        else:
+            assert record["actual"] != 0.0
+    assert trust["unmoved"] == unmoved
+    announced = [n for n in found.notes if "leave-one-out models of the trust check did not move" in n]
+    assert len(announced) == (unmoved > 0)
+
+
 def test_missing_holdout_is_named():
     splits, _ = splits_with_canaries()
     del splits["holdout"]
@@ -182,4 +236,4 @@ def test_reference_models_zero_three_to_1000_or_auto(value):
                                  "attack), 3 to 1000 reference models, or auto (as many as reference_budget_s allows) "
                                  f"(got {value!r})")
     options = validate_options(load_plugin("privacy"), {})
-    assert (options.reference_models, options.reference_budget_s, options.reference_attack) == ("auto", 60.0, "auto")
+    assert (options.reference_models, options.reference_budget_s, options.reference_attack) == ("auto", 30.0, "auto")

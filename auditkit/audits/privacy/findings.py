@@ -93,6 +93,14 @@ class Trust(Part):
     median_ratio_actual_to_predicted: Num = None
     underestimated: int | None = None
     records: list[TrustRecord] = []
+    #: processes that retrained them, the seconds it took, and ‖∇R‖∞ at which the built-in trainer stopped
+    #: (None: the training function's own rule)
+    workers: int | None = None
+    seconds: Num = None
+    early_stopping_tolerance: Num | None = None
+    #: leave-one-out models that stopped where they started (the audited weights): removing the record moved the
+    #: objective's gradient by less than that tolerance
+    unmoved: int | None = None
 
 
 class AboveLastEdge(Part):
@@ -134,6 +142,8 @@ class Reference(Part):
     largest_relative: Num
     #: the splits the models were trained on
     pool: list[str]
+    #: the Gaussians' standard deviations: "per record" or "pooled" over the records
+    variance: Literal["per record", "pooled"] | None = None
 
 
 class PrivacyFindings(Part):

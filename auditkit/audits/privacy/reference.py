@@ -64,21 +64,16 @@ split.
 from __future__ import annotations
 
 import copy
-import multiprocessing
-import os
-import pickle
 import time
 import zlib
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
 
 from ...errors import InputError
 from ..base import AuditContext
+from .parallel import _JOB, PARALLEL_MIN_S, _train_all, available_workers, cold_start  # noqa: F401 (re-exported)
 
 #: p is clipped to [P_CLIP, 1 − P_CLIP] before φ = log(p / (1 − p)).
 P_CLIP = 1e-12
@@ -121,6 +116,8 @@ class ReferenceScores:
     mu_in: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     sigma_in: float | None = None
     run: dict = field(default_factory=dict)
+    #: how the Gaussians' standard deviations were estimated: "per record" or "pooled" over the records
+    variance: str = "pooled"
 
 
 def logit_confidence(outputs: torch.Tensor, y: torch.Tensor, loss: str) -> np.ndarray:
@@ -198,96 +195,6 @@ def _check(context: AuditContext, n_models, seed, splits, attack, budget_s, init
     return names
 
 
-def cold_start(model: nn.Module, seed, build=None) -> nn.Module:
-    """An untrained model shaped like ``model``, initialised under the torch seed ``SeedSequence(seed)``: ``build()``
-    (the model's builder, e.g. ``BuiltTrainer.build``) when given, else a copy of ``model`` with every layer
-    re-initialised by its ``reset_parameters()`` (what its layers do when built). None of the trained weights."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(np.random.SeedSequence(list(seed)).generate_state(1)[0]))
-        if build is not None:
-            net = build()
-            shapes = {n: tuple(p.shape) for n, p in net.state_dict().items()}
-            if shapes != {n: tuple(p.shape) for n, p in model.state_dict().items()}:
-                raise InputError("the reference models cannot be cold-started: the builder makes a model whose "
-                                 "parameters differ from the audited model's (names or shapes)")
-            return net.to(next(model.parameters()).dtype)
-        net = copy.deepcopy(model)
-        bare = [name or type(m).__name__ for name, m in net.named_modules()
-                if any(True for _ in m.parameters(recurse=False))
-                and not callable(getattr(m, "reset_parameters", None))]
-        if bare:
-            raise InputError(f"the reference models cannot be cold-started: module(s) {bare[:3]} hold parameters "
-                             "but have no reset_parameters(); give them one (re-initialise as the builder does), "
-                             "or use initialisation='warm'")
-        for m in net.modules():
-            if any(True for _ in m.parameters(recurse=False)):
-                m.reset_parameters()
-    return net
-
-
-#: What the reference-model workers train (set here, or in each worker process by ``_load_job``).
-_JOB: dict = {}
-#: Processes are started only when the models left would take longer than this one after the other (seconds):
-#: a worker process needs a few seconds to start (it imports torch).
-PARALLEL_MIN_S = 10.0
-
-
-def _load_job(blob: bytes) -> None:
-    _JOB.clear()
-    _JOB.update(pickle.loads(blob))
-    torch.set_num_threads(1)
-
-
-def _train_one(k: int) -> tuple[int, dict, float]:
-    """Train reference model ``k`` of ``_JOB`` (one torch thread): its state dict and the seconds it took."""
-    job = _JOB
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        started = time.perf_counter()
-        seed = (job["seed"], k)
-        net = cold_start(job["model"], seed, job["build"]) if job["cold"] else copy.deepcopy(job["model"])
-        rows = job["members"][k]
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(np.random.SeedSequence([*seed, 1]).generate_state(1)[0]))
-            trained = job["train_fn"](net, job["X"][rows], job["y"][rows])
-        net = trained if trained is not None else net
-        if not isinstance(net, nn.Module):
-            raise InputError(f"train_fn returned {type(net).__name__}: it must return the trained model "
-                             "(a torch.nn.Module) or None after training the copy it receives in place")
-        return k, {n: t.detach().clone() for n, t in net.state_dict().items()}, time.perf_counter() - started
-    finally:
-        torch.set_num_threads(threads)
-
-
-def available_workers() -> int:
-    """CPUs this process may run on (1 where that cannot be told)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
-
-
-def _train_all(indices: list[int], workers: int) -> tuple[dict[int, tuple[dict, float]], int]:
-    """Models ``indices`` of ``_JOB`` and the number of processes that trained them: ``workers`` new
-    ("spawned") processes, each with one torch thread, or this process when ``workers`` is 1 or the job cannot
-    be sent to another process (it cannot be pickled, e.g. a training function defined inside a function, or
-    a worker cannot load it). Spawned, not forked: a process forked after torch ran OpenMP threads can hang."""
-    if workers > 1 and len(indices) > 1:
-        try:
-            blob = pickle.dumps(dict(_JOB))
-        except Exception:  # noqa: BLE001 - anything that cannot be pickled: train here instead
-            blob = None
-        if blob is not None:
-            try:
-                with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_load_job, initargs=(blob,)) as pool:
-                    return {k: (state, sec) for k, state, sec in pool.map(_train_one, indices)}, workers
-            except BrokenProcessPool:
-                pass                                       # a worker could not load the job: train here
-    return {k: (state, sec) for k, state, sec in map(_train_one, indices)}, 1
-
-
 def _model_count(n_models, budget_s: float, first_s: float, workers: int) -> int:
     """``n_models`` if given, else the first model plus as many as the rest of the budget allows on ``workers``
     processes at ``first_s`` seconds each, rounded down to even, within [MIN_MODELS, MAX_MODELS]."""
@@ -314,7 +221,7 @@ def _log_normal(x, mu, sigma):
 
 
 def reference_attack(context: AuditContext, *, n_models: int | None = 4, seed: int = 0,
-                     splits=("train", "holdout"), attack: str = "auto", budget_s: float = 60.0,
+                     splits=("train", "holdout"), attack: str = "auto", budget_s: float = 30.0,
                      initialisation: str = "cold", workers: int | None = None) -> ReferenceScores:
     """Membership scores of the records of ``splits`` by reference models trained with ``context.train_fn``
     (see the module docstring): online LiRA's likelihood ratio Λ, or offline LiRA's z.
@@ -400,7 +307,7 @@ def reference_attack(context: AuditContext, *, n_models: int | None = 4, seed: i
         out = _online(phi_ref, phi_target, members, sizes, scored, names, K, seed)
     else:
         out = _offline(phi_ref, phi_target, members, sizes, scored, names, K, seed)
-    out.run = {**run, "seconds": time.perf_counter() - started}
+    out.run = {**run, "variance": out.variance, "seconds": time.perf_counter() - started}
     return out
 
 
@@ -443,4 +350,5 @@ def _online(phi_ref, phi_target, members, sizes, scored, names, K, seed) -> Refe
     return ReferenceScores(scores=scores, phi_target=phi_target, mu_out={s: mu_out[s] for s in names},
                            n_out={s: (~in_mask[s]).sum(axis=0) for s in names}, n_models=K, sigma=sigma_out,
                            seed=seed, in_model=in_mask["train"], attack="online",
-                           mu_in={s: mu_in[s] for s in names}, sigma_in=sigma_in)
+                           mu_in={s: mu_in[s] for s in names}, sigma_in=sigma_in,
+                           variance="per record" if per_record else "pooled")
