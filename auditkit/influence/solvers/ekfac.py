@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import zlib
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -71,7 +72,7 @@ from ..hessian import HessianOperator
 from ..losses import bce, cross_entropy, mse
 from .base import Solver, option, suggest_damping
 
-CURVATURES = ("gauss_newton", "empirical")
+CURVATURES = ("gauss_newton", "empirical", "sampled")
 BASES = ("weighted", "kfac")
 
 
@@ -180,7 +181,7 @@ class _Block:
         """``ã Q`` for a (b, in) without forming ã: ``a Q[:-1] + Q[-1]`` when the bias is in the block."""
         if self.weight and self.bias:
             return (a @ Q[:-1]).add_(Q[-1])             # not addmm: it first copies the broadcast row to every row
-        return a @ Q if self.weight else Q[-1].repeat(a.shape[0], 1)
+        return a @ Q if self.weight else Q[-1].repeat(*a.shape[:-1], 1)
 
     def inputs_gram(self, a: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
         """``Σ_i w_i ã_i ã_iᵀ`` for a (b, in) (w = 1 when None; upper triangle, as ``_gram``)."""
@@ -350,7 +351,9 @@ class EKFACSolver(Solver):
     """Eigenvalue-corrected Kronecker-factored curvature of the Linear and Conv2d layers (float64).
 
     Options: ``curvature`` (``"gauss_newton"``: expectation over the model's predictive distribution;
-    ``"empirical"``: true-label gradients); ``basis`` (``"weighted"`` or ``"kfac"``, EK-FAC only: which
+    ``"empirical"``: true-label gradients; ``"sampled"``: the Gauss–Newton matrix estimated from one random
+    combination ``ξᵀR`` of the rows of Λ's root per record, ξ ~ N(0, I) drawn with ``seed``: unbiased, and one
+    back-propagated cotangent per record instead of K); ``basis`` (``"weighted"`` or ``"kfac"``, EK-FAC only: which
     factors' eigenvectors form the basis, see the module docstring); ``cache_mb`` (memory allowed for the
     training records' per-layer factors kept from the first pass; 0 recomputes them in further passes).
     """
@@ -359,6 +362,7 @@ class EKFACSolver(Solver):
                             "'empirical' (true-label gradients)")
     basis: str = option("weighted", "EK-FAC only: 'weighted' or 'kfac', which factors' eigenvectors form the basis")
     cache_mb: float = option(256.0, "memory (MB) for per-layer factors kept from the first pass; 0 recomputes them")
+    seed: int = option(0, "seed of the random combinations drawn by curvature='sampled'")
     name = "ekfac"
     correct_eigenvalues = True
 
@@ -370,13 +374,19 @@ class EKFACSolver(Solver):
             raise InputError(f"basis={self.basis!r} is not allowed: use one of {', '.join(repr(c) for c in BASES)}")
         if isinstance(self.cache_mb, bool) or not isinstance(self.cache_mb, (int, float)) or not self.cache_mb >= 0:
             raise InputError(f"cache_mb={self.cache_mb!r} is not allowed: it must be a number ≥ 0 (megabytes)")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise InputError(f"seed={self.seed!r} is not allowed: it must be an integer ≥ 0")
 
     # ------------------------------------------------------------------------------- capture by hooks
-    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Tensor, ...]]:
+    def _capture(self, x: torch.Tensor, y: torch.Tensor, need: str = "all") -> dict[str, tuple[torch.Tensor, ...]]:
         """Per layer, float64, from one forward and K backward passes, a ``_Layer``: its inputs a and the
         back-propagated output cotangents J, with the chunk's R and D (``output_directions``). A Linear layer
         with one input vector per record gives a (b, in), J (b, K, out); a Conv2d layer (or a Linear layer
-        applied at T positions of a record) gives a (b, T, in) (image patches: ``unfold``), J (b, K, T, out)."""
+        applied at T positions of a record) gives a (b, T, in) (image patches: ``unfold``), J (b, K, T, out).
+
+        ``need``: ``"all"`` (the Gauss–Newton rows and the true-label gradient), ``"gn"`` (the rows only) or
+        ``"true"`` (the true-label gradient only). When the K basis cotangents are more than what is needed,
+        per-record cotangents are back-propagated instead (``_cotangents``): fewer backward passes."""
         fn, store = self.fn_, {}
 
         def hook_for(name):
@@ -411,10 +421,12 @@ class EKFACSolver(Solver):
             return self._capture(x, y)
         self.graph_needed_ = bool(inner)
         E, R, D = output_directions(fn, outputs, y, empirical=self.curvature == "empirical")
-        K = E.shape[0]
+        cotangents, R, D = self._cotangents(x, outputs, E, R, D, need)
+        K = len(cotangents)
+        shared = K == E.shape[0]                         # the basis E itself, the same for every record
         per_k = []
         for k in range(K):
-            cotangent = E[k].expand_as(outputs)
+            cotangent = cotangents[k]
             grads = [cotangent] * len(pre)
             if inner:
                 with torch.enable_grad():
@@ -435,14 +447,43 @@ class EKFACSolver(Solver):
                 J = J.flatten(3).transpose(2, 3)                               # (b, K, T, out)
             elif a.ndim > 2:                                                   # Linear at several positions
                 a, J = a.reshape(b, -1, a.shape[-1]), J.reshape(b, K, -1, J.shape[-1])
-            out[n] = _Layer(a, J, R, D, K == 1 and pre[i] is outputs and a.ndim == 2)
+            out[n] = _Layer(a, J, R, D, shared and K == 1 and pre[i] is outputs and a.ndim == 2)
         return out
+
+    def _cotangents(self, x, outputs, E, R, D, need: str):
+        """The output cotangents to back-propagate and R, D in their terms (see ``_Layer``). With K basis
+        cotangents E (shared by the records) and K > 1, per-record cotangents are fewer when only the
+        true-label gradient is needed (one: ``D_i E``), for the empirical curvature (one: the true-label
+        gradient is the one row) and for ``curvature="sampled"`` (the row ``ξ_iᵀR_i E``, and ``D_i E`` when
+        ``need="all"``). ξ is drawn from a generator seeded by ``seed`` and the chunk's first record, so a
+        chunk gets the same draws in every pass, wherever it is computed."""
+        K = E.shape[0]
+        rows = None
+        if K > 1 and (need == "true" or self.curvature == "empirical"):
+            rows = [D]
+        elif K > 1 and self.curvature == "sampled":
+            first = x[:1].detach().cpu().contiguous().numpy().tobytes()
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + zlib.crc32(first) + x.shape[0])
+            xi = torch.randn(R.shape[0], R.shape[1], generator=generator, dtype=R.dtype).to(R.device)
+            rows = [(xi[:, None, :] @ R)[:, 0]] + ([] if need == "gn" else [D])
+        if rows is None:
+            return [E[k].expand_as(outputs) for k in range(K)], R, D
+        b, M = D.shape[0], len(rows)
+        ones = D.new_ones(b, 1, 1)
+        if M == 1:           # the one cotangent is the row (or the true-label gradient) itself
+            R, D = (ones, ones[:, 0] if need != "gn" else D.new_zeros(b, 1)) if need != "true" else (
+                D.new_zeros(b, 1, 1), ones[:, 0])
+        else:                # [row, true-label gradient]
+            R = D.new_tensor([1.0, 0.0]).expand(b, 1, 2)
+            D = D.new_tensor([0.0, 1.0]).expand(b, 2)
+        flat = E.reshape(K, -1).to(outputs.dtype)
+        return [(c.to(outputs.dtype) @ flat).reshape(outputs.shape) for c in rows], R, D
 
     def _chunk_statistics(self, x: torch.Tensor, y: torch.Tensor, *, keep: bool):
         """Additive sums of one chunk, per block: A = Σ ããᵀ, S = Σ_c g gᵀ (Σ over positions, S divided by their
         number T), or the weighted A_w = Σ_ic G_icᵀG_ic, S_w = Σ_ic G_ic G_icᵀ of the per-record gradient blocks
         G_ic = Σ_t g_itc ã_itᵀ; and the chunk's per-layer factors when ``keep``."""
-        captured = self._capture(x, y)
+        captured = self._capture(x, y, "all" if keep else "gn")
         sums = []
         weighted = self.correct_eigenvalues and self.basis == "weighted"
         for b in self.blocks_:
@@ -475,7 +516,7 @@ class EKFACSolver(Solver):
     def _chunk_correction(self, x: torch.Tensor, y: torch.Tensor, which: list[int]):
         """Additive sums of one chunk, for the blocks ``which``: ``Σ_ic (Q_Sᵀ G_ic Q_A)²`` (``(Q_Sᵀ g_ic)²
         (Q_Aᵀ ã_i)²ᵀ`` when the gradient is rank-1)."""
-        captured = self._capture(x, y)
+        captured = self._capture(x, y, "gn")
         return [self._projected(self.blocks_[i], self.factors_[i], captured[self.blocks_[i].module_name])[2]
                 for i in which]
 
@@ -646,7 +687,31 @@ class EKFACSolver(Solver):
         """``g_iᵀ H⁻¹ g_i`` for the true-label gradients of a batch, from the rank-1 factors ``g ãᵀ`` of each
         layer (no per-record gradient is formed): ``Σ_oi u_o² v_i² / D_oi`` with u = Q_Sᵀ g, v = Q_Aᵀ ã."""
         with blas_threads() if x.device.type == "cpu" else contextlib.nullcontext():
-            return self._quad_forms_of(self._capture(x, y)).to(self.fn_.dtype)
+            return self._quad_forms_of(self._capture(x, y, "true")).to(self.fn_.dtype)
+
+    def cross_and_quad_forms_of_records(self, x: torch.Tensor, y: torch.Tensor, V: torch.Tensor | None,
+                                        quad: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """For the true-label gradients g_i of a batch, from one capture of the layer factors (no per-record
+        gradient is formed): ``V g_i`` (k, b) for rows V (k, p) (None when V is None), and ``g_iᵀ H⁻¹ g_i``
+        (b,) when ``quad`` (else None). Per block, ``vᵀ g_i = Σ_t g_itᵀ V_b ã_it`` with V_b the block of v as an
+        out × cols matrix: one product ``ã V_bᵀ`` per chunk."""
+        with blas_threads() if x.device.type == "cpu" else contextlib.nullcontext():
+            captured = self._capture(x, y, "true")
+            cross = None
+            if V is not None:
+                Vd = V.to(device=x.device, dtype=torch.float64)
+                cross = Vd.new_zeros(V.shape[0], x.shape[0])
+                for b in self.blocks_:
+                    layer = captured[b.module_name]
+                    Vb = Vd[:, b.index.to(x.device)]                                    # (k, out, cols)
+                    k, out, cols = Vb.shape
+                    g = _combine(layer.D[:, None, :], layer.J)[:, 0]                     # (b, out) or (b, T, out)
+                    T = b.inputs_times(layer.a, Vb.reshape(k * out, cols).T)            # (b, [T,] k·out)
+                    T = T.reshape(*T.shape[:-1], k, out)
+                    cross += (T * g.unsqueeze(-2)).sum(-1).reshape(x.shape[0], -1, k).sum(1).T
+            own = self._quad_forms_of(captured) if quad else None
+        dtype = self.fn_.dtype
+        return None if cross is None else cross.to(dtype), None if own is None else own.to(dtype)
 
     def train_quad_forms(self) -> torch.Tensor | None:
         """``g_jᵀ H⁻¹ g_j`` of every training record, in order, when ``fit`` kept their factors (else None)."""
