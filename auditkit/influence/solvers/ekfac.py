@@ -73,6 +73,7 @@ from ..losses import bce, cross_entropy, mse
 from .base import Solver, option, suggest_damping
 
 CURVATURES = ("gauss_newton", "empirical", "sampled")
+PRECISIONS = ("float64", "engine")
 BASES = ("weighted", "kfac")
 
 
@@ -107,9 +108,10 @@ def _combine(C: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
 @functools.cache
 def _blas():
     """SciPy's ``dsyrk`` and a controller of its BLAS threads (imported once, on first use)."""
-    from scipy.linalg.blas import dsyrk, dtrmm
+    from scipy.linalg.blas import dsyrk, dtrmm, ssyrk, strmm
     from threadpoolctl import ThreadpoolController
-    return dsyrk, ThreadpoolController(), dtrmm
+    return {torch.float64: dsyrk, torch.float32: ssyrk}, ThreadpoolController(), {torch.float64: dtrmm,
+                                                                                    torch.float32: strmm}
 
 
 def blas_threads():
@@ -119,20 +121,21 @@ def blas_threads():
 
 def _gram(x: torch.Tensor) -> torch.Tensor:
     """``xᵀx`` (d, d) for x (m, d), **upper triangle** (the lower one may be zero: the sums of statistics
-    are read with ``eigh(UPLO="U")``). On the CPU in float64 by the symmetric rank-k update ``dsyrk`` (one
+    are read with ``eigh(UPLO="U")``). On the CPU by the symmetric rank-k update ``dsyrk`` (``ssyrk``) (one
     triangle: half the flops of a general product); elsewhere, or for d < 16, by matmul."""
-    if x.device.type != "cpu" or x.dtype != torch.float64 or x.shape[1] < 16:
+    if x.device.type != "cpu" or x.dtype not in (torch.float64, torch.float32) or x.shape[1] < 16:
         return x.T @ x
-    dsyrk = _blas()[0]
+    dsyrk = _blas()[0][x.dtype]
     return torch.from_numpy(dsyrk(1.0, x.detach().contiguous().numpy().T, trans=0))     # (xᵀ)(xᵀ)ᵀ
 
 
 def _times_lower(x: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
     """``x L`` for x (m, d) and a lower-triangular L (d, d). On the CPU in float64 by the triangular product
     ``dtrmm`` (half the flops of a general product); elsewhere by matmul."""
-    if x.device.type != "cpu" or x.dtype != torch.float64:
+    L = L.to(x.dtype)
+    if x.device.type != "cpu" or x.dtype not in (torch.float64, torch.float32):
         return x @ L
-    dtrmm = _blas()[2]
+    dtrmm = _blas()[2][x.dtype]
     # (Lᵀ xᵀ)ᵀ: xᵀ is x's memory read in Fortran order
     lower, xt = L.detach().contiguous().numpy(), x.detach().contiguous().numpy().T
     return torch.from_numpy(dtrmm(1.0, lower, xt, side=0, lower=1, trans_a=1)).T
@@ -203,12 +206,12 @@ class _Block:
         """``‖ã_iᵀ L‖²`` per record for a (b, in), from ``lower_parts(L)``, without forming ã."""
         L11, twice_last, constant = parts
         if L11 is None:
-            return constant.repeat(a.shape[0])
+            return constant.to(a.dtype).repeat(a.shape[0])
         z = _times_lower(a, L11)
         q = (z * z).sum(1)
         if twice_last is not None:
-            q.add_(z @ twice_last)
-        return q.add_(constant)
+            q.add_(z @ twice_last.to(z.dtype))
+        return q.add_(constant.to(z.dtype))
 
     def inputs_squared_norm(self, a: torch.Tensor) -> torch.Tensor:
         """``‖ã_i‖²`` per record for a (b, in)."""
@@ -353,7 +356,9 @@ class EKFACSolver(Solver):
     Options: ``curvature`` (``"gauss_newton"``: expectation over the model's predictive distribution;
     ``"empirical"``: true-label gradients; ``"sampled"``: the Gauss–Newton matrix estimated from one random
     combination ``ξᵀR`` of the rows of Λ's root per record, ξ ~ N(0, I) drawn with ``seed``: unbiased, and one
-    back-propagated cotangent per record instead of K); ``basis`` (``"weighted"`` or ``"kfac"``, EK-FAC only: which
+    back-propagated cotangent per record instead of K); ``precision`` (``"float64"``, or ``"engine"``: the
+    per-record products in the engine's dtype, the sums of statistics and the eigendecompositions in float64);
+    ``basis`` (``"weighted"`` or ``"kfac"``, EK-FAC only: which
     factors' eigenvectors form the basis, see the module docstring); ``cache_mb`` (memory allowed for the
     training records' per-layer factors kept from the first pass; 0 recomputes them in further passes).
     """
@@ -363,6 +368,9 @@ class EKFACSolver(Solver):
     basis: str = option("weighted", "EK-FAC only: 'weighted' or 'kfac', which factors' eigenvectors form the basis")
     cache_mb: float = option(256.0, "memory (MB) for per-layer factors kept from the first pass; 0 recomputes them")
     seed: int = option(0, "seed of the random combinations drawn by curvature='sampled'")
+    precision: str = option("float64", "'float64' (every product in float64) or 'engine' (per-record products in "
+                            "the engine's dtype, e.g. float32: about twice as fast; sums and eigendecompositions "
+                            "stay float64)")
     name = "ekfac"
     correct_eigenvalues = True
 
@@ -374,6 +382,9 @@ class EKFACSolver(Solver):
             raise InputError(f"basis={self.basis!r} is not allowed: use one of {', '.join(repr(c) for c in BASES)}")
         if isinstance(self.cache_mb, bool) or not isinstance(self.cache_mb, (int, float)) or not self.cache_mb >= 0:
             raise InputError(f"cache_mb={self.cache_mb!r} is not allowed: it must be a number ≥ 0 (megabytes)")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"precision={self.precision!r} is not allowed: use one of "
+                             f"{', '.join(repr(c) for c in PRECISIONS)}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise InputError(f"seed={self.seed!r} is not allowed: it must be an integer ≥ 0")
 
@@ -435,12 +446,13 @@ class EKFACSolver(Solver):
                 for i, g in zip(inner, found, strict=True):
                     grads[i] = g
             per_k.append(grads)
-        R, D = R.double(), D.double()
+        work = self._work_dtype()
+        R, D = R.to(work), D.to(work)
         out = {}
         for i, n in enumerate(names):
             parts = [pre[i].new_zeros(pre[i].shape) if g[i] is None else g[i] for g in per_k]
-            J = (parts[0].unsqueeze(1) if K == 1 else torch.stack(parts, dim=1)).double()  # (b, K, *layer output)
-            a, b = store[n][0].detach().double(), J.shape[0]
+            J = (parts[0].unsqueeze(1) if K == 1 else torch.stack(parts, dim=1)).to(work)  # (b, K, *layer output)
+            a, b = store[n][0].detach().to(work), J.shape[0]
             module = self.modules_[n]
             if isinstance(module, nn.Conv2d):
                 a = _patches(module, a).transpose(1, 2)                        # (b, T, C·kh·kw)
@@ -449,6 +461,10 @@ class EKFACSolver(Solver):
                 a, J = a.reshape(b, -1, a.shape[-1]), J.reshape(b, K, -1, J.shape[-1])
             out[n] = _Layer(a, J, R, D, shared and K == 1 and pre[i] is outputs and a.ndim == 2)
         return out
+
+    def _work_dtype(self) -> torch.dtype:
+        """The dtype of the per-record products: float64, or the engine's with ``precision="engine"``."""
+        return self.fn_.dtype if self.precision == "engine" else torch.float64
 
     def _cotangents(self, x, outputs, E, R, D, need: str):
         """The output cotangents to back-propagate and R, D in their terms (see ``_Layer``). With K basis
@@ -511,13 +527,14 @@ class EKFACSolver(Solver):
                 sums.append((torch.einsum("broc,brod->cd", G, G), torch.einsum("broc,brpc->op", G, G)))
             else:
                 sums.append((_gram(a.flatten(0, 1)), _gram(gn.flatten(0, 2)) / a.shape[1]))
+        sums = [(A.double(), S.double()) for A, S in sums]                  # summed over chunks in float64
         return sums, (captured if keep else None)
 
     def _chunk_correction(self, x: torch.Tensor, y: torch.Tensor, which: list[int]):
         """Additive sums of one chunk, for the blocks ``which``: ``Σ_ic (Q_Sᵀ G_ic Q_A)²`` (``(Q_Sᵀ g_ic)²
         (Q_Aᵀ ã_i)²ᵀ`` when the gradient is rank-1)."""
         captured = self._capture(x, y, "gn")
-        return [self._projected(self.blocks_[i], self.factors_[i], captured[self.blocks_[i].module_name])[2]
+        return [self._projected(self.blocks_[i], self.factors_[i], captured[self.blocks_[i].module_name])[2].double()
                 for i in which]
 
     def _projected(self, block, factors, layer, *, correct: bool = True
@@ -527,7 +544,7 @@ class EKFACSolver(Solver):
         ``((Q_Sᵀ G Q_A)², None, ·)`` (b, out, cols); and (EK-FAC) the chunk's correction sum. The K
         back-propagated cotangents are projected once; g and every root row g_c are combinations of them.
         ``correct=False`` leaves the correction out (None)."""
-        QS, QA = factors[0], factors[1]
+        QS, QA = factors[0].to(layer.a.dtype), factors[1].to(layer.a.dtype)
         correct = correct and self.correct_eigenvalues
         J, R, D = layer.J, layer.R, layer.D
         if layer.a.ndim == 2:
@@ -554,6 +571,7 @@ class EKFACSolver(Solver):
     def _quad_form(projected, D: torch.Tensor) -> torch.Tensor:
         """``Σ_oi P_oi² / D_oi`` per record from ``_projected`` (``Σ_oi u_o² v_i² / D_oi`` when rank-1)."""
         v2, u2, _ = projected
+        D = D.to(v2.dtype)
         return ((u2 @ (1.0 / D)) * v2).sum(1) if u2 is not None else (v2 / D).sum((1, 2))
 
     def _block_quad_form(self, i: int, layer: _Layer, projected=None) -> torch.Tensor:
@@ -594,7 +612,10 @@ class EKFACSolver(Solver):
         self.direct_ = all(t.dtype == fn.dtype and t.device == fn.device for t in tensors)
         n = hessian.n
         probe = self._capture(*hessian.records.head(2, dtype=hessian.dtype, device=hessian.device))
-        per_record = 8 * sum(t[:1].numel() for layer in probe.values() for t in layer[:2])
+        # a record's kept a and J, and its projections (v², u²) made from them
+        per_record = torch.finfo(self._work_dtype()).bits // 8 * (
+            sum(t[:1].numel() for layer in probe.values() for t in layer[:2])
+            + sum(sum(b.index.shape) if probe[b.module_name].a.ndim == 2 else b.index.numel() for b in self.blocks_))
         # keep the training records' factors when they fit the cache and the chunks are computed here
         # (on a cluster the factors stay on the workers: sums travel back, not per-record tensors)
         keep = hessian.in_process and self.cache_mb * 2 ** 20 >= n * per_record
@@ -620,7 +641,7 @@ class EKFACSolver(Solver):
         # and its quadratic forms are D_i² ‖ã_iᵀL‖² (``_fixed_lower``)
         fixed = [probe[b.module_name].fixed and (not self.correct_eigenvalues or self.basis == "weighted")
                  for b in self.blocks_]
-        directions = [probe[b.module_name].J[0, 0].to(hessian.device) if f else None
+        directions = [probe[b.module_name].J[0, 0].to(hessian.device, torch.float64) if f else None
                       for b, f in zip(self.blocks_, fixed, strict=True)]
         self.factors_, eigenvalues = [], []
         for A, S in sums:
@@ -637,7 +658,7 @@ class EKFACSolver(Solver):
             diag = [None] * len(self.blocks_)
             if general and keep:
                 for i in general:
-                    diag[i] = sum(chunk[i][2] for chunk in projected)
+                    diag[i] = sum(chunk[i][2].double() for chunk in projected)
             elif general:
                 parts = hessian.sum_chunks(functools.partial(self._chunk_correction, which=general))
                 for i, d in zip(general, parts, strict=True):
@@ -699,7 +720,7 @@ class EKFACSolver(Solver):
             captured = self._capture(x, y, "true")
             cross = None
             if V is not None:
-                Vd = V.to(device=x.device, dtype=torch.float64)
+                Vd = V.to(device=x.device, dtype=self._work_dtype())
                 cross = Vd.new_zeros(V.shape[0], x.shape[0])
                 for b in self.blocks_:
                     layer = captured[b.module_name]
