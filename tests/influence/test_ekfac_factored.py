@@ -121,3 +121,20 @@ def test_engine_precision_agrees_with_float64_on_a_float32_model(arch, classes, 
         results.append((e.self_influence(), out.measures[0], out.test))
     for wide, narrow in zip(*results, strict=True):
         np.testing.assert_allclose(narrow, wide, rtol=2e-4, atol=2e-5 * np.abs(wide).max())
+
+
+def test_kept_factors_merged_into_several_groups_give_the_same_results(monkeypatch):
+    """The kept chunks are merged into groups of about ``GROUP`` records before their products: with groups of
+    60 records (chunks of 50: uneven groups) the results equal those of one group."""
+    from auditkit.influence.solvers import ekfac
+    model, shape = _model("mlp", 3)
+    X, y = _data(shape, 3)
+    results = []
+    for group in (4096, 60):
+        monkeypatch.setattr(ekfac, "GROUP", group)
+        for curvature in ("gauss_newton", "sampled"):
+            e = ak.InfluenceEngine(model, "cross_entropy", l2=0.05, method="ekfac", curvature=curvature,
+                                   chunk_size=50).fit(X, y)
+            results.append(e.self_influence())
+    np.testing.assert_allclose(results[2], results[0], rtol=1e-10)
+    np.testing.assert_allclose(results[3], results[1], rtol=1e-10)

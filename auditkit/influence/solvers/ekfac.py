@@ -99,6 +99,12 @@ def _combine(C: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
     """``Σ_k C[:, m, k] U[:, k]`` per record: C (b, m, K), U (b, K, ...) → (b, m, ...). Few K (the usual case:
     K = 1 for two classes) by broadcasting, which is far cheaper than b tiny batched matrix products."""
     b, m, K = C.shape
+    if b > 1 and C.stride(0) == 0:                     # one combination for every record (per-record cotangents)
+        c = C[0]
+        if m == 1 and int((c != 0).sum()) == 1 and float(c.max()) == 1.0:
+            k = int(c.argmax())
+            return U[:, k:k + 1]                       # a selection: a view, nothing computed
+        return torch.einsum("mk,bk...->bm...", c, U)
     if K > 8:
         return (C @ U.reshape(b, K, -1)).reshape(b, m, *U.shape[2:])
     Cx = C.reshape(b, m, K, *([1] * (U.ndim - 2)))
@@ -165,6 +171,27 @@ def _squared(t: torch.Tensor) -> torch.Tensor:
 def _times(T: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
     """``T @ Q`` for T (..., n) and one matrix Q (n, m), as a single 2-D product."""
     return (T.reshape(-1, T.shape[-1]) @ Q).reshape(*T.shape[:-1], Q.shape[1])
+
+
+GROUP = 4096     # records whose kept factors are merged into one group of products (see ``EKFACSolver._fit``)
+
+
+def _stacked(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """The records of several chunks in one tensor; coefficients that are the same for every record (expanded,
+    stride 0: see ``_combine``) stay expanded."""
+    first = tensors[0]
+    total = sum(t.shape[0] for t in tensors)
+    if all(t.stride(0) == 0 or t.shape[0] == 1 for t in tensors) and first.shape[0] > 1 and first.stride(0) == 0:
+        return first[:1].expand(total, *first.shape[1:])
+    return torch.cat(tensors) if len(tensors) > 1 else first
+
+
+def _merge(chunks: list[dict]) -> dict:
+    """Captured layer factors (``_Layer`` per layer name) of consecutive chunks as those of one group."""
+    if len(chunks) == 1:
+        return chunks[0]
+    return {name: _Layer(*(_stacked([c[name][f] for c in chunks]) for f in range(4)), chunks[0][name].fixed)
+            for name in chunks[0]}
 
 
 class _Block:
@@ -447,7 +474,7 @@ class EKFACSolver(Solver):
                     grads[i] = g
             per_k.append(grads)
         work = self._work_dtype()
-        R, D = R.to(work), D.to(work)
+        R, D = (t if t.dtype == work else t.to(work) for t in (R, D))
         out = {}
         for i, n in enumerate(names):
             parts = [pre[i].new_zeros(pre[i].shape) if g[i] is None else g[i] for g in per_k]
@@ -485,13 +512,14 @@ class EKFACSolver(Solver):
         if rows is None:
             return [E[k].expand_as(outputs) for k in range(K)], R, D
         b, M = D.shape[0], len(rows)
-        ones = D.new_ones(b, 1, 1)
+        work = self._work_dtype()
+        # the same coefficients for every record: expanded (stride 0), which ``_combine`` reads as a selection
+        one, zero = D.new_ones((), dtype=work).expand(b, 1, 1), D.new_zeros((), dtype=work).expand(b, 1, 1)
         if M == 1:           # the one cotangent is the row (or the true-label gradient) itself
-            R, D = (ones, ones[:, 0] if need != "gn" else D.new_zeros(b, 1)) if need != "true" else (
-                D.new_zeros(b, 1, 1), ones[:, 0])
+            R, D = (zero, one[:, 0]) if need == "true" else (one, zero[:, 0] if need == "gn" else one[:, 0])
         else:                # [row, true-label gradient]
-            R = D.new_tensor([1.0, 0.0]).expand(b, 1, 2)
-            D = D.new_tensor([0.0, 1.0]).expand(b, 2)
+            R = D.new_tensor([1.0, 0.0], dtype=work).expand(b, 1, 2)
+            D = D.new_tensor([0.0, 1.0], dtype=work).expand(b, 2)
         flat = E.reshape(K, -1).to(outputs.dtype)
         return [(c.to(outputs.dtype) @ flat).reshape(outputs.shape) for c in rows], R, D
 
@@ -500,6 +528,10 @@ class EKFACSolver(Solver):
         number T), or the weighted A_w = Σ_ic G_icᵀG_ic, S_w = Σ_ic G_ic G_icᵀ of the per-record gradient blocks
         G_ic = Σ_t g_itc ã_itᵀ; and the chunk's per-layer factors when ``keep``."""
         captured = self._capture(x, y, "all" if keep else "gn")
+        return self._statistics(captured), (captured if keep else None)
+
+    def _statistics(self, captured) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The sums of ``_chunk_statistics`` from captured layer factors (of one chunk or of several merged)."""
         sums = []
         weighted = self.correct_eigenvalues and self.basis == "weighted"
         for b in self.blocks_:
@@ -527,8 +559,7 @@ class EKFACSolver(Solver):
                 sums.append((torch.einsum("broc,brod->cd", G, G), torch.einsum("broc,brpc->op", G, G)))
             else:
                 sums.append((_gram(a.flatten(0, 1)), _gram(gn.flatten(0, 2)) / a.shape[1]))
-        sums = [(A.double(), S.double()) for A, S in sums]                  # summed over chunks in float64
-        return sums, (captured if keep else None)
+        return sums
 
     def _chunk_correction(self, x: torch.Tensor, y: torch.Tensor, which: list[int]):
         """Additive sums of one chunk, for the blocks ``which``: ``Σ_ic (Q_Sᵀ G_ic Q_A)²`` (``(Q_Sᵀ g_ic)²
@@ -572,7 +603,9 @@ class EKFACSolver(Solver):
         """``Σ_oi P_oi² / D_oi`` per record from ``_projected`` (``Σ_oi u_o² v_i² / D_oi`` when rank-1)."""
         v2, u2, _ = projected
         D = D.to(v2.dtype)
-        return ((u2 @ (1.0 / D)) * v2).sum(1) if u2 is not None else (v2 / D).sum((1, 2))
+        if u2 is None:
+            return (v2 / D).sum((1, 2))
+        return ((u2 @ (1.0 / D))[:, None, :] @ v2[:, :, None])[:, 0, 0]      # row-wise dots, no (b, cols) temporary
 
     def _block_quad_form(self, i: int, layer: _Layer, projected=None) -> torch.Tensor:
         """Block i's ``g_iᵀ H⁻¹ g_i`` per record of a captured layer: ``D_i² ‖ã_iᵀ L‖²`` for a block with a
@@ -621,20 +654,35 @@ class EKFACSolver(Solver):
         keep = hessian.in_process and self.cache_mb * 2 ** 20 >= n * per_record
         kept = []
         if keep:
-            sums = None
-            done = 0
-            for part, captured in hessian.map_chunks(lambda x, y: self._chunk_statistics(x, y, keep=True)):
-                if sums is None:
-                    sums = part
+            # the chunks' factors are merged into groups of about GROUP records before the statistics and, later,
+            # the projections are computed: fewer, larger products (the chunks are what one pass computes)
+            sums, pending, done = None, [], 0
+
+            def flush():
+                nonlocal sums
+                merged = _merge(pending)
+                pending.clear()
+                kept.append(merged)
+                part = self._statistics(merged)
+                if sums is None:                                           # summed over groups in float64
+                    sums = [(A.double(), S.double()) for A, S in part]
                 else:
                     for (A, S), (a, s) in zip(sums, part, strict=True):
-                        A += a
-                        S += s
-                kept.append(captured)
-                done += next(iter(captured.values())).a.shape[0]
+                        A += a.double()
+                        S += s.double()
+
+            for captured in hessian.map_chunks(lambda x, y: self._capture(x, y, "all")):
+                pending.append(captured)
+                b = next(iter(captured.values())).a.shape[0]
+                done += b
+                if sum(next(iter(c.values())).a.shape[0] for c in pending) >= GROUP:
+                    flush()
                 hessian.report(done)
+            if pending:
+                flush()
         else:
-            sums = hessian.sum_chunks(lambda x, y: self._chunk_statistics(x, y, keep=False)[0])
+            sums = hessian.sum_chunks(lambda x, y: [(A.double(), S.double())
+                                                    for A, S in self._chunk_statistics(x, y, keep=False)[0]])
         # a block whose layer has a fixed output direction e (the model's output layer, K = 1: a logistic
         # regression) needs no projection of its records: for the weighted basis its corrected diagonal is
         # (Q_Sᵀe)² eaᵀ / ‖e‖² (A_w = ‖e‖² Σ_i ρ_i ã_iã_iᵀ, ρ_i = Σ_c R_ic², is diagonal in Q_A), K-FAC has none,
@@ -658,7 +706,9 @@ class EKFACSolver(Solver):
             diag = [None] * len(self.blocks_)
             if general and keep:
                 for i in general:
-                    diag[i] = sum(chunk[i][2].double() for chunk in projected)
+                    diag[i] = torch.zeros_like(projected[0][i][2], dtype=torch.float64)
+                    for chunk in projected:
+                        diag[i] += chunk[i][2]
             elif general:
                 parts = hessian.sum_chunks(functools.partial(self._chunk_correction, which=general))
                 for i, d in zip(general, parts, strict=True):
