@@ -18,11 +18,15 @@ epochs in batches of ``--batch``; the influence passes use the same chunk size.
 
 - one training epoch (forward, backward and optimizer step over every record, on a copy of the model), two
   right before and two right after auditkit's influence computation: the ratio uses the median of the four;
-- auditkit: ``InfluenceEngine(method="ekfac", curvature="sampled")``: ``fit`` + ``self_influence()`` of
-  every training record, then ``influence_on`` of the group loss gap (mean loss of group 1 minus group 0 on
-  the held-out records). ``curvature="sampled"`` estimates the Gauss–Newton factors from one random
-  combination of the rows of each record's Λ root (one back-propagated cotangent per record, as Kronfluence
-  samples one label); the cross terms and quad forms come from layer factors, no per-record gradient.
+- auditkit: ``InfluenceEngine(method="ekfac", curvature="sampled", precision="engine", cache_mb=4096)``:
+  ``fit`` + ``self_influence()`` of every training record, then ``influence_on`` of the group loss gap (mean
+  loss of group 1 minus group 0 on the held-out records). ``curvature="sampled"`` estimates the Gauss–Newton
+  factors from one random combination of the rows of each record's Λ root (one back-propagated cotangent per
+  record, as Kronfluence samples one label); ``precision="engine"``: the per-record products in float32 (the
+  model's dtype), sums and eigendecompositions in float64; ``cache_mb=4096``: the per-layer factors of the
+  100,000 records (about 3.2 GB) are kept from the one pass of ``fit``, so the eigenvalue correction and the
+  self-influence need no further pass. The cross terms and quad forms come from layer factors: no per-record
+  gradient of the whole model is formed.
 - Kronfluence 1.0.1 (EK-FAC, ``fit_all_factors`` then ``compute_self_scores``; damping = ``L2``, the same
   shift of the eigenvalues as auditkit's l2; labels sampled from the model for its factors; its default
   float32 arithmetic, which is its fastest). Kronfluence forms every record's gradient of every layer
@@ -398,6 +402,12 @@ def markdown(r: dict) -> str:
             row("**Kronfluence fit + self-influence of every record**", k["total_all_wall_s_extrapolated"], None,
                 "a lower bound: its lambda saw only a subsample"),
         ]
+    lines += ["", "Timings come from a machine shared with other jobs: consecutive epochs differed by up to "
+              f"{max(ep['wall_s_each']) / min(ep['wall_s_each']):.1f}× here, so the ratios move from run to run "
+              "(the CPU-time ratio is given too). Arithmetic per record, estimated from the layer sizes: an epoch "
+              "(forward, backward) 6.4 MFLOP; EK-FAC's fit about 18 MFLOP (forward 2.1, two backward passes to the "
+              "layer outputs 1.1, Gram matrices 2.8, projections in the eigenbases 7.9, eigenvalue correction 2.1, "
+              "quad forms 2.1), a floor of about 2.9× one epoch at equal efficiency."]
     verdict_epoch = "PASS" if a["fit_self_over_epoch_wall"] <= 4 else "FAIL"
     lines += ["", "## Verdicts (issue 19)", "",
               f"- Self-influence of every record (fit included) in {a['fit_self_over_epoch_wall']:.2f}× one epoch "
@@ -433,7 +443,8 @@ def markdown(r: dict) -> str:
                   f"damping {s['damping']:g}. Reference: `method='pcg'` (block CG preconditioned by EK-FAC, "
                   f"relative residual reached {s['pcg']['residual_self_influence']:.2g} for the self-influence of "
                   f"{s['records']} random records and {s['pcg']['residual_group_gap']:.2g} for the group gap; "
-                  f"{s['pcg']['wall_s']:.0f} s).",
+                  f"{s['pcg']['wall_s']:.0f} s; tol {s['pcg']['tol']:g}, at most {s['pcg']['max_iter']} iterations). "
+                  "This part ran in a process of its own after the timed run (`--only-accuracy`).",
                   "",
                   "| EK-FAC curvature | self-influence Pearson | Spearman | median EK-FAC / PCG "
                   "| group-gap attribution (every record) Pearson | Spearman | wall s |",
