@@ -101,7 +101,13 @@ class ChunkKernel:
 def pass_chunk(x: torch.Tensor, y: torch.Tensor, kernel: ChunkKernel, V: torch.Tensor | None,
                curvature: int | None) -> tuple[np.ndarray | None, np.ndarray | None]:
     """One chunk of a streamed pass: ``(1/n) V Gᵀ`` (k, b) for the chunk's per-record gradients G (None when
-    V is None) and its records' quad forms with ``curvature`` (None: not wanted; see ``ChunkKernel``)."""
+    V is None) and its records' quad forms with ``curvature`` (None: not wanted; see ``ChunkKernel``). A solver
+    with ``cross_and_quad_forms_of_records`` (EK-FAC, K-FAC) gives both from layer factors, without per-record
+    gradients."""
+    factored = getattr(kernel.solver, "cross_and_quad_forms_of_records", None)
+    if factored is not None and curvature in (None, 0):
+        cross, own = factored(x, y, V, curvature == 0)
+        return tuple(None if t is None else (t / kernel.n).double().cpu().numpy() for t in (cross, own))
     need_grads = V is not None or (curvature is not None and not (curvature == 0 and kernel.factors))
     G = kernel.fn.per_record_grads(x, y) if need_grads else None
     cross = None if V is None else (V @ G.T / kernel.n).double().cpu().numpy()

@@ -247,9 +247,12 @@ def test_ekfac_refuses_a_singular_factor_and_suggests_damping(heart):
 
 
 @pytest.mark.parametrize("kw, message", [
-    ({"curvature": "fisher"}, "curvature='fisher' is not allowed: use one of 'gauss_newton', 'empirical'"),
+    ({"curvature": "fisher"}, "curvature='fisher' is not allowed: use one of 'gauss_newton', 'empirical', "
+                              "'sampled'"),
     ({"rank": 5}, "option(s) ['rank'] are not known to method='ekfac': allowed options are ['curvature', 'basis', "
-                  "'cache_mb']"),
+                  "'cache_mb', 'seed', 'precision']"),
+    ({"seed": -1}, "seed=-1 is not allowed: it must be an integer ≥ 0"),
+    ({"precision": "half"}, "precision='half' is not allowed: use one of 'float64', 'engine'"),
     ({"basis": "fisher"}, "basis='fisher' is not allowed: use one of 'weighted', 'kfac'"),
     ({"cache_mb": -1}, "cache_mb=-1 is not allowed: it must be a number ≥ 0 (megabytes)"),
 ])

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import zlib
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -71,7 +72,8 @@ from ..hessian import HessianOperator
 from ..losses import bce, cross_entropy, mse
 from .base import Solver, option, suggest_damping
 
-CURVATURES = ("gauss_newton", "empirical")
+CURVATURES = ("gauss_newton", "empirical", "sampled")
+PRECISIONS = ("float64", "engine")
 BASES = ("weighted", "kfac")
 
 
@@ -97,6 +99,12 @@ def _combine(C: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
     """``Σ_k C[:, m, k] U[:, k]`` per record: C (b, m, K), U (b, K, ...) → (b, m, ...). Few K (the usual case:
     K = 1 for two classes) by broadcasting, which is far cheaper than b tiny batched matrix products."""
     b, m, K = C.shape
+    if b > 1 and C.stride(0) == 0:                     # one combination for every record (per-record cotangents)
+        c = C[0]
+        if m == 1 and int((c != 0).sum()) == 1 and float(c.max()) == 1.0:
+            k = int(c.argmax())
+            return U[:, k:k + 1]                       # a selection: a view, nothing computed
+        return torch.einsum("mk,bk...->bm...", c, U)
     if K > 8:
         return (C @ U.reshape(b, K, -1)).reshape(b, m, *U.shape[2:])
     Cx = C.reshape(b, m, K, *([1] * (U.ndim - 2)))
@@ -106,9 +114,10 @@ def _combine(C: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
 @functools.cache
 def _blas():
     """SciPy's ``dsyrk`` and a controller of its BLAS threads (imported once, on first use)."""
-    from scipy.linalg.blas import dsyrk, dtrmm
+    from scipy.linalg.blas import dsyrk, dtrmm, ssyrk, strmm
     from threadpoolctl import ThreadpoolController
-    return dsyrk, ThreadpoolController(), dtrmm
+    return {torch.float64: dsyrk, torch.float32: ssyrk}, ThreadpoolController(), {torch.float64: dtrmm,
+                                                                                    torch.float32: strmm}
 
 
 def blas_threads():
@@ -118,20 +127,21 @@ def blas_threads():
 
 def _gram(x: torch.Tensor) -> torch.Tensor:
     """``xᵀx`` (d, d) for x (m, d), **upper triangle** (the lower one may be zero: the sums of statistics
-    are read with ``eigh(UPLO="U")``). On the CPU in float64 by the symmetric rank-k update ``dsyrk`` (one
+    are read with ``eigh(UPLO="U")``). On the CPU by the symmetric rank-k update ``dsyrk`` (``ssyrk``) (one
     triangle: half the flops of a general product); elsewhere, or for d < 16, by matmul."""
-    if x.device.type != "cpu" or x.dtype != torch.float64 or x.shape[1] < 16:
+    if x.device.type != "cpu" or x.dtype not in (torch.float64, torch.float32) or x.shape[1] < 16:
         return x.T @ x
-    dsyrk = _blas()[0]
+    dsyrk = _blas()[0][x.dtype]
     return torch.from_numpy(dsyrk(1.0, x.detach().contiguous().numpy().T, trans=0))     # (xᵀ)(xᵀ)ᵀ
 
 
 def _times_lower(x: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
     """``x L`` for x (m, d) and a lower-triangular L (d, d). On the CPU in float64 by the triangular product
     ``dtrmm`` (half the flops of a general product); elsewhere by matmul."""
-    if x.device.type != "cpu" or x.dtype != torch.float64:
+    L = L.to(x.dtype)
+    if x.device.type != "cpu" or x.dtype not in (torch.float64, torch.float32):
         return x @ L
-    dtrmm = _blas()[2]
+    dtrmm = _blas()[2][x.dtype]
     # (Lᵀ xᵀ)ᵀ: xᵀ is x's memory read in Fortran order
     lower, xt = L.detach().contiguous().numpy(), x.detach().contiguous().numpy().T
     return torch.from_numpy(dtrmm(1.0, lower, xt, side=0, lower=1, trans_a=1)).T
@@ -163,6 +173,27 @@ def _times(T: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
     return (T.reshape(-1, T.shape[-1]) @ Q).reshape(*T.shape[:-1], Q.shape[1])
 
 
+GROUP = 4096     # records whose kept factors are merged into one group of products (see ``EKFACSolver._fit``)
+
+
+def _stacked(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """The records of several chunks in one tensor; coefficients that are the same for every record (expanded,
+    stride 0: see ``_combine``) stay expanded."""
+    first = tensors[0]
+    total = sum(t.shape[0] for t in tensors)
+    if all(t.stride(0) == 0 or t.shape[0] == 1 for t in tensors) and first.shape[0] > 1 and first.stride(0) == 0:
+        return first[:1].expand(total, *first.shape[1:])
+    return torch.cat(tensors) if len(tensors) > 1 else first
+
+
+def _merge(chunks: list[dict]) -> dict:
+    """Captured layer factors (``_Layer`` per layer name) of consecutive chunks as those of one group."""
+    if len(chunks) == 1:
+        return chunks[0]
+    return {name: _Layer(*(_stacked([c[name][f] for c in chunks]) for f in range(4)), chunks[0][name].fixed)
+            for name in chunks[0]}
+
+
 class _Block:
     """One Kronecker block: a Linear layer's weight and/or bias, at positions ``index`` (out, cols) of θ."""
 
@@ -180,7 +211,7 @@ class _Block:
         """``ã Q`` for a (b, in) without forming ã: ``a Q[:-1] + Q[-1]`` when the bias is in the block."""
         if self.weight and self.bias:
             return (a @ Q[:-1]).add_(Q[-1])             # not addmm: it first copies the broadcast row to every row
-        return a @ Q if self.weight else Q[-1].repeat(a.shape[0], 1)
+        return a @ Q if self.weight else Q[-1].repeat(*a.shape[:-1], 1)
 
     def inputs_gram(self, a: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
         """``Σ_i w_i ã_i ã_iᵀ`` for a (b, in) (w = 1 when None; upper triangle, as ``_gram``)."""
@@ -202,12 +233,12 @@ class _Block:
         """``‖ã_iᵀ L‖²`` per record for a (b, in), from ``lower_parts(L)``, without forming ã."""
         L11, twice_last, constant = parts
         if L11 is None:
-            return constant.repeat(a.shape[0])
+            return constant.to(a.dtype).repeat(a.shape[0])
         z = _times_lower(a, L11)
         q = (z * z).sum(1)
         if twice_last is not None:
-            q.add_(z @ twice_last)
-        return q.add_(constant)
+            q.add_(z @ twice_last.to(z.dtype))
+        return q.add_(constant.to(z.dtype))
 
     def inputs_squared_norm(self, a: torch.Tensor) -> torch.Tensor:
         """``‖ã_i‖²`` per record for a (b, in)."""
@@ -350,7 +381,11 @@ class EKFACSolver(Solver):
     """Eigenvalue-corrected Kronecker-factored curvature of the Linear and Conv2d layers (float64).
 
     Options: ``curvature`` (``"gauss_newton"``: expectation over the model's predictive distribution;
-    ``"empirical"``: true-label gradients); ``basis`` (``"weighted"`` or ``"kfac"``, EK-FAC only: which
+    ``"empirical"``: true-label gradients; ``"sampled"``: the Gauss–Newton matrix estimated from one random
+    combination ``ξᵀR`` of the rows of Λ's root per record, ξ ~ N(0, I) drawn with ``seed``: unbiased, and one
+    back-propagated cotangent per record instead of K); ``precision`` (``"float64"``, or ``"engine"``: the
+    per-record products in the engine's dtype, the sums of statistics and the eigendecompositions in float64);
+    ``basis`` (``"weighted"`` or ``"kfac"``, EK-FAC only: which
     factors' eigenvectors form the basis, see the module docstring); ``cache_mb`` (memory allowed for the
     training records' per-layer factors kept from the first pass; 0 recomputes them in further passes).
     """
@@ -359,6 +394,10 @@ class EKFACSolver(Solver):
                             "'empirical' (true-label gradients)")
     basis: str = option("weighted", "EK-FAC only: 'weighted' or 'kfac', which factors' eigenvectors form the basis")
     cache_mb: float = option(256.0, "memory (MB) for per-layer factors kept from the first pass; 0 recomputes them")
+    seed: int = option(0, "seed of the random combinations drawn by curvature='sampled'")
+    precision: str = option("float64", "'float64' (every product in float64) or 'engine' (per-record products in "
+                            "the engine's dtype, e.g. float32: about twice as fast; sums and eigendecompositions "
+                            "stay float64)")
     name = "ekfac"
     correct_eigenvalues = True
 
@@ -370,13 +409,22 @@ class EKFACSolver(Solver):
             raise InputError(f"basis={self.basis!r} is not allowed: use one of {', '.join(repr(c) for c in BASES)}")
         if isinstance(self.cache_mb, bool) or not isinstance(self.cache_mb, (int, float)) or not self.cache_mb >= 0:
             raise InputError(f"cache_mb={self.cache_mb!r} is not allowed: it must be a number ≥ 0 (megabytes)")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"precision={self.precision!r} is not allowed: use one of "
+                             f"{', '.join(repr(c) for c in PRECISIONS)}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise InputError(f"seed={self.seed!r} is not allowed: it must be an integer ≥ 0")
 
     # ------------------------------------------------------------------------------- capture by hooks
-    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Tensor, ...]]:
+    def _capture(self, x: torch.Tensor, y: torch.Tensor, need: str = "all") -> dict[str, tuple[torch.Tensor, ...]]:
         """Per layer, float64, from one forward and K backward passes, a ``_Layer``: its inputs a and the
         back-propagated output cotangents J, with the chunk's R and D (``output_directions``). A Linear layer
         with one input vector per record gives a (b, in), J (b, K, out); a Conv2d layer (or a Linear layer
-        applied at T positions of a record) gives a (b, T, in) (image patches: ``unfold``), J (b, K, T, out)."""
+        applied at T positions of a record) gives a (b, T, in) (image patches: ``unfold``), J (b, K, T, out).
+
+        ``need``: ``"all"`` (the Gauss–Newton rows and the true-label gradient), ``"gn"`` (the rows only) or
+        ``"true"`` (the true-label gradient only). When the K basis cotangents are more than what is needed,
+        per-record cotangents are back-propagated instead (``_cotangents``): fewer backward passes."""
         fn, store = self.fn_, {}
 
         def hook_for(name):
@@ -411,10 +459,12 @@ class EKFACSolver(Solver):
             return self._capture(x, y)
         self.graph_needed_ = bool(inner)
         E, R, D = output_directions(fn, outputs, y, empirical=self.curvature == "empirical")
-        K = E.shape[0]
+        cotangents, R, D = self._cotangents(x, outputs, E, R, D, need)
+        K = len(cotangents)
+        shared = K == E.shape[0]                         # the basis E itself, the same for every record
         per_k = []
         for k in range(K):
-            cotangent = E[k].expand_as(outputs)
+            cotangent = cotangents[k]
             grads = [cotangent] * len(pre)
             if inner:
                 with torch.enable_grad():
@@ -423,26 +473,65 @@ class EKFACSolver(Solver):
                 for i, g in zip(inner, found, strict=True):
                     grads[i] = g
             per_k.append(grads)
-        R, D = R.double(), D.double()
+        work = self._work_dtype()
+        R, D = (t if t.dtype == work else t.to(work) for t in (R, D))
         out = {}
         for i, n in enumerate(names):
             parts = [pre[i].new_zeros(pre[i].shape) if g[i] is None else g[i] for g in per_k]
-            J = (parts[0].unsqueeze(1) if K == 1 else torch.stack(parts, dim=1)).double()  # (b, K, *layer output)
-            a, b = store[n][0].detach().double(), J.shape[0]
+            J = (parts[0].unsqueeze(1) if K == 1 else torch.stack(parts, dim=1)).to(work)  # (b, K, *layer output)
+            a, b = store[n][0].detach().to(work), J.shape[0]
             module = self.modules_[n]
             if isinstance(module, nn.Conv2d):
                 a = _patches(module, a).transpose(1, 2)                        # (b, T, C·kh·kw)
                 J = J.flatten(3).transpose(2, 3)                               # (b, K, T, out)
             elif a.ndim > 2:                                                   # Linear at several positions
                 a, J = a.reshape(b, -1, a.shape[-1]), J.reshape(b, K, -1, J.shape[-1])
-            out[n] = _Layer(a, J, R, D, K == 1 and pre[i] is outputs and a.ndim == 2)
+            out[n] = _Layer(a, J, R, D, shared and K == 1 and pre[i] is outputs and a.ndim == 2)
         return out
+
+    def _work_dtype(self) -> torch.dtype:
+        """The dtype of the per-record products: float64, or the engine's with ``precision="engine"``."""
+        return self.fn_.dtype if self.precision == "engine" else torch.float64
+
+    def _cotangents(self, x, outputs, E, R, D, need: str):
+        """The output cotangents to back-propagate and R, D in their terms (see ``_Layer``). With K basis
+        cotangents E (shared by the records) and K > 1, per-record cotangents are fewer when only the
+        true-label gradient is needed (one: ``D_i E``), for the empirical curvature (one: the true-label
+        gradient is the one row) and for ``curvature="sampled"`` (the row ``ξ_iᵀR_i E``, and ``D_i E`` when
+        ``need="all"``). ξ is drawn from a generator seeded by ``seed`` and the chunk's first record, so a
+        chunk gets the same draws in every pass, wherever it is computed."""
+        K = E.shape[0]
+        rows = None
+        if K > 1 and (need == "true" or self.curvature == "empirical"):
+            rows = [D]
+        elif K > 1 and self.curvature == "sampled":
+            first = x[:1].detach().cpu().contiguous().numpy().tobytes()
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + zlib.crc32(first) + x.shape[0])
+            xi = torch.randn(R.shape[0], R.shape[1], generator=generator, dtype=R.dtype).to(R.device)
+            rows = [(xi[:, None, :] @ R)[:, 0]] + ([] if need == "gn" else [D])
+        if rows is None:
+            return [E[k].expand_as(outputs) for k in range(K)], R, D
+        b, M = D.shape[0], len(rows)
+        work = self._work_dtype()
+        # the same coefficients for every record: expanded (stride 0), which ``_combine`` reads as a selection
+        one, zero = D.new_ones((), dtype=work).expand(b, 1, 1), D.new_zeros((), dtype=work).expand(b, 1, 1)
+        if M == 1:           # the one cotangent is the row (or the true-label gradient) itself
+            R, D = (zero, one[:, 0]) if need == "true" else (one, zero[:, 0] if need == "gn" else one[:, 0])
+        else:                # [row, true-label gradient]
+            R = D.new_tensor([1.0, 0.0], dtype=work).expand(b, 1, 2)
+            D = D.new_tensor([0.0, 1.0], dtype=work).expand(b, 2)
+        flat = E.reshape(K, -1).to(outputs.dtype)
+        return [(c.to(outputs.dtype) @ flat).reshape(outputs.shape) for c in rows], R, D
 
     def _chunk_statistics(self, x: torch.Tensor, y: torch.Tensor, *, keep: bool):
         """Additive sums of one chunk, per block: A = Σ ããᵀ, S = Σ_c g gᵀ (Σ over positions, S divided by their
         number T), or the weighted A_w = Σ_ic G_icᵀG_ic, S_w = Σ_ic G_ic G_icᵀ of the per-record gradient blocks
         G_ic = Σ_t g_itc ã_itᵀ; and the chunk's per-layer factors when ``keep``."""
-        captured = self._capture(x, y)
+        captured = self._capture(x, y, "all" if keep else "gn")
+        return self._statistics(captured), (captured if keep else None)
+
+    def _statistics(self, captured) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The sums of ``_chunk_statistics`` from captured layer factors (of one chunk or of several merged)."""
         sums = []
         weighted = self.correct_eigenvalues and self.basis == "weighted"
         for b in self.blocks_:
@@ -470,13 +559,13 @@ class EKFACSolver(Solver):
                 sums.append((torch.einsum("broc,brod->cd", G, G), torch.einsum("broc,brpc->op", G, G)))
             else:
                 sums.append((_gram(a.flatten(0, 1)), _gram(gn.flatten(0, 2)) / a.shape[1]))
-        return sums, (captured if keep else None)
+        return sums
 
     def _chunk_correction(self, x: torch.Tensor, y: torch.Tensor, which: list[int]):
         """Additive sums of one chunk, for the blocks ``which``: ``Σ_ic (Q_Sᵀ G_ic Q_A)²`` (``(Q_Sᵀ g_ic)²
         (Q_Aᵀ ã_i)²ᵀ`` when the gradient is rank-1)."""
-        captured = self._capture(x, y)
-        return [self._projected(self.blocks_[i], self.factors_[i], captured[self.blocks_[i].module_name])[2]
+        captured = self._capture(x, y, "gn")
+        return [self._projected(self.blocks_[i], self.factors_[i], captured[self.blocks_[i].module_name])[2].double()
                 for i in which]
 
     def _projected(self, block, factors, layer, *, correct: bool = True
@@ -486,7 +575,7 @@ class EKFACSolver(Solver):
         ``((Q_Sᵀ G Q_A)², None, ·)`` (b, out, cols); and (EK-FAC) the chunk's correction sum. The K
         back-propagated cotangents are projected once; g and every root row g_c are combinations of them.
         ``correct=False`` leaves the correction out (None)."""
-        QS, QA = factors[0], factors[1]
+        QS, QA = factors[0].to(layer.a.dtype), factors[1].to(layer.a.dtype)
         correct = correct and self.correct_eigenvalues
         J, R, D = layer.J, layer.R, layer.D
         if layer.a.ndim == 2:
@@ -513,7 +602,10 @@ class EKFACSolver(Solver):
     def _quad_form(projected, D: torch.Tensor) -> torch.Tensor:
         """``Σ_oi P_oi² / D_oi`` per record from ``_projected`` (``Σ_oi u_o² v_i² / D_oi`` when rank-1)."""
         v2, u2, _ = projected
-        return ((u2 @ (1.0 / D)) * v2).sum(1) if u2 is not None else (v2 / D).sum((1, 2))
+        D = D.to(v2.dtype)
+        if u2 is None:
+            return (v2 / D).sum((1, 2))
+        return ((u2 @ (1.0 / D))[:, None, :] @ v2[:, :, None])[:, 0, 0]      # row-wise dots, no (b, cols) temporary
 
     def _block_quad_form(self, i: int, layer: _Layer, projected=None) -> torch.Tensor:
         """Block i's ``g_iᵀ H⁻¹ g_i`` per record of a captured layer: ``D_i² ‖ã_iᵀ L‖²`` for a block with a
@@ -553,33 +645,51 @@ class EKFACSolver(Solver):
         self.direct_ = all(t.dtype == fn.dtype and t.device == fn.device for t in tensors)
         n = hessian.n
         probe = self._capture(*hessian.records.head(2, dtype=hessian.dtype, device=hessian.device))
-        per_record = 8 * sum(t[:1].numel() for layer in probe.values() for t in layer[:2])
+        # a record's kept a and J, and its projections (v², u²) made from them
+        per_record = torch.finfo(self._work_dtype()).bits // 8 * (
+            sum(t[:1].numel() for layer in probe.values() for t in layer[:2])
+            + sum(sum(b.index.shape) if probe[b.module_name].a.ndim == 2 else b.index.numel() for b in self.blocks_))
         # keep the training records' factors when they fit the cache and the chunks are computed here
         # (on a cluster the factors stay on the workers: sums travel back, not per-record tensors)
         keep = hessian.in_process and self.cache_mb * 2 ** 20 >= n * per_record
         kept = []
         if keep:
-            sums = None
-            done = 0
-            for part, captured in hessian.map_chunks(lambda x, y: self._chunk_statistics(x, y, keep=True)):
-                if sums is None:
-                    sums = part
+            # the chunks' factors are merged into groups of about GROUP records before the statistics and, later,
+            # the projections are computed: fewer, larger products (the chunks are what one pass computes)
+            sums, pending, done = None, [], 0
+
+            def flush():
+                nonlocal sums
+                merged = _merge(pending)
+                pending.clear()
+                kept.append(merged)
+                part = self._statistics(merged)
+                if sums is None:                                           # summed over groups in float64
+                    sums = [(A.double(), S.double()) for A, S in part]
                 else:
                     for (A, S), (a, s) in zip(sums, part, strict=True):
-                        A += a
-                        S += s
-                kept.append(captured)
-                done += next(iter(captured.values())).a.shape[0]
+                        A += a.double()
+                        S += s.double()
+
+            for captured in hessian.map_chunks(lambda x, y: self._capture(x, y, "all")):
+                pending.append(captured)
+                b = next(iter(captured.values())).a.shape[0]
+                done += b
+                if sum(next(iter(c.values())).a.shape[0] for c in pending) >= GROUP:
+                    flush()
                 hessian.report(done)
+            if pending:
+                flush()
         else:
-            sums = hessian.sum_chunks(lambda x, y: self._chunk_statistics(x, y, keep=False)[0])
+            sums = hessian.sum_chunks(lambda x, y: [(A.double(), S.double())
+                                                    for A, S in self._chunk_statistics(x, y, keep=False)[0]])
         # a block whose layer has a fixed output direction e (the model's output layer, K = 1: a logistic
         # regression) needs no projection of its records: for the weighted basis its corrected diagonal is
         # (Q_Sᵀe)² eaᵀ / ‖e‖² (A_w = ‖e‖² Σ_i ρ_i ã_iã_iᵀ, ρ_i = Σ_c R_ic², is diagonal in Q_A), K-FAC has none,
         # and its quadratic forms are D_i² ‖ã_iᵀL‖² (``_fixed_lower``)
         fixed = [probe[b.module_name].fixed and (not self.correct_eigenvalues or self.basis == "weighted")
                  for b in self.blocks_]
-        directions = [probe[b.module_name].J[0, 0].to(hessian.device) if f else None
+        directions = [probe[b.module_name].J[0, 0].to(hessian.device, torch.float64) if f else None
                       for b, f in zip(self.blocks_, fixed, strict=True)]
         self.factors_, eigenvalues = [], []
         for A, S in sums:
@@ -596,7 +706,9 @@ class EKFACSolver(Solver):
             diag = [None] * len(self.blocks_)
             if general and keep:
                 for i in general:
-                    diag[i] = sum(chunk[i][2] for chunk in projected)
+                    diag[i] = torch.zeros_like(projected[0][i][2], dtype=torch.float64)
+                    for chunk in projected:
+                        diag[i] += chunk[i][2]
             elif general:
                 parts = hessian.sum_chunks(functools.partial(self._chunk_correction, which=general))
                 for i, d in zip(general, parts, strict=True):
@@ -646,7 +758,31 @@ class EKFACSolver(Solver):
         """``g_iᵀ H⁻¹ g_i`` for the true-label gradients of a batch, from the rank-1 factors ``g ãᵀ`` of each
         layer (no per-record gradient is formed): ``Σ_oi u_o² v_i² / D_oi`` with u = Q_Sᵀ g, v = Q_Aᵀ ã."""
         with blas_threads() if x.device.type == "cpu" else contextlib.nullcontext():
-            return self._quad_forms_of(self._capture(x, y)).to(self.fn_.dtype)
+            return self._quad_forms_of(self._capture(x, y, "true")).to(self.fn_.dtype)
+
+    def cross_and_quad_forms_of_records(self, x: torch.Tensor, y: torch.Tensor, V: torch.Tensor | None,
+                                        quad: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """For the true-label gradients g_i of a batch, from one capture of the layer factors (no per-record
+        gradient is formed): ``V g_i`` (k, b) for rows V (k, p) (None when V is None), and ``g_iᵀ H⁻¹ g_i``
+        (b,) when ``quad`` (else None). Per block, ``vᵀ g_i = Σ_t g_itᵀ V_b ã_it`` with V_b the block of v as an
+        out × cols matrix: one product ``ã V_bᵀ`` per chunk."""
+        with blas_threads() if x.device.type == "cpu" else contextlib.nullcontext():
+            captured = self._capture(x, y, "true")
+            cross = None
+            if V is not None:
+                Vd = V.to(device=x.device, dtype=self._work_dtype())
+                cross = Vd.new_zeros(V.shape[0], x.shape[0])
+                for b in self.blocks_:
+                    layer = captured[b.module_name]
+                    Vb = Vd[:, b.index.to(x.device)]                                    # (k, out, cols)
+                    k, out, cols = Vb.shape
+                    g = _combine(layer.D[:, None, :], layer.J)[:, 0]                     # (b, out) or (b, T, out)
+                    T = b.inputs_times(layer.a, Vb.reshape(k * out, cols).T)            # (b, [T,] k·out)
+                    T = T.reshape(*T.shape[:-1], k, out)
+                    cross += (T * g.unsqueeze(-2)).sum(-1).reshape(x.shape[0], -1, k).sum(1).T
+            own = self._quad_forms_of(captured) if quad else None
+        dtype = self.fn_.dtype
+        return None if cross is None else cross.to(dtype), None if own is None else own.to(dtype)
 
     def train_quad_forms(self) -> torch.Tensor | None:
         """``g_jᵀ H⁻¹ g_j`` of every training record, in order, when ``fit`` kept their factors (else None)."""
