@@ -114,15 +114,16 @@ class FirstLinearSplit:
             eye_h[s:s + step]) for s in range(0, h, step)]).permute(1, 2, 0)                   # (b, h, h)
         ih = torch.triu_indices(h, h, device=a.device)
         ie = torch.triu_indices(e, e, device=a.device)
-        first = Kaa[:, ih[0], ih[1]].T @ (xt[:, ie[0]] * xt[:, ie[1]])                       # (h(h+1)/2, e(e+1)/2)
+        xt = xt.double()                           # products in float64: x̃x̃ᵀ of large features overflows float32
+        first = Kaa[:, ih[0], ih[1]].T.double() @ (xt[:, ie[0]] * xt[:, ie[1]])              # (h(h+1)/2, e(e+1)/2)
         if self.p_rest == 0:
-            return [first, a.new_zeros(0, e), a.new_zeros(0, 0)]
+            return [first, first.new_zeros(0, e), first.new_zeros(0, 0)]
         eye_r = torch.eye(self.p_rest, dtype=a.dtype, device=a.device)
         cross, rest = [], []
         for s in range(0, self.p_rest, step):      # direction r of θ_rest: (K_i[a, r])_i (b, h) and Σ_i K_i[:, r]
             ka, kr = vmap(lambda v: jvp(lambda t: g(a, t), (theta_rest,), (v,))[1])(eye_r[s:s + step])
-            cross.append(ka.reshape(-1, b, h).permute(0, 2, 1).reshape(-1, b) @ xt)      # (step·h, e)
-            rest.append(kr)
+            cross.append(ka.reshape(-1, b, h).permute(0, 2, 1).reshape(-1, b).double() @ xt)  # (step·h, e)
+            rest.append(kr.double())
         return [first, torch.cat(cross), torch.cat(rest)]
 
     # ------------------------------------------------------------------ the sums, in θ's order

@@ -110,8 +110,9 @@ class HessianOperator:
 
     def dense(self) -> torch.Tensor:
         """H as a dense (p, p) matrix, in one pass over the records: from per-record Kronecker blocks when the first
-        trained layer is an ``nn.Linear`` (``auditkit.influence.dense_hessian``; ``dense_method`` says which), else
-        by p Hessian-vector products per chunk."""
+        trained layer is an ``nn.Linear`` (``auditkit.influence.dense_hessian``; ``dense_method`` says which; the
+        blocks' products and H in float64, whatever the model's dtype), else by p Hessian-vector products per
+        chunk (in the model's dtype)."""
         split = self.kron_split()
         self.dense_method = "kronecker" if split is not None else "hvp"
         if split is None:

@@ -120,8 +120,19 @@ def test_float32_agrees_with_float64():
     H64 = operator(model, X, y, "cross_entropy").dense()
     op32 = operator(model.float(), X.float(), y, "cross_entropy", dtype=torch.float32)
     H32 = op32.dense()
-    assert op32.dense_method == "kronecker" and H32.dtype == torch.float32
-    assert (H32.double() - H64).abs().max() <= 1e-5 * H64.abs().max()
+    assert op32.dense_method == "kronecker" and H32.dtype == torch.float64     # the blocks' products in float64
+    assert (H32 - H64).abs().max() <= 1e-5 * H64.abs().max()
+
+
+def test_float32_features_whose_squares_overflow_float32_give_a_finite_hessian():
+    """Features of magnitude 1e19: x̃x̃ᵀ (1e38 per entry, summed over records) overflows float32, not float64."""
+    model = CASES["1 hidden, cross-entropy"][0]().float()
+    X, y = data()
+    X = X.float() * 1e19
+    H = operator(model, X, y, "cross_entropy", dtype=torch.float32).dense()
+    assert torch.isfinite(H).all()
+    ref = operator(model.double(), X.double(), y, "cross_entropy").dense()
+    assert (H - ref).abs().max() <= 1e-4 * ref.abs().max()
 
 
 class NotSequential(nn.Module):

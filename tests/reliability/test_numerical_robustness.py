@@ -61,11 +61,22 @@ def test_a_singular_hessian_is_damped_and_named(tmp_path):
 
 
 def test_cg_meeting_a_singular_hessian_late_gets_the_automatic_damping_too(tmp_path, monkeypatch):
-    """CG finds non-positive curvature only when it first solves, after fitting (here: round-off takes the
-    self-influence solves into H's null space); that used to end the run with exit 3 (SingularHessianError)
-    although the configuration asked for automatic damping. A smaller training split keeps it quick."""
+    """CG finds non-positive curvature only when it first solves, after fitting; that used to end the run with
+    exit 3 (SingularHessianError) although the configuration asked for automatic damping. Round-off used to take
+    this case's self-influence solves into H's null space (l2 = 0, collinear one-hot columns); since the leverage
+    rows are solved on a basis without round-off rows it no longer does, so the undamped solver's first solve
+    meets the curvature CG reports there (fault injection). A smaller training split keeps it quick."""
     from auditkit import runner
+    from auditkit.influence.solvers import cg
 
+    real_solve = cg.CGSolver.solve
+
+    def solve(self, B):
+        if self.hessian_.damping == 0:
+            raise cg._not_positive("cg", -1e-17)
+        return real_solve(self, B)
+
+    monkeypatch.setattr(cg.CGSolver, "solve", solve)
     calls = []
     real = runner.EngineFactory.refit_after
     monkeypatch.setattr(runner.EngineFactory, "refit_after",
