@@ -113,7 +113,11 @@ class EngineFactory:
         except SingularHessianError as exc:
             self.steps.append(f"{s.method} solver, no damping: Hessian not positive definite")
             return self._damped(engine, exc, X, y)
-        self.steps.append(f"{s.method} solver fitted without damping: the Hessian is positive definite")
+        used = engine.summary().get("method_used", engine.method)
+        self.steps.append(f"{s.method} solver fitted without damping: " + (
+            "the Hessian is positive definite" if used == "exact" else
+            f"{used} does not test the Hessian's definiteness when fitting (a solve that meets non-positive "
+            "curvature refits with damping)"))
         return engine
 
     def refit_after(self, failure: SingularHessianError, engine: InfluenceEngine, X, y) -> InfluenceEngine:

@@ -89,7 +89,8 @@ def test_cg_meeting_a_singular_hessian_late_gets_the_automatic_damping_too(tmp_p
     assert run["influence"]["method"] == "cg" and run["influence"]["damping"] > 0   # refitted with damping
     assert run["influence"]["fitting"]["damping_source"] == "auto"
     assert run["influence"]["fitting"]["steps"][:2] == [
-        "cg solver fitted without damping: the Hessian is positive definite",
+        "cg solver fitted without damping: cg does not test the Hessian's definiteness when fitting (a solve that "
+        "meets non-positive curvature refits with damping)",
         "cg solver, no damping: non-positive curvature met in the first solve"]
     assert "singular or not positive definite" in limitations
 
