@@ -174,7 +174,7 @@ class EngineFactory:
             add(f"ridge ×{factor:g}", s.method, scaled_l2(s.l2, factor), (engine.damping + nominal) * factor)
         second = s.second_solver
         if second == "auto":
-            second = second_solver_for(self.model, s.method)
+            second = second_solver_for(self.model, engine.summary().get("method_used", s.method))
         elif second == s.method:
             second = "exact" if s.method != "exact" else "cg"
         if second != "none":
@@ -188,13 +188,24 @@ def scaled_l2(l2: float | dict[str, float], factor: float) -> float | dict[str, 
 
 
 def second_solver_for(model, method: str) -> str:
-    """The stability check's default second solver: EK-FAC (self-influence in one pass, an independent
-    approximation of H) when every parameter belongs to an ``nn.Linear`` layer, else CG; never the
-    audit's own method."""
+    """The stability check's default second solver for an audit whose engine used ``method``.
+
+    - ``exact``: EK-FAC when the model is one ``nn.Linear`` layer with one or two outputs (a binary logistic
+      regression, where EK-FAC agrees with exact, r = 1.000 in ``benchmarks/results/arnoldi_ekfac_accuracy.md``:
+      a check of the solve at the cost of one pass), else none. On a network with hidden layers exact is
+      the reference and EK-FAC an approximation (its leverage self-influence agrees with exact's at Pearson r =
+      0.05 on a 64-unit MLP, ``benchmarks/results/mlp_engine_profile.md``), so its row would measure EK-FAC's
+      error and call robust findings sensitive (on a multiclass logistic regression r = 0.925).
+    - any other method: EK-FAC when every parameter belongs to an ``nn.Linear`` layer (self-influence in one
+      pass, an independent approximation of H), else CG; never the audit's own method.
+    """
     import torch
 
-    linear_only = all(isinstance(mod, torch.nn.Linear) for mod in model.modules()
-                      if any(True for _ in mod.parameters(recurse=False)))
+    layers = [mod for mod in model.modules() if any(True for _ in mod.parameters(recurse=False))]
+    linear_only = all(isinstance(mod, torch.nn.Linear) for mod in layers)
+    if method == "exact":
+        binary_linear = linear_only and len(layers) == 1 and layers[0].out_features <= 2
+        return "ekfac" if binary_linear else "none"
     for candidate in (["ekfac"] if linear_only else []) + ["cg", "exact"]:
         if candidate != method:
             return candidate

@@ -267,7 +267,7 @@ def methodology(section: Section, run: RunDocument, **_) -> None:
             + f"); {refits.not_converged} did not reach a relative gradient norm of "
               f"{fmt.num(refits.tolerance)} (largest left: {fmt.num(refits.largest_relative)})."))
     section.blocks.append(Paragraph(SIGN_CONVENTION, "callout"))
-    stability(section, inf.stability)
+    stability(section, inf.stability, inf.method_used or inf.method)
     privacy_method(section, run)
 
 
@@ -288,7 +288,25 @@ def _retraining_cell(rt: RetrainingEvidence | None) -> Cell:
     return Cell(f"Spearman {fmt.num(rt.spearman)}, ratio {fmt.num(rt.median_ratio)}")
 
 
-def stability(section: Section, st: Stability) -> None:
+def _compared_settings(st: Stability, method_used: str) -> str:
+    """What the stability check recomputed the findings with, in words (the end of a sentence and the next)."""
+    factors = [s.label.split("×", 1)[1] for s in st.settings if "×" in s.label and not s.label.startswith("solver ")]
+    solvers = [s.method for s in st.settings if s.label.startswith("solver ")]
+    parts = []
+    if factors:
+        parts.append("with the ridge of the Hessian (the L2 penalty plus the damping) multiplied by "
+                     + " and by ".join(factors))
+    if solvers:
+        parts.append(f"with a second solver ({', '.join(solvers)})")
+    text = ", and ".join(parts) + "." if parts else "under no other setting."
+    if not solvers:
+        text += (" No second solver was compared: the Hessian was formed and factorised exactly, the reference "
+                 "an approximate solver is itself measured against." if method_used == "exact" else
+                 " No second solver was compared (the configuration's second_solver is none).")
+    return text
+
+
+def stability(section: Section, st: Stability, method_used: str) -> None:
     """How far the estimates can be trusted on this model: agreement of the top-k under other settings."""
     section.blocks.append(Heading("Trust in the estimates, measured on this model"))
     settings = [s.label for s in st.settings]
@@ -298,10 +316,9 @@ def stability(section: Section, st: Stability) -> None:
         return
     section.blocks.append(Paragraph(
         "Each key finding (the top records behind a disparity, the top privacy-risk records) was recomputed "
-        "with the ridge of the Hessian (the L2 penalty plus the damping) ten times smaller and ten times larger, "
-        "and with a second solver. The table shows "
-        "how many of the top-k records stay in the top-k (k of k = identical ranking; fewer than about 7 in "
-        "10 means the finding depends on the setting). Where the plugins retrained the model without the "
+        + _compared_settings(st, method_used) + " "
+        "The table shows how many of the top-k records stay in the top-k (k of k = identical ranking; fewer "
+        "than about 7 in 10 means the finding depends on the setting). Where the plugins retrained the model without the "
         "records, the rank correlation (Spearman; 1 = same order) and the median ratio of actual to predicted "
         "effect (1 = exact), or the gap predicted after removing the top k drivers against the gap actually "
         "measured after retraining without them, say how close the estimates are to reality."))

@@ -11,7 +11,8 @@ from conftest import ROOT
 
 from auditkit.assemble import solver_used
 from auditkit.config import parse_config
-from auditkit.engine_factory import EngineFactory, second_solver_for
+import auditkit as ak
+from auditkit.engine_factory import EngineFactory, EngineSettings, second_solver_for
 from auditkit.errors import InputError
 from auditkit.inputs import load_data, load_model
 from auditkit.report.document import Section
@@ -138,13 +139,37 @@ def test_the_solver_seed_derives_from_the_run_seed_unless_given(loaded):
     assert engine_settings(given, explicit).solver_seed == 3 and explicit.used == {"solver": 3}
 
 
-def test_the_default_second_solver_is_ekfac_for_linear_layers_else_cg():
+def test_the_default_second_solver_is_ekfac_for_linear_layers_else_cg_and_none_beside_exact_on_networks():
+    """Beside exact, EK-FAC only where it agrees with exact (a binary logistic regression); on a network with
+    hidden layers or a multiclass model exact is the reference and a second solver's row would measure the
+    approximation's error."""
+    binary = torch.nn.Linear(3, 2)
+    assert second_solver_for(binary, "exact") == "ekfac" and second_solver_for(binary, "ekfac") == "cg"
+    assert second_solver_for(torch.nn.Linear(3, 10), "exact") == "none"
     linear = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
-    assert second_solver_for(linear, "exact") == "ekfac"
-    assert second_solver_for(linear, "ekfac") == "cg"
+    assert second_solver_for(linear, "exact") == "none"
+    assert second_solver_for(linear, "ekfac") == "cg" and second_solver_for(linear, "pcg") == "ekfac"
     with_norm = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2))
-    assert second_solver_for(with_norm, "exact") == "cg"
+    assert second_solver_for(with_norm, "exact") == "none"
     assert second_solver_for(with_norm, "cg") == "exact"
+
+
+def test_the_stability_check_picks_the_second_solver_for_the_method_auto_used():
+    """``method: auto`` on a small MLP uses exact, so the stability check compares only the ridges."""
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(80, 3, generator=gen, dtype=torch.float64)
+    y = (X[:, 0] > 0).long()
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2)).double()
+    ak.fit_model(mlp, X, y, l2=0.01)
+    for model, want in [(mlp, ["ridge ×10"]), (torch.nn.Linear(3, 2).double(), ["ridge ×10", "solver ekfac"])]:
+        settings = EngineSettings(loss="cross_entropy", l2=0.01, dtype="float64", method="auto", damping=0.0,
+                                  damping_factors=(10.0,))
+        factory = EngineFactory(model, settings)
+        engine = factory.make(0.0).fit(X, y)
+        assert engine.summary()["method_used"] == "exact"
+        engines, settings = factory.alternatives(engine, X, y)
+        assert [s["label"] for s in settings] == want == list(engines)
 
 
 def test_the_gradient_cache_is_used_when_configured(loaded, tmp_path):

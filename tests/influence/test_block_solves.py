@@ -217,3 +217,29 @@ def test_with_ridge_without_the_kept_data_term_rebuilds_it_from_the_cholesky_fac
     fresh = ak.InfluenceEngine(model, "cross_entropy", l2={"0": 0.003, "2.weight": 0.05}, method="exact",
                                damping=0.02).fit(X, y)
     assert _close(refit.self_influence(leverage=True), fresh.self_influence(leverage=True), 1e-7)
+
+
+@pytest.mark.parametrize("l2_then", [0.0, {"0": 0.0, "2.weight": 0.001}])
+def test_a_refused_ridge_names_the_eigenvalues_of_a_full_eigendecomposition(models, monkeypatch, l2_then):
+    """The stability check's ridge ×0.1 on an MLP whose H is positive definite only thanks to its L2: the refusal
+    names the smallest and largest eigenvalue of ``H − δI``. For a uniform δ they come from Lanczos on the
+    audited factor (no ``eigvalsh`` of p × p); for a per-parameter ridge from ``eigvalsh``. Both equal the
+    eigenvalues of the Hessian formed afresh with that ridge."""
+    import re
+
+    from auditkit.influence.hessian import HessianOperator
+    model, data = models["wine mlp"]
+    X, y, _, _ = data
+    engine = _engine(model, data, "exact")
+    fresh = HessianOperator(engine.fn_, engine.train_, l2=ak.InfluenceEngine(model, "cross_entropy", l2=l2_then).l2,
+                            damping=0.0, chunk_size=engine.chunk_size)
+    want = torch.linalg.eigvalsh((fresh.dense().double() + fresh.dense().double().T) / 2)
+    assert want[0] < 0        # the case: without (all of) its L2 this H is not positive definite
+    calls = []
+    eigvalsh = torch.linalg.eigvalsh
+    monkeypatch.setattr(torch.linalg, "eigvalsh", lambda A: calls.append(A.shape) or eigvalsh(A))
+    with pytest.raises(ak.SingularHessianError, match="not positive definite") as caught:
+        engine.with_ridge(l2=l2_then, damping=0.0)
+    lo, hi = (float(v) for v in re.search(r"smallest eigenvalue (\S+), largest ([^)]+)\)", str(caught.value)).groups())
+    assert lo == pytest.approx(float(want[0]), rel=2e-3) and hi == pytest.approx(float(want[-1]), rel=2e-3)
+    assert (calls == []) == (l2_then == 0.0)

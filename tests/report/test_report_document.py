@@ -186,6 +186,28 @@ def test_stability_shows_gap_retraining_and_failed_settings(sample_run):
     assert "Failed settings: damping ×10: the Hessian is not positive definite" in table.note
 
 
+def test_the_stability_paragraph_names_the_settings_compared_and_why_no_second_solver(sample_run):
+    """The paragraph lists the ridge factors and the second solver the run compared, not a fixed text; an exact
+    run without a second solver says why (exact is the reference), one configured without it says so."""
+    def paragraph(run):
+        blocks = section(build_document(run), "appendix-influence").blocks
+        return next(b.text for b in blocks if getattr(b, "text", "").startswith("Each key finding"))
+
+    text = paragraph(sample_run)
+    assert "multiplied by 0.1 and by 10, and with a second solver (cg)." in text
+    assert "No second solver" not in text
+    run = copy.deepcopy(sample_run)
+    stability = run["influence"]["stability"]
+    stability["settings"] = [s for s in stability["settings"] if s["label"] != "damping ×0.1" and s["method"] != "cg"]
+    for f in stability["findings"]:
+        f["agreement"] = {k: v for k, v in f["agreement"].items() if k == "damping ×10"}
+        f["failures"] = {}
+    text = paragraph(run)
+    assert "multiplied by 10. No second solver was compared: the Hessian was formed and factorised exactly" in text
+    run["influence"]["method"] = run["influence"]["method_used"] = "cg"
+    assert "No second solver was compared (the configuration's second_solver is none)." in paragraph(run)
+
+
 def test_per_parameter_l2_is_printed_by_name(sample_run):
     run = copy.deepcopy(sample_run)
     run["model"]["l2"] = run["influence"]["l2"] = {"weight": 1 / 550}
