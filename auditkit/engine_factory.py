@@ -134,6 +134,8 @@ class EngineFactory:
         log.info("  the Hessian is not positive definite: damping %.2g applied", damping)
         self.damping_source = "auto"
         self.steps.append(f"refit with damping {damping:.2g}")
+        if getattr(engine, "refused_", None) is not None:    # exact: H' = the refused fit's data term + new shift
+            return engine.with_ridge(l2=self.settings.l2, damping=damping, progress=self.progress)
         return self.make(damping).fit(X, y)
 
     def check_finite(self, nonfinite: int) -> None:

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import InputError, NotFittedError
+from ..errors import InputError, NotFittedError, SingularHessianError
 from .dtypes import DTYPES as _DTYPES
 from .gradients import ModelFunction, _select
 from .hessian import HessianOperator
@@ -235,7 +235,12 @@ class InfluenceEngine:
             self.hessian_ = HessianOperator(self.fn_, self.train_, l2=self.l2, damping=self.damping,
                                             chunk_size=self.chunk_size, backend=self.backend,
                                             progress=self.progress)
-            self.solver_ = self.solver.fit(self.hessian_)
+            self.__dict__.pop("refused_", None)
+            try:
+                self.solver_ = self.solver.fit(self.hessian_)
+            except SingularHessianError:
+                self.refused_ = self.solver     # what the refused fit kept (exact: H's data term), for with_ridge
+                raise
             self.kernel_ = ChunkKernel(self.fn_, self.solver_, self.n_train_)
         return self
 
@@ -244,8 +249,12 @@ class InfluenceEngine:
         """A fitted engine for the same model and training records with another ridge of H (``l2`` and ``damping``;
         the stability check's refits). ``exact`` (also as chosen by ``auto``) reuses its factorised Hessian:
         ``H' = L Lᵀ + diag(λ' + damping' − λ − damping)``, no pass over the training records; other methods fit
-        afresh on the records this engine was fitted on. ``progress``: the new engine's callback (default none)."""
-        self._check_fitted()
+        afresh on the records this engine was fitted on. ``progress``: the new engine's callback (default none).
+        Also after a ``fit`` that raised :class:`SingularHessianError` (the damped refit of ``damping: auto``):
+        exact then reuses the data term that fit formed."""
+        source = getattr(self, "solver_", None) or getattr(self, "refused_", None)
+        if source is None:
+            self._check_fitted()
         options = {f.name: getattr(self.solver, f.name) for f in fields(self.solver) if f.init}
         other = InfluenceEngine(self.model, self.loss, l2=l2, method=self.method, damping=damping, params=self.params,
                                 dtype=self.dtype, device=self.device, chunk_size=self.chunk_size,
@@ -255,7 +264,7 @@ class InfluenceEngine:
         other.fn_, other.train_, other.n_train_, other.n_params_ = self.fn_, self.train_, self.n_train_, self.n_params_
         other.hessian_ = HessianOperator(self.fn_, self.train_, l2=other.l2, damping=other.damping,
                                          chunk_size=self.chunk_size, backend=other.backend, progress=progress)
-        reshift = getattr(self.solver_, "reshifted", None)
+        reshift = getattr(source, "reshifted", None)
         solver = reshift(other.hessian_, self.hessian_.shift) if reshift is not None else None
         with other._eval_mode():
             other.solver_ = solver if solver is not None else other.solver.fit(other.hessian_)

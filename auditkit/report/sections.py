@@ -318,10 +318,10 @@ def stability(section: Section, st: Stability, method_used: str) -> None:
         "Each key finding (the top records behind a disparity, the top privacy-risk records) was recomputed "
         + _compared_settings(st, method_used) + " "
         "The table shows how many of the top-k records stay in the top-k (k of k = identical ranking; fewer "
-        "than about 7 in 10 means the finding depends on the setting). Where the plugins retrained the model without the "
-        "records, the rank correlation (Spearman; 1 = same order) and the median ratio of actual to predicted "
-        "effect (1 = exact), or the gap predicted after removing the top k drivers against the gap actually "
-        "measured after retraining without them, say how close the estimates are to reality."))
+        "than about 7 in 10 means the finding depends on the setting). Where the plugins retrained the model "
+        "without the records, the rank correlation (Spearman; 1 = same order) and the median ratio of actual to "
+        "predicted effect (1 = exact), or the gap predicted after removing the top k drivers against the gap "
+        "actually measured after retraining without them, say how close the estimates are to reality."))
     rows = []
     for f in st.findings:
         k = int(f.k or 0)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import yaml
 from conftest import ROOT
 
+import auditkit as ak
 from auditkit.assemble import solver_used
 from auditkit.config import parse_config
-import auditkit as ak
 from auditkit.engine_factory import EngineFactory, EngineSettings, second_solver_for
 from auditkit.errors import InputError
 from auditkit.inputs import load_data, load_model
@@ -220,3 +221,33 @@ def test_the_solver_auto_chose_and_its_measured_residual_reach_the_report(loaded
     exact = config_with()
     assert solver_used(fit_engine(load_model(exact, splits), exact, X, y)[0]) == {
         "method_used": "exact", "method_reason": None, "residual": None, "stopping_rule": None, "tol": None}
+
+
+@pytest.mark.parametrize("method", ["exact", "auto"])
+def test_damping_auto_refits_exact_from_the_refused_hessian_without_another_pass(monkeypatch, method):
+    """``damping: auto`` on an MLP stopped short of a minimum (H not positive definite): the refit with the
+    damping the refusal names reuses the dense Hessian the refused fit formed (one ``dense()`` in all) and
+    equals a fresh fit with that damping; the damping is Lanczos' extreme eigenvalues' suggest_damping, equal
+    to the one a full eigendecomposition gives."""
+    from auditkit.influence.hessian import HessianOperator
+    from auditkit.influence.solvers.base import suggest_damping
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(120, 3, generator=gen, dtype=torch.float64)
+    y = ((X[:, 0] * X[:, 1] + 0.3 * torch.randn(120, generator=gen, dtype=torch.float64)) > 0).long()
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Linear(3, 6), torch.nn.Tanh(), torch.nn.Linear(6, 2)).double()
+    ak.fit_model(mlp, X, y, l2=1e-4, max_iter=15)                  # stopped early: not at a minimum
+    calls = []
+    dense = HessianOperator.dense
+    monkeypatch.setattr(HessianOperator, "dense", lambda self: calls.append(1) or dense(self))
+    settings = EngineSettings(loss="cross_entropy", l2=1e-4, dtype="float64", method=method, damping="auto")
+    factory = EngineFactory(mlp, settings)
+    engine = factory.fit(X, y)
+    assert len(calls) == 1 and factory.steps[-1].startswith("refit with damping")
+    H = dense(engine.hessian_).double()
+    evals = torch.linalg.eigvalsh(H - engine.damping * torch.eye(len(H), dtype=torch.float64))
+    assert evals[0] < 0                                              # the case
+    assert engine.damping == pytest.approx(suggest_damping(float(evals[0]), float(evals[-1])), rel=1e-6)
+    fresh = ak.InfluenceEngine(mlp, "cross_entropy", l2=1e-4, method=method, damping=engine.damping).fit(X, y)
+    np.testing.assert_allclose(engine.self_influence(leverage=True), fresh.self_influence(leverage=True), rtol=1e-8)
+    np.testing.assert_allclose(engine.influence(X[:5], y[:5]), fresh.influence(X[:5], y[:5]), rtol=1e-8, atol=1e-14)

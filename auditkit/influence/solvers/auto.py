@@ -70,18 +70,20 @@ class AutoSolver(Solver):
 
     def fit(self, hessian: HessianOperator) -> AutoSolver:
         chosen, self.reason_ = self.choose(hessian)
-        self.chosen_ = chosen.fit(hessian)
+        self.chosen_ = chosen           # before fitting: a refused exact fit keeps H's data term (``reshifted``)
+        chosen.fit(hessian)
         return self
 
     def reshifted(self, hessian: HessianOperator, old_shift):
         """A fitted copy for the same data term with another diagonal shift, when the chosen solver can make one
         without a pass over the data (``exact``); else None."""
         reshift = getattr(self.chosen_, "reshifted", None)
-        if reshift is None:
+        chosen = reshift(hessian, old_shift) if reshift is not None else None
+        if chosen is None:
             return None
         new = AutoSolver(max_exact_params=self.max_exact_params, max_exact_mb=self.max_exact_mb, tol=self.tol,
                          max_iter=self.max_iter)
-        new.reason_, new.chosen_ = self.reason_, reshift(hessian, old_shift)
+        new.reason_, new.chosen_ = self.reason_, chosen
         return new
 
     def solve(self, B):
