@@ -250,7 +250,7 @@ def test_ekfac_refuses_a_singular_factor_and_suggests_damping(heart):
     ({"curvature": "fisher"}, "curvature='fisher' is not allowed: use one of 'gauss_newton', 'empirical', "
                               "'sampled'"),
     ({"rank": 5}, "option(s) ['rank'] are not known to method='ekfac': allowed options are ['curvature', 'basis', "
-                  "'cache_mb', 'seed', 'precision']"),
+                  "'cache_mb', 'seed', 'precision', 'curvature_records']"),
     ({"seed": -1}, "seed=-1 is not allowed: it must be an integer ≥ 0"),
     ({"precision": "half"}, "precision='half' is not allowed: use one of 'float64', 'engine'"),
     ({"basis": "fisher"}, "basis='fisher' is not allowed: use one of 'weighted', 'kfac'"),

@@ -138,3 +138,38 @@ def test_kept_factors_merged_into_several_groups_give_the_same_results(monkeypat
             results.append(e.self_influence())
     np.testing.assert_allclose(results[2], results[0], rtol=1e-10)
     np.testing.assert_allclose(results[3], results[1], rtol=1e-10)
+
+
+@pytest.mark.parametrize("arch, classes", [("mlp", 3), ("conv", 3)])
+@pytest.mark.parametrize("cache_mb", [0.0, 64.0])
+def test_curvature_from_a_subset_equals_ekfac_fitted_on_that_subset_with_every_records_own_quad_form(
+        arch, classes, cache_mb):
+    """``curvature_records=k``: the factors and corrected eigenvalues are those of EK-FAC fitted on the k records
+    drawn (seeded: the same draw for the same seed, another for another seed), and the self-influence of every
+    one of the n training records is ``(1/n) g_iᵀ H̃⁻¹ g_i`` with that curvature H̃."""
+    model, shape = _model(arch, classes)
+    X, y = _data(shape, classes, n=150)
+    kw = dict(l2=0.05, method="ekfac", cache_mb=cache_mb, chunk_size=40)
+    e = ak.InfluenceEngine(model, "cross_entropy", curvature_records=60, **kw).fit(X, y)
+    index = e.solver_.curvature_index_
+    assert len(index) == len(set(index.tolist())) == 60 and e.summary()["solver"]["curvature_fitted_on"] == 60
+    again = ak.InfluenceEngine(model, "cross_entropy", curvature_records=60, **kw).fit(X, y)
+    other = ak.InfluenceEngine(model, "cross_entropy", curvature_records=60, seed=1, **kw).fit(X, y)
+    assert torch.equal(again.solver_.curvature_index_, index)
+    assert not torch.equal(other.solver_.curvature_index_, index)
+    on_subset = ak.InfluenceEngine(model, "cross_entropy", **kw).fit(X[index], y[index])
+    for mine, want in zip(e.solver_.factors_, on_subset.solver_.factors_, strict=True):
+        for a, b in zip(mine, want, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    want = on_subset.solver_.quad_forms_of_records(X, y).numpy() / len(y)
+    np.testing.assert_allclose(e.self_influence(), want, rtol=1e-9)
+    full = ak.InfluenceEngine(model, "cross_entropy", **kw).fit(X, y)
+    assert not np.allclose(e.self_influence(), full.self_influence(), rtol=1e-3)    # a subset is not all records
+    assert pearson(e.self_influence(), full.self_influence()) > 0.9
+
+
+def test_curvature_records_is_checked():
+    model, shape = _model("mlp", 3)
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ak.InputError, match=r"^curvature_records=.* is not allowed: it must be an integer ≥ 0"):
+            ak.InfluenceEngine(model, "cross_entropy", method="ekfac", curvature_records=bad)

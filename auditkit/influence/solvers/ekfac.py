@@ -387,17 +387,22 @@ class EKFACSolver(Solver):
     per-record products in the engine's dtype, the sums of statistics and the eigendecompositions in float64);
     ``basis`` (``"weighted"`` or ``"kfac"``, EK-FAC only: which
     factors' eigenvectors form the basis, see the module docstring); ``cache_mb`` (memory allowed for the
-    training records' per-layer factors kept from the first pass; 0 recomputes them in further passes).
+    training records' per-layer factors kept from the first pass; 0 recomputes them in further passes);
+    ``curvature_records`` (0: every record; k: the factors and the re-fitted diagonal from k records drawn with
+    ``seed``, then every record's own quadratic form in one more pass; see ``_fit_on_subset``).
     """
 
     curvature: str = option("gauss_newton", "'gauss_newton' (expectation over the predictive distribution) or "
                             "'empirical' (true-label gradients)")
     basis: str = option("weighted", "EK-FAC only: 'weighted' or 'kfac', which factors' eigenvectors form the basis")
     cache_mb: float = option(256.0, "memory (MB) for per-layer factors kept from the first pass; 0 recomputes them")
-    seed: int = option(0, "seed of the random combinations drawn by curvature='sampled'")
+    seed: int = option(0, "seed of the random draws (curvature='sampled' combinations, the curvature_records subset)")
     precision: str = option("float64", "'float64' (every product in float64) or 'engine' (per-record products in "
                             "the engine's dtype, e.g. float32: about twice as fast; sums and eigendecompositions "
                             "stay float64)")
+    curvature_records: int = option(0, "estimate the curvature (Kronecker factors and eigenvalue correction) from a "
+                                    "seeded random subset of this many training records (0: all); the quadratic "
+                                    "forms (self-influence) still use every record's own gradient")
     name = "ekfac"
     correct_eigenvalues = True
 
@@ -414,6 +419,9 @@ class EKFACSolver(Solver):
                              f"{', '.join(repr(c) for c in PRECISIONS)}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise InputError(f"seed={self.seed!r} is not allowed: it must be an integer ≥ 0")
+        k = self.curvature_records
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise InputError(f"curvature_records={k!r} is not allowed: it must be an integer ≥ 0 (0: every record)")
 
     # ------------------------------------------------------------------------------- capture by hooks
     def _capture(self, x: torch.Tensor, y: torch.Tensor, need: str = "all") -> dict[str, tuple[torch.Tensor, ...]]:
@@ -639,6 +647,35 @@ class EKFACSolver(Solver):
             return self._fit(hessian)
 
     def _fit(self, hessian: HessianOperator) -> EKFACSolver:
+        if 0 < self.curvature_records < hessian.n:
+            return self._fit_on_subset(hessian)
+        self.curvature_subset_ = None
+        return self._fit_curvature(hessian)
+
+    def _fit_on_subset(self, hessian: HessianOperator) -> EKFACSolver:
+        """``curvature_records`` = k < n: the curvature from k records drawn without replacement (seeded by
+        ``seed``), ``(1/k) Σ_{i ∈ subset}`` in place of ``(1/n) Σ_i`` in every factor and in the eigenvalue
+        correction (each an average over records, so the subset's is unbiased); then one pass over every
+        training record for its own quadratic form ``g_iᵀ H⁻¹ g_i`` (one forward and one backward pass each,
+        no curvature statistics)."""
+        from ..records import Records
+
+        generator = torch.Generator().manual_seed(self.seed)
+        index = torch.randperm(hessian.n, generator=generator)[:self.curvature_records].sort().values
+        x, y = hessian.records.subset(index, dtype=hessian.dtype, device=hessian.device)
+        subset = HessianOperator(hessian.fn, Records(x, y, name="curvature subset"), l2=hessian.l2,
+                                 damping=hessian.damping, chunk_size=hessian.chunk_size)
+        self._fit_curvature(subset)
+        self.curvature_subset_, self.curvature_index_ = int(index.numel()), index
+        forms, done = [], 0
+        for part in hessian.map_chunks(self.quad_forms_of_records):
+            forms.append(part)
+            done += part.shape[0]
+            hessian.report(done)
+        self.train_quad_forms_ = torch.cat(forms)
+        return self
+
+    def _fit_curvature(self, hessian: HessianOperator) -> EKFACSolver:
         fn = self.fn_ = hessian.fn
         self.blocks_, self.modules_ = _blocks(fn, hessian.shift.double().cpu(), self.name)
         tensors = [*fn.model.parameters(), *(b for b in fn.model.buffers() if b.is_floating_point())]
@@ -790,6 +827,8 @@ class EKFACSolver(Solver):
 
     def summary(self) -> dict:
         out = super().summary()
+        if getattr(self, "curvature_subset_", None):
+            out["curvature_fitted_on"] = self.curvature_subset_
         if hasattr(self, "factors_"):
             kind = {(True, True): "weight+bias", (True, False): "weight", (False, True): "bias"}
             out["blocks"] = [{"layer": b.module_name, "shape": list(f[2].shape), "parameters": kind[b.weight, b.bias],
