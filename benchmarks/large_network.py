@@ -26,7 +26,10 @@ epochs in batches of ``--batch``; the influence passes use the same chunk size.
   model's dtype), sums and eigendecompositions in float64; ``cache_mb=4096``: the per-layer factors of the
   100,000 records (about 3.2 GB) are kept from the one pass of ``fit``, so the eigenvalue correction and the
   self-influence need no further pass. The cross terms and quad forms come from layer factors: no per-record
-  gradient of the whole model is formed.
+  gradient of the whole model is formed. Then the same with ``curvature_records=--curvature-records`` (20,000):
+  the factors and the eigenvalue correction from a seeded subset of that many records (as Kronfluence fits its
+  lambda on a subset), then one pass over every record for its own quadratic form; its self-influence of every
+  record is compared with the default's (the curvature from all records).
 - Kronfluence 1.0.1 (EK-FAC, ``fit_all_factors`` then ``compute_self_scores``; damping = ``L2``, the same
   shift of the eigenvalues as auditkit's l2; labels sampled from the model for its factors; its default
   float32 arithmetic, which is its fastest). Kronfluence forms every record's gradient of every layer
@@ -50,7 +53,8 @@ another torch::
     .venv/bin/pip install --no-deps kronfluence==1.0.1
     .venv/bin/pip install accelerate einops einconv opt-einsum safetensors tqdm
 
-Without it, the Kronfluence part is skipped with one line saying so. Run (about 30 min on 2 cores)::
+Without it, the Kronfluence part is skipped with one line saying so. Run (about 5 min on an otherwise idle
+2-core machine, 30 min or more on a loaded one)::
 
     .venv/bin/python benchmarks/large_network.py            # writes benchmarks/results/large_network.{json,md}
     .venv/bin/python benchmarks/large_network.py --quick    # 10,000 records, a smoke run (results not written)
@@ -274,7 +278,7 @@ def main() -> None:
         return
     if args.only_accuracy:
         result = json.loads(args.out.read_text())
-        result["small_accuracy"] = small_accuracy(args)
+        result["small_accuracy"] = {**small_accuracy(args), "separate_process": True}
         args.out.write_text(json.dumps(result, indent=1) + "\n")
         return
     if args.quick:
@@ -483,8 +487,9 @@ def markdown(r: dict) -> str:
                   f"damping {s['damping']:g}. Reference: `method='pcg'` (block CG preconditioned by EK-FAC, "
                   f"relative residual reached {s['pcg']['residual_self_influence']:.2g} for the self-influence of "
                   f"{s['records']} random records and {s['pcg']['residual_group_gap']:.2g} for the group gap; "
-                  f"{s['pcg']['wall_s']:.0f} s; tol {s['pcg']['tol']:g}, at most {s['pcg']['max_iter']} iterations). "
-                  "This part ran in a process of its own after the timed run (`--only-accuracy`).",
+                  f"{s['pcg']['wall_s']:.0f} s; tol {s['pcg']['tol']:g}, at most {s['pcg']['max_iter']} iterations)."
+                  + (" This part ran in a process of its own after the timed run (`--only-accuracy`)."
+                     if s.get("separate_process") else " This part ran after the timed run, in the same process."),
                   "",
                   "| EK-FAC curvature | self-influence Pearson | Spearman | median EK-FAC / PCG "
                   "| group-gap attribution (every record) Pearson | Spearman | wall s |",
@@ -496,7 +501,7 @@ def markdown(r: dict) -> str:
                          f"{t['group_gap']['spearman']:.3f} | {t['wall_s']:.1f} |")
         lines += ["", "EK-FAC approximates the Gauss–Newton matrix of each layer; PCG solves with the Hessian itself."]
     lines += ["", "Reproduce: `.venv/bin/python benchmarks/large_network.py` (Kronfluence installed as in its "
-              "docstring; about 30 min on 2 cores).", ""]
+              "docstring; about 5 min on an otherwise idle 2-core machine).", ""]
     return "\n".join(lines)
 
 
