@@ -135,7 +135,13 @@ class EngineFactory:
         self.damping_source = "auto"
         self.steps.append(f"refit with damping {damping:.2g}")
         if getattr(engine, "refused_", None) is not None:    # exact: H' = the refused fit's data term + new shift
-            return engine.with_ridge(l2=self.settings.l2, damping=damping, progress=self.progress)
+            try:
+                return engine.with_ridge(l2=self.settings.l2, damping=damping, progress=self.progress)
+            except SingularHessianError as again:   # the Ritz value fell short of H's smallest eigenvalue: add more
+                damping += again.suggested_damping or damping
+                self.steps.append(f"refit with damping {damping:.2g}: the first damping left the Hessian not "
+                                  "positive definite")
+                return engine.with_ridge(l2=self.settings.l2, damping=damping, progress=self.progress)
         return self.make(damping).fit(X, y)
 
     def check_finite(self, nonfinite: int) -> None:

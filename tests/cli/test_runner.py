@@ -251,3 +251,25 @@ def test_damping_auto_refits_exact_from_the_refused_hessian_without_another_pass
     fresh = ak.InfluenceEngine(mlp, "cross_entropy", l2=1e-4, method=method, damping=engine.damping).fit(X, y)
     np.testing.assert_allclose(engine.self_influence(leverage=True), fresh.self_influence(leverage=True), rtol=1e-8)
     np.testing.assert_allclose(engine.influence(X[:5], y[:5]), fresh.influence(X[:5], y[:5]), rtol=1e-8, atol=1e-14)
+
+
+def test_damping_auto_adds_damping_when_the_first_suggestion_falls_short(monkeypatch):
+    """If the damping suggested from Lanczos' Ritz values leaves H not positive definite (injected here: the
+    first suggestion is 1e-12), the refit adds what the damped H's own refusal suggests, says so, and fits."""
+    from auditkit.influence.solvers import exact
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(120, 3, generator=gen, dtype=torch.float64)
+    y = ((X[:, 0] * X[:, 1] + 0.3 * torch.randn(120, generator=gen, dtype=torch.float64)) > 0).long()
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Linear(3, 6), torch.nn.Tanh(), torch.nn.Linear(6, 2)).double()
+    ak.fit_model(mlp, X, y, l2=1e-4, max_iter=15)
+    real, calls = exact.suggest_damping, []
+    monkeypatch.setattr(exact, "suggest_damping", lambda lo, hi: calls.append(lo) or (1e-12 if len(calls) == 1
+                                                                                      else real(lo, hi)))
+    factory = EngineFactory(mlp, EngineSettings(loss="cross_entropy", l2=1e-4, dtype="float64", method="exact",
+                                                damping="auto"))
+    engine = factory.fit(X, y)
+    assert len(calls) == 2 and factory.steps[-1].endswith("the first damping left the Hessian not positive definite")
+    H = engine.hessian_.dense().double()
+    assert float(torch.linalg.eigvalsh((H + H.T) / 2)[0]) > 0
+    assert np.isfinite(engine.self_influence()).all()
