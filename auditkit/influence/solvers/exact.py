@@ -98,12 +98,12 @@ class ExactSolver(Solver):
         fix = suggest_damping(lo, hi)
         if lo < -1e-9 * abs(hi):  # clearly negative, beyond round-off
             raise SingularHessianError(
-                f"the Hessian is not positive definite (smallest eigenvalue {lo:.3g}, largest {hi:.3g}): "
+                f"the Hessian is not positive definite (smallest eigenvalue about {lo:.2g}, largest about {hi:.2g}): "
                 "the parameters are not at a minimum of mean loss + l2/2·‖θ‖² (train to convergence with the "
                 f"same l2), or pass damping={fix:.2g} or more", suggested_damping=fix)
         l2 = describe_l2(hessian.l2)
         raise SingularHessianError(
-            f"the Hessian is singular (smallest eigenvalue {lo:.3g}, largest {hi:.3g}, with l2={l2} "
+            f"the Hessian is singular (smallest eigenvalue about {lo:.2g}, largest about {hi:.2g}, with l2={l2} "
             f"and damping={hessian.damping:g}): pass damping={fix:.2g} (about 1e-3 of the largest eigenvalue)",
             suggested_damping=fix)
 
