@@ -246,8 +246,9 @@ class StabilityConfig(Strict):
     damping_factors: list[float] = Field(default_factory=lambda: [0.1, 10.0])
     second_solver: Literal[("auto", *(m for m in METHODS if m != "auto"), "none")] = Field(
         "auto", description="auto: beside exact, EK-FAC for a binary logistic regression and none for other "
-                            "models (exact is the reference); beside other methods, EK-FAC for models made of "
-                            "nn.Linear layers (fast at any n), else CG")
+                            "models (exact is the reference); beside EK-FAC or K-FAC, exact up to 12,000 "
+                            "parameters, else the other Kronecker method; beside other methods, EK-FAC for models "
+                            "made of nn.Linear layers (fast at any n), else CG")
     top_k: int = Field(10, ge=1, le=1_000_000)
     robust_agreement: float = Field(0.7, gt=0, le=1, description="top-k overlap at or above which a finding "
                                                                  "is called robust")

@@ -204,16 +204,26 @@ def second_solver_for(model, method: str) -> str:
       the reference and EK-FAC an approximation (its leverage self-influence agrees with exact's at Pearson r =
       0.05 on a 64-unit MLP, ``benchmarks/results/mlp_engine_profile.md``), so its row would measure EK-FAC's
       error and call robust findings sensitive (on a multiclass logistic regression r = 0.925).
+    - ``ekfac`` or ``kfac``: exact when its dense Hessian is small enough for ``auto`` to pick it (p ≤ 12,000:
+      formed from per-record Kronecker blocks in about one pass for an MLP), else the other Kronecker method
+      (one pass). CG would answer the self-influence of every record one block solve per chunk: hours at
+      n = 10,000 on an MLP.
     - any other method: EK-FAC when every parameter belongs to an ``nn.Linear`` layer (self-influence in one
       pass, an independent approximation of H), else CG; never the audit's own method.
     """
     import torch
+
+    from .influence.solvers.auto import AutoSolver
 
     layers = [mod for mod in model.modules() if any(True for _ in mod.parameters(recurse=False))]
     linear_only = all(isinstance(mod, torch.nn.Linear) for mod in layers)
     if method == "exact":
         binary_linear = linear_only and len(layers) == 1 and layers[0].out_features <= 2
         return "ekfac" if binary_linear else "none"
+    if method in ("ekfac", "kfac"):
+        p = sum(t.numel() for t in model.parameters() if t.requires_grad)
+        small = p <= AutoSolver.max_exact_params and p * p * 8 / 2 ** 20 <= AutoSolver.max_exact_mb
+        return "exact" if small else "kfac" if method == "ekfac" else "ekfac"
     for candidate in (["ekfac"] if linear_only else []) + ["cg", "exact"]:
         if candidate != method:
             return candidate

@@ -143,34 +143,42 @@ def test_the_solver_seed_derives_from_the_run_seed_unless_given(loaded):
 def test_the_default_second_solver_is_ekfac_for_linear_layers_else_cg_and_none_beside_exact_on_networks():
     """Beside exact, EK-FAC only where it agrees with exact (a binary logistic regression); on a network with
     hidden layers or a multiclass model exact is the reference and a second solver's row would measure the
-    approximation's error."""
+    approximation's error. Beside EK-FAC or K-FAC, exact while auto would pick it (p ≤ 12,000), else the other
+    Kronecker method: CG's self-influence of every record would take hours."""
     binary = torch.nn.Linear(3, 2)
-    assert second_solver_for(binary, "exact") == "ekfac" and second_solver_for(binary, "ekfac") == "cg"
+    assert second_solver_for(binary, "exact") == "ekfac" and second_solver_for(binary, "ekfac") == "exact"
     assert second_solver_for(torch.nn.Linear(3, 10), "exact") == "none"
     linear = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
     assert second_solver_for(linear, "exact") == "none"
-    assert second_solver_for(linear, "ekfac") == "cg" and second_solver_for(linear, "pcg") == "ekfac"
+    assert second_solver_for(linear, "ekfac") == "exact" and second_solver_for(linear, "pcg") == "ekfac"
+    assert second_solver_for(linear, "kfac") == "exact"
+    wide = torch.nn.Sequential(torch.nn.Linear(200, 64), torch.nn.Tanh(), torch.nn.Linear(64, 2))   # p = 12,994
+    assert second_solver_for(wide, "ekfac") == "kfac" and second_solver_for(wide, "kfac") == "ekfac"
     with_norm = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2))
     assert second_solver_for(with_norm, "exact") == "none"
     assert second_solver_for(with_norm, "cg") == "exact"
 
 
 def test_the_stability_check_picks_the_second_solver_for_the_method_auto_used():
-    """``method: auto`` on a small MLP uses exact, so the stability check compares only the ridges."""
+    """``method: auto`` on a small MLP uses exact, so the stability check compares only the ridges; beside
+    ``ekfac`` on the same MLP the second solver is exact (fast here), not CG."""
     gen = torch.Generator().manual_seed(0)
     X = torch.randn(80, 3, generator=gen, dtype=torch.float64)
     y = (X[:, 0] > 0).long()
     torch.manual_seed(0)
     mlp = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2)).double()
     ak.fit_model(mlp, X, y, l2=0.01)
-    for model, want in [(mlp, ["ridge ×10"]), (torch.nn.Linear(3, 2).double(), ["ridge ×10", "solver ekfac"])]:
-        settings = EngineSettings(loss="cross_entropy", l2=0.01, dtype="float64", method="auto", damping=0.0,
+    cases = [(mlp, "auto", ["ridge ×10"]), (torch.nn.Linear(3, 2).double(), "auto", ["ridge ×10", "solver ekfac"]),
+             (mlp, "ekfac", ["ridge ×10", "solver exact"])]
+    for model, method, want in cases:
+        settings = EngineSettings(loss="cross_entropy", l2=0.01, dtype="float64", method=method, damping=0.0,
                                   damping_factors=(10.0,))
         factory = EngineFactory(model, settings)
         engine = factory.make(0.0).fit(X, y)
-        assert engine.summary()["method_used"] == "exact"
+        assert engine.summary()["method_used"] == ("exact" if method == "auto" else method)
         engines, settings = factory.alternatives(engine, X, y)
         assert [s["label"] for s in settings] == want == list(engines)
+        assert all(np.isfinite(e.self_influence()).all() for e in engines.values())
 
 
 def test_the_gradient_cache_is_used_when_configured(loaded, tmp_path):
