@@ -113,7 +113,7 @@ def main(argv=None) -> int:
         t.append(time.perf_counter())
         c.append(time.process_time())
         stability = {}
-        if a.stability and method == "exact":      # others: the second solver would be cg (hours here)
+        if a.stability and method == "exact":      # the audit profiled here is an exact one
             factory = EngineFactory(model, EngineSettings(loss="cross_entropy", l2=L2, dtype="float64", method=method))
             start, cpu = time.perf_counter(), time.process_time()
             engines, _ = factory.alternatives(eng, X, y)
