@@ -288,6 +288,14 @@ def _retraining_cell(rt: RetrainingEvidence | None) -> Cell:
     return Cell(f"Spearman {fmt.num(rt.spearman)}, ratio {fmt.num(rt.median_ratio)}")
 
 
+#: the influence methods in words, for readers who do not know the solvers' names
+SOLVER_WORDS = {"exact": "the Hessian formed and factorised exactly", "cg": "conjugate gradients to a stated residual",
+                "pcg": "conjugate gradients preconditioned by EK-FAC, to a stated residual",
+                "lissa": "LiSSA, a stochastic series", "arnoldi": "Arnoldi, a low-rank approximation of the Hessian",
+                "ekfac": "EK-FAC, an approximation of the Hessian by Kronecker factors with re-fitted eigenvalues",
+                "kfac": "K-FAC, an approximation of the Hessian by Kronecker factors", "auto": "auto"}
+
+
 def _compared_settings(st: Stability, method_used: str) -> str:
     """What the stability check recomputed the findings with, in words (the end of a sentence and the next)."""
     factors = [s.label.split("×", 1)[1] for s in st.settings if "×" in s.label and not s.label.startswith("solver ")]
@@ -297,7 +305,7 @@ def _compared_settings(st: Stability, method_used: str) -> str:
         parts.append("with the ridge of the Hessian (the L2 penalty plus the damping) multiplied by "
                      + " and by ".join(factors))
     if solvers:
-        parts.append(f"with a second solver ({', '.join(solvers)})")
+        parts.append("with a second solver: " + "; ".join(f"{m} ({SOLVER_WORDS.get(m, m)})" for m in solvers))
     text = ", and ".join(parts) + "." if parts else "under no other setting."
     if not solvers:
         text += (" No second solver was compared: the Hessian was formed and factorised exactly, the reference "

@@ -194,7 +194,8 @@ def test_the_stability_paragraph_names_the_settings_compared_and_why_no_second_s
         return next(b.text for b in blocks if getattr(b, "text", "").startswith("Each key finding"))
 
     text = paragraph(sample_run)
-    assert "multiplied by 0.1 and by 10, and with a second solver (cg)." in text
+    assert ("multiplied by 0.1 and by 10, and with a second solver: cg (conjugate gradients to a stated "
+            "residual).") in text
     assert "No second solver" not in text
     run = copy.deepcopy(sample_run)
     stability = run["influence"]["stability"]
