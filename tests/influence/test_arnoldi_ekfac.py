@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import L2_LR, L2_MLP, pearson
+from conftest import L2_LR, L2_MLP, Positions, pearson
 
 import auditkit as ak
 from auditkit.errors import InputError, SingularHessianError
@@ -264,17 +264,6 @@ def test_ekfac_bad_options(heart_lr, kw, message):
 def _hand_cross_entropy(outputs, targets):
     """Cross-entropy written out, so the solver cannot recognise it: Λ comes from autograd."""
     return torch.logsumexp(outputs, dim=1) - outputs.gather(1, targets.long()[:, None])[:, 0]
-
-
-class Positions(torch.nn.Module):
-    """A Linear layer applied at 3 positions of each record (input (b, 3, 4)), then averaged."""
-
-    def __init__(self, classes):
-        super().__init__()
-        self.fc, self.out = torch.nn.Linear(4, 3), torch.nn.Linear(3, classes)
-
-    def forward(self, x):
-        return self.out(torch.tanh(self.fc(x.reshape(-1, 3, 4))).mean(1))
 
 
 def _model(arch: str, classes: int) -> tuple[torch.nn.Module, tuple[int, ...]]:

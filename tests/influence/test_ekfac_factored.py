@@ -7,20 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import pearson
+from conftest import Positions, pearson
 
 import auditkit as ak
-
-
-class Positions(torch.nn.Module):
-    """A Linear layer applied at 3 positions of each record (input (b, 3, 4)), then averaged."""
-
-    def __init__(self, classes):
-        super().__init__()
-        self.fc, self.out = torch.nn.Linear(4, 3), torch.nn.Linear(3, classes)
-
-    def forward(self, x):
-        return self.out(torch.tanh(self.fc(x.reshape(-1, 3, 4))).mean(1))
 
 
 def _model(arch: str, classes: int) -> tuple[torch.nn.Module, tuple[int, ...]]:

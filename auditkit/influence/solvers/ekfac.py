@@ -649,7 +649,7 @@ class EKFACSolver(Solver):
     def _fit(self, hessian: HessianOperator) -> EKFACSolver:
         if 0 < self.curvature_records < hessian.n:
             return self._fit_on_subset(hessian)
-        self.curvature_subset_ = None
+        self.curvature_index_ = None
         return self._fit_curvature(hessian)
 
     def _fit_on_subset(self, hessian: HessianOperator) -> EKFACSolver:
@@ -665,8 +665,8 @@ class EKFACSolver(Solver):
         x, y = hessian.records.subset(index, dtype=hessian.dtype, device=hessian.device)
         subset = HessianOperator(hessian.fn, Records(x, y, name="curvature subset"), l2=hessian.l2,
                                  damping=hessian.damping, chunk_size=hessian.chunk_size)
-        self._fit_curvature(subset)
-        self.curvature_subset_, self.curvature_index_ = int(index.numel()), index
+        self._fit_curvature(subset, own_quad_forms=False)
+        self.curvature_index_ = index
         forms, done = [], 0
         for part in hessian.map_chunks(self.quad_forms_of_records):
             forms.append(part)
@@ -675,7 +675,9 @@ class EKFACSolver(Solver):
         self.train_quad_forms_ = torch.cat(forms)
         return self
 
-    def _fit_curvature(self, hessian: HessianOperator) -> EKFACSolver:
+    def _fit_curvature(self, hessian: HessianOperator, *, own_quad_forms: bool = True) -> EKFACSolver:
+        """The factors, eigenbases and re-fitted diagonals from ``hessian``'s records; with ``own_quad_forms`` and
+        the records' factors kept, also those records' quadratic forms (``train_quad_forms_``)."""
         fn = self.fn_ = hessian.fn
         self.blocks_, self.modules_ = _blocks(fn, hessian.shift.double().cpu(), self.name)
         tensors = [*fn.model.parameters(), *(b for b in fn.model.buffers() if b.is_floating_point())]
@@ -767,7 +769,7 @@ class EKFACSolver(Solver):
         self.lowers_ = [None if e is None else self.blocks_[i].lower_parts(self._fixed_lower(i, e))
                         for i, e in enumerate(directions)]
         self.train_quad_forms_ = None
-        if keep:
+        if keep and own_quad_forms:
             self.train_quad_forms_ = torch.cat([
                 sum(self._block_quad_form(i, c[b.module_name], p[i]) for i, b in enumerate(self.blocks_))
                 for c, p in zip(kept, projected, strict=True)])
@@ -794,8 +796,7 @@ class EKFACSolver(Solver):
     def quad_forms_of_records(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``g_iᵀ H⁻¹ g_i`` for the true-label gradients of a batch, from the rank-1 factors ``g ãᵀ`` of each
         layer (no per-record gradient is formed): ``Σ_oi u_o² v_i² / D_oi`` with u = Q_Sᵀ g, v = Q_Aᵀ ã."""
-        with blas_threads() if x.device.type == "cpu" else contextlib.nullcontext():
-            return self._quad_forms_of(self._capture(x, y, "true")).to(self.fn_.dtype)
+        return self.cross_and_quad_forms_of_records(x, y, None, True)[1]
 
     def cross_and_quad_forms_of_records(self, x: torch.Tensor, y: torch.Tensor, V: torch.Tensor | None,
                                         quad: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -827,8 +828,8 @@ class EKFACSolver(Solver):
 
     def summary(self) -> dict:
         out = super().summary()
-        if getattr(self, "curvature_subset_", None):
-            out["curvature_fitted_on"] = self.curvature_subset_
+        if getattr(self, "curvature_index_", None) is not None:
+            out["curvature_fitted_on"] = int(self.curvature_index_.numel())
         if hasattr(self, "factors_"):
             kind = {(True, True): "weight+bias", (True, False): "weight", (False, True): "bias"}
             out["blocks"] = [{"layer": b.module_name, "shape": list(f[2].shape), "parameters": kind[b.weight, b.bias],

@@ -17,6 +17,7 @@ import torch
 from ...errors import ModelTooLargeError, SingularHessianError
 from ..hessian import HessianOperator
 from ..penalty import describe_l2
+from .arnoldi import extreme_eigenvalues
 from .base import Solver, option, positive, suggest_damping
 
 
@@ -85,13 +86,11 @@ class ExactSolver(Solver):
 
     def _refuse(self, dense: torch.Tensor, hessian: HessianOperator) -> None:
         """Raise :class:`SingularHessianError` naming H's smallest and largest eigenvalue and the damping that
-        fixes it. The eigenvalues are Lanczos' extreme Ritz values (:func:`top_eigenvalue` of ``H`` and of
-        ``−H``, p² flops per step), not a full ``eigvalsh`` (4p³/3 flops: 24 CPU-s at p = 6,018); a full
-        ``eigvalsh`` only when ``dense`` is not finite."""
+        fixes it. The eigenvalues are Lanczos' extreme Ritz values (:func:`~.arnoldi.extreme_eigenvalues`, p² flops
+        per step), not a full ``eigvalsh`` (4p³/3 flops: 24 CPU-s at p = 6,018); a full ``eigvalsh`` only when
+        ``dense`` is not finite."""
         if torch.isfinite(dense).all():
-            hi = top_eigenvalue(lambda v: dense @ v, dense.shape[0], dtype=dense.dtype, device=dense.device)
-            lo = -top_eigenvalue(lambda v: -(dense @ v), dense.shape[0], dtype=dense.dtype, device=dense.device,
-                                 scale=abs(hi))
+            lo, hi = extreme_eigenvalues(lambda V: (V.to(dense) @ dense).cpu(), dense.shape[0])   # H symmetric
         else:
             evals = torch.linalg.eigvalsh(dense)
             lo, hi = float(evals[0]), float(evals[-1])
@@ -123,36 +122,3 @@ class ExactSolver(Solver):
         return {**super().summary(), "smallest_pivot": getattr(self, "smallest_pivot_", None),
                 "dense_hessian": getattr(self, "dense_method_", None)}
 
-
-def top_eigenvalue(matvec, p: int, *, dtype=torch.float64, device="cpu", max_steps: int = 300,
-                   rtol: float = 1e-7, scale: float | None = None) -> float:
-    """The algebraically largest eigenvalue of a symmetric operator (``matvec``: v ↦ Av, p-vectors): the top
-    Ritz value of Lanczos with full re-orthogonalisation from a seeded random start (deterministic; a fixed
-    vector such as all ones can be orthogonal to the eigenvector a network's symmetries give), run until it
-    changes by less than ``rtol`` × ``scale`` (default: the value itself) over 10 steps, at most ``max_steps``
-    products. The Ritz value converges from below; unlike a residual test (ARPACK's) it does not wait for the
-    eigenvector, which converges slowly when the top eigenvalues cluster, while the value does not."""
-    steps = min(p, max_steps)
-    Q = torch.zeros(steps + 1, p, dtype=dtype, device=device)
-    start = torch.randn(p, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    Q[0] = (start / torch.linalg.vector_norm(start)).to(device, dtype)
-    alpha, beta, last = [], [], None
-    for j in range(steps):
-        w = matvec(Q[j])
-        alpha.append(float(Q[j] @ w))
-        w = w - Q[:j + 1].T @ (Q[:j + 1] @ w)
-        w = w - Q[:j + 1].T @ (Q[:j + 1] @ w)                   # twice is enough (Kahan–Parlett)
-        b = float(torch.linalg.vector_norm(w))
-        done = b <= 1e-13 * max(abs(a) for a in alpha) or j + 1 == steps
-        if (j + 1) % 10 == 0 or done:
-            T = torch.diag(torch.tensor(alpha, dtype=torch.float64))
-            if beta:
-                off = torch.tensor(beta, dtype=torch.float64)
-                T += torch.diag(off, 1) + torch.diag(off, -1)
-            top = float(torch.linalg.eigvalsh(T)[-1])
-            if done or (last is not None and abs(top - last) <= rtol * (abs(top) if scale is None else scale)):
-                return top
-            last = top
-        beta.append(b)
-        Q[j + 1] = w / b
-    raise AssertionError("unreachable")
