@@ -293,7 +293,7 @@ SOLVER_WORDS = {"exact": "the Hessian formed and factorised exactly", "cg": "con
                 "pcg": "conjugate gradients preconditioned by EK-FAC, to a stated residual",
                 "lissa": "LiSSA, a stochastic series", "arnoldi": "Arnoldi, a low-rank approximation of the Hessian",
                 "ekfac": "EK-FAC, an approximation of the Hessian by Kronecker factors with re-fitted eigenvalues",
-                "kfac": "K-FAC, an approximation of the Hessian by Kronecker factors", "auto": "auto"}
+                "kfac": "K-FAC, an approximation of the Hessian by Kronecker factors"}
 
 
 def _compared_settings(st: Stability, method_used: str) -> str:
