@@ -385,6 +385,18 @@ def test_nyc_policy_fails_the_heart_disease_impact_ratio(found):
     assert checks[0].requirement.startswith("6 RCNY § 5-301")
 
 
+@pytest.mark.parametrize("kind", ["diagnosis", "triage", "screening"])
+def test_nyc_policy_is_not_applicable_to_a_diagnostic_decision(found, kind):
+    """Selection-rate ratios do not fit a diagnostic decision (prevalence differs between groups): each of the
+    policy's rules gives one not-applicable check there, and the run's status does not fail on them."""
+    checks = evaluate(load_policy("nyc-ll144-impact-ratio"), list(found.values()), decision_kind=kind)
+    assert [(c.rule, c.status) for c in checks] == [("impact-ratio-per-category", "not_applicable"),
+                                                   ("impact-ratio-vs-reference", "not_applicable")]
+    assert overall_status(checks) != "fail"
+    lending = evaluate(load_policy("nyc-ll144-impact-ratio"), list(found.values()), decision_kind="lending")
+    assert overall_status(lending) == "fail" and "not_applicable" not in {c.status for c in lending}
+
+
 def test_clinical_privacy_passes_a_regularised_model(found):
     checks = evaluate(load_policy("clinical-privacy"), list(found.values()))
     assert {c.status for c in checks} == {"pass"}
