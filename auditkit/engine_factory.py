@@ -222,8 +222,7 @@ def second_solver_for(model, method: str) -> str:
         return "ekfac" if binary_linear else "none"
     if method in ("ekfac", "kfac"):
         p = sum(t.numel() for t in model.parameters() if t.requires_grad)
-        small = p <= AutoSolver.max_exact_params and p * p * 8 / 2 ** 20 <= AutoSolver.max_exact_mb
-        return "exact" if small else "kfac" if method == "ekfac" else "ekfac"
+        return "exact" if AutoSolver().exact_fits(p) else "kfac" if method == "ekfac" else "ekfac"
     for candidate in (["ekfac"] if linear_only else []) + ["cg", "exact"]:
         if candidate != method:
             return candidate

@@ -28,8 +28,8 @@ epochs in batches of ``--batch``; the influence passes use the same chunk size.
   self-influence need no further pass. The cross terms and quad forms come from layer factors: no per-record
   gradient of the whole model is formed. Then the same with ``curvature_records=--curvature-records`` (20,000):
   the factors and the eigenvalue correction from a seeded subset of that many records (as Kronfluence fits its
-  lambda on a subset), then one pass over every record for its own quadratic form; its self-influence of every
-  record is compared with the default's (the curvature from all records).
+  lambda on a subset); every record's own quadratic form is computed in the ``self_influence`` pass; its
+  self-influence of every record is compared with the default's (the curvature from all records).
 - Kronfluence 1.0.1 (EK-FAC, ``fit_all_factors`` then ``compute_self_scores``; damping = ``L2``, the same
   shift of the eigenvalues as auditkit's l2; labels sampled from the model for its factors; its default
   float32 arithmetic, which is its fastest). Kronfluence forms every record's gradient of every layer
@@ -420,9 +420,9 @@ def markdown(r: dict) -> str:
     if sub:
         lines += [
             row(f"auditkit EK-FAC `fit`, `curvature_records={sub['curvature_records']:,}`", sub["fit_wall_s"],
-                sub["fit_cpu_s"], f"the curvature from a seeded subset of {sub['curvature_records']:,} records, "
-                "then one pass over every record for its quadratic form"),
-            row("auditkit `self_influence()`, every record", sub["self_wall_s"], sub["self_cpu_s"]),
+                sub["fit_cpu_s"], f"the curvature from a seeded subset of {sub['curvature_records']:,} records"),
+            row("auditkit `self_influence()`, every record", sub["self_wall_s"], sub["self_cpu_s"],
+                "one pass over every record for its own quadratic form (layer factors)"),
             row(f"**auditkit fit + self-influence of every record, curvature from {sub['curvature_records']:,}**",
                 sub["fit_wall_s"] + sub["self_wall_s"], sub["fit_cpu_s"] + sub["self_cpu_s"]),
         ]

@@ -47,11 +47,16 @@ class AutoSolver(Solver):
         positive("tol", self.tol, allow_none=True)
         positive("max_iter", self.max_iter, integer=True, allow_none=True)
 
+    def exact_fits(self, p: int) -> bool:
+        """Whether the rule picks ``exact`` for p parameters: p ≤ ``max_exact_params`` and the dense Hessian
+        (p²·8 bytes) ≤ ``max_exact_mb``."""
+        return p <= self.max_exact_params and p * p * 8 / 2 ** 20 <= self.max_exact_mb
+
     def choose(self, hessian: HessianOperator) -> tuple[Solver, str]:
         """The solver the rule picks for this Hessian (unfitted) and why, in one sentence."""
         p = hessian.p
         mb = p * p * 8 / 2 ** 20
-        if p <= self.max_exact_params and mb <= self.max_exact_mb:
+        if self.exact_fits(p):
             how = ("from per-record Kronecker blocks, the first trained layer being an nn.Linear"
                    if hessian.kron_split() is not None else "by p Hessian-vector products per record")
             return (ExactSolver(max_params=max(p, ExactSolver.max_params)),

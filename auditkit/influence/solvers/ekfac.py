@@ -389,7 +389,7 @@ class EKFACSolver(Solver):
     factors' eigenvectors form the basis, see the module docstring); ``cache_mb`` (memory allowed for the
     training records' per-layer factors kept from the first pass; 0 recomputes them in further passes);
     ``curvature_records`` (0: every record; k: the factors and the re-fitted diagonal from k records drawn with
-    ``seed``, then every record's own quadratic form in one more pass; see ``_fit_on_subset``).
+    ``seed``; every record's own quadratic form is then computed in the engine's pass; see ``_fit_on_subset``).
     """
 
     curvature: str = option("gauss_newton", "'gauss_newton' (expectation over the predictive distribution) or "
@@ -655,9 +655,10 @@ class EKFACSolver(Solver):
     def _fit_on_subset(self, hessian: HessianOperator) -> EKFACSolver:
         """``curvature_records`` = k < n: the curvature from k records drawn without replacement (seeded by
         ``seed``), ``(1/k) Σ_{i ∈ subset}`` in place of ``(1/n) Σ_i`` in every factor and in the eigenvalue
-        correction (each an average over records, so the subset's is unbiased); then one pass over every
-        training record for its own quadratic form ``g_iᵀ H⁻¹ g_i`` (one forward and one backward pass each,
-        no curvature statistics)."""
+        correction (each an average over records, so the subset's is unbiased). No pass over all n records here:
+        every training record's own quadratic form ``g_iᵀ H⁻¹ g_i`` (``quad_forms_of_records``: one forward and
+        one backward pass each, no curvature statistics) is left to the engine's pass over the training records,
+        which computes it together with whatever else that pass is asked (e.g. the influence on measurements)."""
         from ..records import Records
 
         generator = torch.Generator().manual_seed(self.seed)
@@ -667,12 +668,6 @@ class EKFACSolver(Solver):
                                  damping=hessian.damping, chunk_size=hessian.chunk_size)
         self._fit_curvature(subset, own_quad_forms=False)
         self.curvature_index_ = index
-        forms, done = [], 0
-        for part in hessian.map_chunks(self.quad_forms_of_records):
-            forms.append(part)
-            done += part.shape[0]
-            hessian.report(done)
-        self.train_quad_forms_ = torch.cat(forms)
         return self
 
     def _fit_curvature(self, hessian: HessianOperator, *, own_quad_forms: bool = True) -> EKFACSolver:

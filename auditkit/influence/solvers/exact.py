@@ -121,4 +121,3 @@ class ExactSolver(Solver):
     def summary(self) -> dict:
         return {**super().summary(), "smallest_pivot": getattr(self, "smallest_pivot_", None),
                 "dense_hessian": getattr(self, "dense_method_", None)}
-
