@@ -19,10 +19,10 @@ record whose label a model trained without it predicts anyway is not memorised, 
 tell it from a non-member at a 1% false-positive budget: measuring memorisation is part of building a canary,
 not a weakening of the test. Memorisation is a property of the training distribution, ``mem_i = mean p(label |
 models trained with i) − mean p(label | models trained without i)``, so it is estimated on the distribution the
-attack's models come from: ``CHECK_MODELS`` (16) MLPs trained exactly as the plugin trains its reference models
+attack's models come from: ``CHECK_MODELS`` (64) MLPs trained exactly as the plugin trains its reference models
 (complementary random halves of the pool = planted training records + holdout + fresh, cold start from the
 builder, early stop at ``‖∇R‖∞ ≤ 1e-5``, at most 500 L-BFGS iterations; ``memorisation_check``), under a seed
-the plugin never uses (``1000 + seed``): each candidate is in 8 and out of 8 of them. The 20 candidates with the
+the plugin never uses (``1000 + seed``): each candidate is in 32 and out of 32 of them. The 20 candidates with the
 largest estimate are the canaries; the other 20 stay planted (the check ran on the very training set the audit
 uses) and are reported apart (how many of them are flagged). Every canary's estimate, OUT models' mean and
 largest probability, and the others' estimates are in the JSON.
@@ -41,8 +41,18 @@ redrew every canary that any of its 8 OUT models predicted, round after round: 1
 119 of 120 with at most 12, and the one miss each time a canary placed in the last round and never checked.
 The check never converged: 2–14 of the 20 failed in every one of the 12 rounds on every run, because far
 outside the data one of 8 OUT models often extrapolates to the label even for a memorised record, and every
-replacement changes the training set the others were checked on. The fifth (this one) plants 40, checks once
-on the final training set, and takes the 20 most memorised by the continuous estimate. All designs kept the
+replacement changes the training set the others were checked on. The fifth (commit d7e8fd1,
+``privacy_mlp_canaries_design_e.md``) plants 40, checks once on the final training set, and takes the 20 most
+memorised by the continuous estimate: 119 of 120, and German credit's fresh false-positive rate 2.13%.
+The sixth (this one) keeps the fifth's canaries and changes the attack, decided on development seeds 10 and 11
+(never the seeds below) and fixed before its run on seeds 0–2: 64 reference models and 64 check models
+instead of 16 (32 OUT models per record, where the fifth's miss had 8), and the plugin's online LiRA with
+variances pooled over the records (the per-record variances it switched to at 32 models per side flagged 20,
+19 and 18 of 20 canaries on the development runs heart disease seed 10, German credit seed 11 and heart disease
+seed 11: far outside the data the OUT models split between predicting the label and not, which widens the
+record's own σ_out) and its likelihood ratio made non-decreasing in the audited model's confidence
+(``monotone_ratio``). On the same development runs (the same trained models, rescored) the pooled, monotone
+attack flagged 20/20 in each, with 5/230, 0/250 and 0/230 fresh non-members flagged. All designs kept the
 seeds and the acceptance below.
 
 **The audited model**: ``Linear(d, 64)-Tanh-Linear(64, 2)`` in float64, built after ``torch.manual_seed(seed)``,
@@ -54,7 +64,7 @@ names, and that damping is reported (``fit.engine_damping``).
 **The audit**: the privacy plugin (``run_plugin("privacy")``) with the exact influence engine, its default
 budget 0.01, and a training function: the built-in ``warm_start_trainer(l2)`` with the builder attached
 (``BuiltTrainer``, as ``auditkit run`` passes it when ``model.builder`` is configured), so the reference models
-are cold-started from the builder. ``reference_models`` = 16 (online LiRA; fixed, not from the time budget, so
+are cold-started from the builder. ``reference_models`` = 64 (online LiRA; fixed, not from the time budget, so
 that the run does not depend on the machine's load), ``trust_top`` 0 (the retraining check of the top-ranked
 records changes no flag; it is left out to save time).
 
@@ -115,11 +125,11 @@ N_CANARIES = 20
 HIDDEN = 64
 L2 = 1e-3
 BUDGET = 0.01
-REFERENCE_MODELS = 16
+REFERENCE_MODELS = 64
 SEEDS = [0, 1, 2]
 PUSHES = 9            # the push is doubled up to 8 times before a candidate is redrawn
 N_PLANTED = 40        # candidates planted; the N_CANARIES most memorised of them are the canaries
-CHECK_MODELS = 16     # models of the memorisation check, trained as the reference models are (8 IN, 8 OUT each)
+CHECK_MODELS = 64     # models of the memorisation check, trained as the reference models are (32 IN, 32 OUT each)
 CHECK_SEED = 1000     # the check's models are drawn under seed 1000 + seed: never the plugin's
 SIZES = {"heart_disease": (460, 230), "german_credit": (500, 250)}     # train, holdout; the rest is fresh
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from ..audits.fairness.findings import DENOMINATOR_WORDS, Disparity
+from ..audits.privacy.attacks import flag_false_alarm_rate
 from ..audits.privacy.findings import Attack
 from ..rundoc import RunDocument
 from . import fmt
@@ -196,15 +197,24 @@ def privacy(section: Section, run: RunDocument, *, figures: dict, **_) -> None:
     flagged(section, run, figures=figures, minimum=minimum)
 
 
+def false_alarm_rate(p) -> float | None:
+    """The flags' false-alarm rate, ``(⌊budget·m⌋ + 1)/(m + 1)`` for ``m`` calibration non-members (an upper bound,
+    averaged over calibration sets; :func:`auditkit.audits.privacy.attacks.flag_false_alarm_rate`), None without a
+    budget or non-members."""
+    if fmt.missing(p.budget) or fmt.missing(p.n_nonmembers) or int(p.n_nonmembers) < 1:
+        return None
+    return flag_false_alarm_rate(int(p.n_nonmembers), float(p.budget))
+
+
 def flagged(section: Section, run: RunDocument, *, figures: dict, minimum: int) -> None:
     """The flagged training records: how many, the risk distribution, exposure by group, the trust check."""
     p = run.privacy
     section.blocks.append(Heading("Flagged training records"))
     section.blocks.append(Paragraph(
         f"{fmt.count(p.n_flagged)} of {fmt.count(p.n_members)} training records are flagged as "
-        f"exposed (risk above {fmt.num(p.threshold)}; false-alarm rate about {fmt.pct(p.budget)}, "
-        f"so about {fmt.count(round(float(p.budget or 0) * float(p.n_members or 0)))} flags are "
-        f"expected by chance alone). A flag means the model's behaviour on the record is unlike its behaviour on "
+        f"exposed (risk above {fmt.num(p.threshold)}; false-alarm rate at most {fmt.pct(false_alarm_rate(p), 1)}, "
+        f"so at most about {fmt.count(round(float(false_alarm_rate(p) or 0) * float(p.n_members or 0)))} flags "
+        f"are expected by chance alone). A flag means the model's behaviour on the record is unlike its behaviour on "
         f"unseen records, so it may reveal that the record was in the training data."))
     if "risk_distribution" in figures:
         section.blocks.append(Figure(figures["risk_distribution"], "Risk score of training records (members) and "

@@ -28,7 +28,7 @@ from .blocks import (
 from .limitations import damping_note
 from .limitations import limitations as limitation_items
 from .metric_choice import interval_methods, metric_choice
-from .results import fairness, privacy, quality, suppressed_groups  # noqa: F401  (re-exported builders)
+from .results import fairness, false_alarm_rate, privacy, quality, suppressed_groups  # noqa: F401  (re-exported builders)
 
 DECISION_WORDS = {
     "assistive": ("assistive: a favourable prediction gives the person a benefit (here: {fav}). The harmful "
@@ -365,9 +365,10 @@ def privacy_method(section: Section, run: RunDocument) -> None:
         + (f" (split “{hold.name}”, {hold.source})" if hold else "") + ".",
         f"Risk score of a record: {p.risk_score}; signals: {', '.join(p.signals) or fmt.DASH}.",
         f"A training record is flagged when its risk exceeds the threshold ({fmt.num(p.threshold)}) that "
-        f"only {fmt.pct(p.budget)} of non-members exceed, so a flag has a known false-alarm rate of about "
-        f"{fmt.pct(p.budget)} (measured on the calibration records: "
-        f"{fmt.pct(p.realised_fpr_on_calibration, 1)}).",
+        f"only {fmt.pct(p.budget)} of non-members exceed, so a record that is not exposed is flagged with "
+        f"probability at most {fmt.pct(false_alarm_rate(p), 1)} (the budget, plus at most one record in "
+        f"{fmt.count((p.n_nonmembers or 0) + 1)} for the finite calibration set; measured on the calibration "
+        f"records: {fmt.pct(p.realised_fpr_on_calibration, 1)}).",
     ] + reference_bullet(p.reference)))
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats
 
 import auditkit as ak
 from auditkit.audits.base import AuditContext, warm_start_trainer
@@ -20,6 +21,7 @@ from auditkit.audits.privacy.reference import (
     ReferenceScores,
     cold_start,
     logit_confidence,
+    monotone_ratio,
     reference_attack,
 )
 from auditkit.data import AuditData
@@ -216,11 +218,34 @@ def test_online_lira_finds_the_mlp_canaries_and_stays_calibrated(mlp_canaries):
     # IN models fit each canary's unlikely label, OUT models do not
     assert (ref.mu_in["train"][canaries] > 0).all() and (ref.mu_out["train"][canaries] < -2).all()
     assert ref.scores["holdout"].max() < lam[canaries].min()
-    # the likelihood ratio as defined, with pooled variances (4 IN / 4 OUT models: fewer than 8 each)
-    x, mi, mo = ref.phi_target["train"], ref.mu_in["train"], ref.mu_out["train"]
-    expected = (-0.5 * ((x - mi) / ref.sigma_in) ** 2 - np.log(ref.sigma_in)
-                + 0.5 * ((x - mo) / ref.sigma) ** 2 + np.log(ref.sigma))
+    # the likelihood ratio as defined, with pooled variances, at φ clipped to the ratio's rising side
+    x, mi, mo, s_in, s_out = ref.phi_target["train"], ref.mu_in["train"], ref.mu_out["train"], ref.sigma_in, ref.sigma
+    assert ref.variance == "pooled" and ref.run["variance"] == "pooled"
+    turn = (mi / s_in ** 2 - mo / s_out ** 2) / (1 / s_in ** 2 - 1 / s_out ** 2)
+    x = np.minimum(x, turn) if s_in < s_out else np.maximum(x, turn)
+    expected = -0.5 * ((x - mi) / s_in) ** 2 - np.log(s_in) + 0.5 * ((x - mo) / s_out) ** 2 + np.log(s_out)
     np.testing.assert_allclose(lam, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize(("s_in", "s_out"), [(1.0, 3.0), (3.0, 1.0), (2.0, 2.0)])
+def test_the_likelihood_ratio_never_falls_as_the_target_grows_more_confident(s_in, s_out):
+    """monotone_ratio is LiRA's Gaussian log-likelihood ratio (scipy's normal densities) wherever that rises with φ,
+    and flat where it would fall: a target more confident than its IN models is never scored as less exposed."""
+    x = np.linspace(-30, 30, 2001)
+    mu_in, mu_out = 6.0, -5.0
+    got = monotone_ratio(x, mu_in, s_in, mu_out, s_out)
+    plain = stats.norm.logpdf(x, mu_in, s_in) - stats.norm.logpdf(x, mu_out, s_out)
+    assert (np.diff(got) >= -1e-12).all()                               # non-decreasing in φ_target
+    up = np.gradient(plain, x) >= 0                                      # where the plain ratio rises
+    np.testing.assert_allclose(got[up], plain[up], rtol=1e-10, atol=1e-10)
+    if s_in != s_out:                                                    # where it falls: flat, at its turning point
+        turn = (mu_in / s_in ** 2 - mu_out / s_out ** 2) / (1 / s_in ** 2 - 1 / s_out ** 2)
+        at_turn = stats.norm.logpdf(turn, mu_in, s_in) - stats.norm.logpdf(turn, mu_out, s_out)
+        assert (~up).sum() > 100
+        np.testing.assert_allclose(got[~up], at_turn, rtol=1e-10)
+        assert at_turn == pytest.approx(plain.max() if s_in < s_out else plain.min(), abs=1e-3)
+    else:
+        assert up.all()
 
 
 def test_model_count_from_the_budget_and_processes_equal_one_process(logistic):

@@ -121,10 +121,11 @@ class PrivacyFindings:
 
 def reference_note(run: dict) -> str:
     """One sentence for the report: which reference-model attack ran, with how many models, in what time."""
-    spread = ("standard deviations per record" if run.get("variance") == "per record"
+    spread = ("standard deviations per record" if run.get("variance") == "per record"       # documents before 2026-12
               else "standard deviations pooled over the records")
     kind = (f"online LiRA (each record in about half of the models, out of the others; Gaussian fits with per-record "
-            f"means, {spread})" if run["attack"] == "online"
+            f"means, {spread}; the likelihood ratio made non-decreasing in the model's confidence)"
+            if run["attack"] == "online"
             else f"offline LiRA (models trained without the record only; {spread})")
     how = (f"chosen from a time budget of {run['budget_s']:g} s after the first took "
            f"{run['seconds_first_model']:.1f} s" if run["chosen_from_budget"] else f"{run['n_models']} as configured")

@@ -21,13 +21,20 @@ K even every record of the pool is in exactly K/2 of them (K odd: the last model
 - *online* (the pool is the training split **and** the scored non-member splits, e.g. the holdout): every
   record, member or not, has IN models (trained with it) and OUT models (without it). Per record, Gaussian
   fits of the logit-scaled confidence φ (below) of the IN and of the OUT models, ``N(μ_in, σ_in²)`` and
-  ``N(μ_out, σ_out²)``, and the score is LiRA's likelihood ratio
+  ``N(μ_out, σ_out²)``, and the score is LiRA's likelihood ratio, made non-decreasing in φ_target:
 
-      ``Λ = log N(φ_target; μ_in, σ_in²) − log N(φ_target; μ_out, σ_out²)``.
+      ``Λ(x) = log N(x; μ_in, σ_in²) − log N(x; μ_out, σ_out²)``,   score ``= Λ(clip(φ_target))``.
 
-  The means are per record; the standard deviations are per record when every record has at least
-  ``PER_RECORD_MIN`` IN and OUT models, else pooled over the records (LiRA's fixed-variance variant, which its
-  authors recommend with few models: a variance from 2 to 7 values is too noisy to divide by). Members and
+  The means are per record; the standard deviations are pooled over the records (LiRA's fixed-variance
+  variant). Per-record standard deviations were dropped (they were used from 32 IN and 32 OUT models on): on
+  the canary benchmark's development seeds (10, 11; ``benchmarks/privacy_mlp_canaries.py``), far outside the
+  data the OUT models of a memorised record split between predicting its label and not, so its own σ_out is
+  several logits wide and Λ stays near the non-members' tail (64 models: 20, 19 and 18 of 20 canaries flagged
+  on three development runs); pooled, 20 of 20 on each. ``Λ`` is a quadratic in x; with ``σ_in ≠ σ_out`` it turns at
+  ``x* = (μ_in/σ_in² − μ_out/σ_out²) / (1/σ_in² − 1/σ_out²)``, beyond which a *more* confident target would
+  score *lower* (a record the audited model, trained to a tighter tolerance than the reference models, fits
+  better than they do looked less exposed). ``clip`` keeps x on the rising side: ``min(x, x*)`` when
+  ``σ_in < σ_out``, ``max(x, x*)`` when ``σ_in > σ_out``, x itself when they are equal. Members and
   non-members are scored by the same rule against models drawn the same way, so a threshold calibrated on
   non-members holds for members that are not memorised.
 - *offline* (the pool is the training split only): a member's OUT models are those not trained on it; a record
@@ -87,8 +94,6 @@ REFERENCE_TOLERANCE = 1e-5
 REFERENCE_RELATIVE = 1e-4
 #: Fewest / most reference models chosen from a time budget; online LiRA from this many models on.
 MIN_MODELS, MAX_MODELS, ONLINE_MIN_MODELS = 4, 64, 16
-#: Per-record standard deviations when every record has at least this many IN and OUT models.
-PER_RECORD_MIN = 32
 ATTACKS = ("auto", "online", "offline")
 
 
@@ -328,6 +333,19 @@ def _offline(phi_ref, phi_target, members, sizes, scored, names, K, seed) -> Ref
                            in_model=in_model, attack="offline")
 
 
+def monotone_ratio(x: np.ndarray, mu_in, sigma_in: float, mu_out, sigma_out: float) -> np.ndarray:
+    """LiRA's ``Λ(x) = log N(x; μ_in, σ_in²) − log N(x; μ_out, σ_out²)`` at x clipped to the side of its turning
+    point ``x* = (μ_in/σ_in² − μ_out/σ_out²) / (1/σ_in² − 1/σ_out²)`` where it rises (module docstring):
+    non-decreasing in x, equal to Λ(x) there."""
+    a, b = 1.0 / sigma_in ** 2, 1.0 / sigma_out ** 2
+    if a == b:
+        clipped = x
+    else:
+        turn = (np.asarray(mu_in) * a - np.asarray(mu_out) * b) / (a - b)
+        clipped = np.minimum(x, turn) if sigma_in < sigma_out else np.maximum(x, turn)
+    return _log_normal(clipped, mu_in, sigma_in) - _log_normal(clipped, mu_out, sigma_out)
+
+
 def _online(phi_ref, phi_target, members, sizes, scored, names, K, seed) -> ReferenceScores:
     offsets = np.cumsum([0] + [sizes[s] for s in scored])
     in_mask = {s: members[:, offsets[i]:offsets[i + 1]] for i, s in enumerate(scored)}
@@ -337,18 +355,8 @@ def _online(phi_ref, phi_target, members, sizes, scored, names, K, seed) -> Refe
     inside = np.concatenate([in_mask[s] for s in scored], axis=1)
     sigma_in = _pooled(everything, inside, np.concatenate([mu_in[s] for s in scored]))
     sigma_out = _pooled(everything, ~inside, np.concatenate([mu_out[s] for s in scored]))
-    per_record = min(inside.sum(axis=0).min(), (~inside).sum(axis=0).min()) >= PER_RECORD_MIN
-    scores = {}
-    for s in names:
-        s_in, s_out = sigma_in, sigma_out
-        if per_record:
-            s_in = np.maximum(np.sqrt(np.where(in_mask[s], (phi_ref[s] - mu_in[s]) ** 2, 0).sum(0)
-                                      / (in_mask[s].sum(0) - 1)), SIGMA_FLOOR)
-            s_out = np.maximum(np.sqrt(np.where(~in_mask[s], (phi_ref[s] - mu_out[s]) ** 2, 0).sum(0)
-                                       / ((~in_mask[s]).sum(0) - 1)), SIGMA_FLOOR)
-        scores[s] = _log_normal(phi_target[s], mu_in[s], s_in) - _log_normal(phi_target[s], mu_out[s], s_out)
+    scores = {s: monotone_ratio(phi_target[s], mu_in[s], sigma_in, mu_out[s], sigma_out) for s in names}
     return ReferenceScores(scores=scores, phi_target=phi_target, mu_out={s: mu_out[s] for s in names},
                            n_out={s: (~in_mask[s]).sum(axis=0) for s in names}, n_models=K, sigma=sigma_out,
                            seed=seed, in_model=in_mask["train"], attack="online",
-                           mu_in={s: mu_in[s] for s in names}, sigma_in=sigma_in,
-                           variance="per record" if per_record else "pooled")
+                           mu_in={s: mu_in[s] for s in names}, sigma_in=sigma_in, variance="pooled")
