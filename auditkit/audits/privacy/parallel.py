@@ -8,7 +8,11 @@ boolean masks of the rows each model is trained on, ``seed``, ``cold`` (start fr
 
 Workers are new ("spawned") processes, each with one torch thread: a process forked after torch ran OpenMP
 threads can hang. A job that cannot be pickled (e.g. a training function defined inside a function), or that a
-worker cannot load, is trained in this process instead.
+worker cannot load, is trained in this process instead. The job reaches the workers through a temporary file,
+not the pipe that starts them: a worker that dies while starting (e.g. a script without an
+``if __name__ == "__main__":`` guard, which every spawned process runs again) then breaks the pool, and the
+models are trained here with a warning, where a large job written into the pipe of a dead worker could block
+for ever.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import copy
 import multiprocessing
 import os
 import pickle
+import tempfile
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -25,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...errors import InputError
+from ...errors import AuditkitWarning, InputError
 
 
 def cold_start(model: nn.Module, seed, build=None) -> nn.Module:
@@ -62,9 +68,11 @@ _JOB: dict = {}
 PARALLEL_MIN_S = 10.0
 
 
-def _load_job(blob: bytes) -> None:
+def _load_job(path: str) -> None:
+    with open(path, "rb") as f:
+        job = pickle.load(f)
     _JOB.clear()
-    _JOB.update(pickle.loads(blob))
+    _JOB.update(job)
     torch.set_num_threads(1)
 
 
@@ -109,12 +117,19 @@ def _train_all(indices: list[int], workers: int) -> tuple[dict[int, tuple[dict, 
         except Exception:  # noqa: BLE001 - anything that cannot be pickled: train here instead
             blob = None
         if blob is not None:
-            try:
-                with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_load_job, initargs=(blob,)) as pool:
-                    return {k: (state, sec) for k, state, sec in pool.map(_train_one, indices)}, workers
-            except BrokenProcessPool:
-                pass                                       # a worker could not load the job: train here
+            with tempfile.TemporaryDirectory(prefix="auditkit-job-") as folder:
+                path = os.path.join(folder, "job.pickle")
+                with open(path, "wb") as f:
+                    f.write(blob)
+                try:
+                    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_load_job, initargs=(path,)) as pool:
+                        return {k: (state, sec) for k, state, sec in pool.map(_train_one, indices)}, workers
+                except BrokenProcessPool:                  # a worker died starting or loading the job: train here
+                    warnings.warn("the worker processes that train the reference models could not start (a script "
+                                  "run as the main program needs its audit under `if __name__ == \"__main__\":`, "
+                                  "which spawned processes skip); training them in this process instead",
+                                  AuditkitWarning, stacklevel=2)
     return {k: (state, sec) for k, state, sec in map(_train_one, indices)}, 1
 
 
