@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import auditkit.audits.privacy.reference as reference  # noqa: E402
 from auditkit.audits.privacy.attacks import flag_threshold  # noqa: E402
 from auditkit.audits.privacy.plugin import tail_scale  # noqa: E402
-from auditkit.audits.privacy.reference import SIGMA_FLOOR, _log_normal, _mean, _pooled, monotone_ratio  # noqa: E402
+from auditkit.audits.privacy.reference import SIGMA_FLOOR, _log_normal  # noqa: E402
 
 RUNS = [("heart_disease", 10), ("german_credit", 11), ("heart_disease", 11)]
 BUDGET = 0.01
@@ -78,26 +78,21 @@ def capture(cache: Path) -> None:
 
 
 def variants(args) -> dict[str, dict[str, np.ndarray]]:
-    """The three online scores of every scored split, from the attack's inputs."""
+    """The three online scores of every scored split, from the attack's inputs: the plugin's own (``_online``:
+    pooled, monotone), the same Gaussians without the clip, and per-record standard deviations around its means."""
     phi_ref, phi_target, members, sizes, scored, names, _, _ = args
+    ref = reference._online(*args)
     offsets = np.cumsum([0] + [sizes[s] for s in scored])
     in_mask = {s: members[:, offsets[i]:offsets[i + 1]] for i, s in enumerate(scored)}
-    mu_in = {s: _mean(phi_ref[s], in_mask[s]) for s in scored}
-    mu_out = {s: _mean(phi_ref[s], ~in_mask[s]) for s in scored}
-    every = np.concatenate([phi_ref[s] for s in scored], axis=1)
-    inside = np.concatenate([in_mask[s] for s in scored], axis=1)
-    pooled_in = _pooled(every, inside, np.concatenate([mu_in[s] for s in scored]))
-    pooled_out = _pooled(every, ~inside, np.concatenate([mu_out[s] for s in scored]))
-    out: dict[str, dict[str, np.ndarray]] = {"per_record": {}, "pooled": {}, "pooled_monotone": {}}
+    out: dict[str, dict[str, np.ndarray]] = {"per_record": {}, "pooled": {}, "pooled_monotone": ref.scores}
     for s in names:
-        def spread(mask, mu, s=s):
-            return np.maximum(np.sqrt(np.where(mask, (phi_ref[s] - mu) ** 2, 0).sum(0) / (mask.sum(0) - 1)),
-                              SIGMA_FLOOR)
-        x = phi_target[s]
-        r_in, r_out = spread(in_mask[s], mu_in[s]), spread(~in_mask[s], mu_out[s])
-        out["per_record"][s] = _log_normal(x, mu_in[s], r_in) - _log_normal(x, mu_out[s], r_out)
-        out["pooled"][s] = _log_normal(x, mu_in[s], pooled_in) - _log_normal(x, mu_out[s], pooled_out)
-        out["pooled_monotone"][s] = monotone_ratio(x, mu_in[s], pooled_in, mu_out[s], pooled_out)
+        x, mu_in, mu_out = phi_target[s], ref.mu_in[s], ref.mu_out[s]
+        r_in = np.maximum(np.sqrt(np.where(in_mask[s], (phi_ref[s] - mu_in) ** 2, 0).sum(0)
+                                  / (in_mask[s].sum(0) - 1)), SIGMA_FLOOR)
+        r_out = np.maximum(np.sqrt(np.where(~in_mask[s], (phi_ref[s] - mu_out) ** 2, 0).sum(0)
+                                   / ((~in_mask[s]).sum(0) - 1)), SIGMA_FLOOR)
+        out["per_record"][s] = _log_normal(x, mu_in, r_in) - _log_normal(x, mu_out, r_out)
+        out["pooled"][s] = _log_normal(x, mu_in, ref.sigma_in) - _log_normal(x, mu_out, ref.sigma)
     return out
 
 

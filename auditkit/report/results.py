@@ -209,11 +209,12 @@ def false_alarm_rate(p) -> float | None:
 def flagged(section: Section, run: RunDocument, *, figures: dict, minimum: int) -> None:
     """The flagged training records: how many, the risk distribution, exposure by group, the trust check."""
     p = run.privacy
+    rate = false_alarm_rate(p)
     section.blocks.append(Heading("Flagged training records"))
     section.blocks.append(Paragraph(
         f"{fmt.count(p.n_flagged)} of {fmt.count(p.n_members)} training records are flagged as "
-        f"exposed (risk above {fmt.num(p.threshold)}; false-alarm rate at most {fmt.pct(false_alarm_rate(p), 1)}, "
-        f"so up to about {fmt.count(round(float(false_alarm_rate(p) or 0) * float(p.n_members or 0)))} flags "
+        f"exposed (risk above {fmt.num(p.threshold)}; false-alarm rate at most {fmt.pct(rate, 1)}, "
+        f"so up to about {fmt.count(round(float(rate or 0) * float(p.n_members or 0)))} flags "
         f"are expected by chance alone). A flag means the model's behaviour on the record is unlike its behaviour on "
         f"unseen records, so it may reveal that the record was in the training data."))
     if "risk_distribution" in figures:

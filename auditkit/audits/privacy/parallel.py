@@ -106,30 +106,35 @@ def available_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _write_job(path: str) -> bool:
+    """Pickle ``_JOB`` to ``path`` for the workers; False when it cannot be pickled (e.g. a training function
+    defined inside a function)."""
+    try:
+        with open(path, "wb") as f:
+            pickle.dump(dict(_JOB), f)
+    except Exception:  # noqa: BLE001 - anything that cannot be pickled: train here instead
+        return False
+    return True
+
+
 def _train_all(indices: list[int], workers: int) -> tuple[dict[int, tuple[dict, float]], int]:
     """Models ``indices`` of ``_JOB`` and the number of processes that trained them: ``workers`` new
     ("spawned") processes, each with one torch thread, or this process when ``workers`` is 1 or the job cannot
     be sent to another process (it cannot be pickled, e.g. a training function defined inside a function, or
     a worker cannot load it). Spawned, not forked: a process forked after torch ran OpenMP threads can hang."""
     if workers > 1 and len(indices) > 1:
-        try:
-            blob = pickle.dumps(dict(_JOB))
-        except Exception:  # noqa: BLE001 - anything that cannot be pickled: train here instead
-            blob = None
-        if blob is not None:
-            with tempfile.TemporaryDirectory(prefix="auditkit-job-") as folder:
-                path = os.path.join(folder, "job.pickle")
-                with open(path, "wb") as f:
-                    f.write(blob)
+        with tempfile.TemporaryDirectory(prefix="auditkit-job-") as folder:
+            path = os.path.join(folder, "job.pickle")
+            if _write_job(path):
                 try:
                     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_load_job, initargs=(path,)) as pool:
                         return {k: (state, sec) for k, state, sec in pool.map(_train_one, indices)}, workers
                 except BrokenProcessPool:                  # a worker died starting or loading the job: train here
-                    warnings.warn("the worker processes that train the reference models could not start (a script "
-                                  "run as the main program needs its audit under `if __name__ == \"__main__\":`, "
-                                  "which spawned processes skip); training them in this process instead",
-                                  AuditkitWarning, stacklevel=2)
+                    warnings.warn("the worker processes that train the reference models could not start or load "
+                                  "the job (a script run as the main program, for one, needs its audit under "
+                                  "`if __name__ == \"__main__\":`, which spawned processes skip); training them "
+                                  "in this process instead", AuditkitWarning, stacklevel=2)
     return {k: (state, sec) for k, state, sec in map(_train_one, indices)}, 1
 
 

@@ -121,8 +121,7 @@ class PrivacyFindings:
 
 def reference_note(run: dict) -> str:
     """One sentence for the report: which reference-model attack ran, with how many models, in what time."""
-    spread = ("standard deviations per record" if run.get("variance") == "per record"       # documents before 2026-12
-              else "standard deviations pooled over the records")
+    spread = "standard deviations pooled over the records"
     kind = (f"online LiRA (each record in about half of the models, out of the others; Gaussian fits with per-record "
             f"means, {spread}; the likelihood ratio made non-decreasing in the model's confidence)"
             if run["attack"] == "online"
